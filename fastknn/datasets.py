@@ -3,7 +3,9 @@
 fastknn ships 15,000 distinct MNIST digits (``fastknn/data/mnist_digits.npz``,
 built by ``python -m fastknn.data.build_digits``). This module loads them,
 cuts them into the train / validation / test layouts of the original hands-on
-project, and reads the IDX format in which MNIST itself is published.
+project, and reads and writes that project's gzip-compressed pickle files
+without ever executing code found in a pickle. It also reads the IDX format
+in which MNIST itself is published.
 
 The digits are MNIST by Yann LeCun and Corinna Cortes, derived from NIST
 data, and are available under Creative Commons Attribution-Share Alike 3.0;
@@ -15,6 +17,8 @@ import gzip
 import importlib.resources
 import math
 import os
+import pathlib
+import pickle
 import zlib
 
 import numpy as np
@@ -22,9 +26,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch
 
 __all__ = [
+    "UnsafePickleError",
     "load_mnist",
+    "load_mnist_pickle",
     "load_mnist_split",
     "read_idx",
+    "save_mnist_pickle",
 ]
 
 _PACKAGED_FILE = "mnist_digits.npz"
@@ -36,6 +43,14 @@ _SPLIT_LAYOUTS = {
     "1000": (1_000, 200, 200),
 }
 
+_SPLIT_PART_NAMES = (
+    "trainData",
+    "trainLabels",
+    "valData",
+    "valLabels",
+    "testData",
+    "testLabels",
+)
 
 # IDX type codes and the big-endian numpy dtype each one stands for.
 _IDX_DTYPES = {
@@ -217,6 +232,283 @@ def load_mnist_split(layout="10000", *, random_state=0):
         parts.append(pixels[rows].astype(np.float32) / np.float32(255))
         parts.append(labels[rows])
     return tuple(parts)
+
+
+# --------------------------------------------------------------------------
+# The original project's pickle files
+# --------------------------------------------------------------------------
+
+
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """A pickle asked for a global that a safe load does not allow.
+
+    Raised before the global is imported or called. It is both a
+    :class:`pickle.UnpicklingError` and a :class:`ValueError`.
+    """
+
+
+def _encode_latin1(text, encoding):
+    """Stand in for ``_codecs.encode``, allowing only what numpy needs.
+
+    Protocol 2 pickles of ``bytes`` (the raw buffer of an array) are written
+    as ``_codecs.encode(text, "latin1")``.
+    """
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise UnsafePickleError(
+            f"refused _codecs.encode with encoding {encoding!r}: "
+            "only 'latin1' text occurs in numpy array pickles"
+        )
+    return text.encode("latin1")
+
+
+_numpy_reconstruct = np.ndarray.__reduce__(np.empty(0))[0]
+
+
+def _reconstruct_empty_ndarray(subtype, shape, dtype):
+    """Stand in for numpy's ``_reconstruct``, allowing only what pickles use.
+
+    numpy pickles an array as ``_reconstruct(ndarray, (0,), b"b")`` followed by
+    ``__setstate__`` with the real shape and data. Any other shape would make
+    ``_reconstruct`` allocate memory of a size the file chooses.
+    """
+    if subtype is not np.ndarray or tuple(shape) != (0,):
+        raise UnsafePickleError(
+            f"refused numpy _reconstruct({subtype!r}, {shape!r}, ...): numpy "
+            "array pickles only ever ask for an empty ndarray"
+        )
+    return _numpy_reconstruct(subtype, shape, dtype)
+
+
+def _allowed_pickle_globals():
+    """Map each ``(module, name)`` allowed in a safe load to its object.
+
+    The objects are taken from numpy itself rather than imported by name, so
+    the names written by numpy 1.x (``numpy.core``) and by numpy 2.x
+    (``numpy._core``) both resolve without importing a deprecated module.
+    """
+    scalar = np.float64(0).__reduce__()[0]
+    allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _encode_latin1,
+    }
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = _reconstruct_empty_ndarray
+        allowed[(module, "scalar")] = scalar
+    return allowed
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can build numpy arrays and plain containers, nothing else.
+
+    Every global a pickle names goes through :meth:`find_class`; anything not
+    in the allow-list is refused before it is imported, so a hostile pickle
+    cannot run code.
+    """
+
+    _allowed = _allowed_pickle_globals()
+
+    def find_class(self, module, name):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"refused to load global '{module}.{name}': a safe load only "
+                "allows what protocol-2 pickles of numpy arrays need"
+            ) from None
+
+
+def _check_split_arrays(arrays, where):
+    """Validate a 6-tuple of (data, labels) x (train, validation, test).
+
+    Parameters
+    ----------
+    arrays : object
+        What should be the 6-tuple.
+    where : str
+        Names the file or argument in error messages.
+
+    Returns
+    -------
+    arrays : tuple of 6 ndarray
+        Data as float32 of shape ``(n_samples, n_features)``, labels as int64
+        of shape ``(n_samples,)``.
+
+    Raises
+    ------
+    ValueError
+        If the structure, shapes or dtypes are not those of the format.
+    """
+    if not isinstance(arrays, tuple) or len(arrays) != len(_SPLIT_PART_NAMES):
+        length = len(arrays) if isinstance(arrays, (tuple, list)) else None
+        found = type(arrays).__name__
+        if length is not None:
+            found += f" of length {length}"
+        raise ValueError(
+            f"{where}: expected a tuple of 6 arrays "
+            f"({', '.join(_SPLIT_PART_NAMES)}), found a {found}"
+        )
+    checked = []
+    n_features = None
+    for position in range(0, 6, 2):
+        data, labels = arrays[position], arrays[position + 1]
+        data_name, labels_name = _SPLIT_PART_NAMES[position : position + 2]
+        for name, value in ((data_name, data), (labels_name, labels)):
+            if not isinstance(value, np.ndarray):
+                raise ValueError(
+                    f"{where}: {name} should be a numpy array, "
+                    f"found {type(value).__name__}"
+                )
+        if data.ndim != 2 or data.dtype.kind != "f":
+            raise ValueError(
+                f"{where}: {data_name} should be a 2-D float array, "
+                f"found shape {data.shape} and dtype {data.dtype}"
+            )
+        if n_features is None:
+            n_features = data.shape[1]
+            side = math.isqrt(n_features)
+            if n_features == 0 or side * side != n_features:
+                raise ValueError(
+                    f"{where}: {data_name} has {n_features} columns; "
+                    "expected a square image flattened, e.g. 784 = 28 x 28"
+                )
+        elif data.shape[1] != n_features:
+            raise ValueError(
+                f"{where}: {data_name} has {data.shape[1]} columns but "
+                f"{_SPLIT_PART_NAMES[0]} has {n_features}"
+            )
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"{where}: {labels_name} should be a 1-D integer array, "
+                f"found shape {labels.shape} and dtype {labels.dtype}"
+            )
+        if labels.shape[0] != data.shape[0]:
+            raise ValueError(
+                f"{where}: {data_name} has {data.shape[0]} rows but "
+                f"{labels_name} has {labels.shape[0]} labels"
+            )
+        checked.append(data.astype(np.float32, copy=False))
+        checked.append(labels.astype(np.int64, copy=False))
+    return tuple(checked)
+
+
+def save_mnist_pickle(path, arrays):
+    """Write a split in the original project's format.
+
+    The format is a gzip-compressed pickle, protocol 2, of the 6-tuple
+    ``(trainData, trainLabels, valData, valLabels, testData, testLabels)``,
+    conventionally named after the training size, e.g. ``mnist_10000.pkl.gz``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File to write; it is replaced if it exists.
+    arrays : tuple of 6 ndarray
+        As returned by :func:`load_mnist_split`: 2-D float data with a square
+        number of columns, 1-D integer labels of matching lengths.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        If ``arrays`` does not have the structure described above.
+
+    See Also
+    --------
+    load_mnist_pickle : Read such a file back, safely.
+
+    Notes
+    -----
+    Data are written as float32 and labels as int64. The gzip header carries
+    no file name or time stamp, so equal arrays give byte-identical files.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from fastknn.datasets import (
+    ...     load_mnist_pickle, load_mnist_split, save_mnist_pickle)
+    >>> parts = load_mnist_split("1000")
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> path = save_mnist_pickle(folder / "mnist_1000.pkl.gz", parts)
+    >>> [part.shape for part in load_mnist_pickle(path)][:2]
+    [(1000, 784), (1000,)]
+    """
+    path = pathlib.Path(path)
+    arrays = _check_split_arrays(arrays, "arrays")
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed,
+    ):
+        pickle.dump(arrays, compressed, protocol=2)
+    return path
+
+
+def load_mnist_pickle(path):
+    """Read a file written in the original project's format, safely.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A gzip-compressed pickle of the 6-tuple
+        ``(trainData, trainLabels, valData, valLabels, testData, testLabels)``,
+        as written by :func:`save_mnist_pickle` or by the original project
+        (Python 2 pickles are read with ``encoding="latin1"``).
+
+    Returns
+    -------
+    trainData, trainLabels, valData, valLabels, testData, testLabels : ndarray
+        Data as float32 of shape ``(n_samples, n_features)``, labels as
+        int64 of shape ``(n_samples,)``.
+
+    Raises
+    ------
+    UnsafePickleError
+        If the pickle names any global other than those needed to rebuild
+        numpy arrays. Nothing it names is imported or run.
+    ValueError
+        If the file is not gzip, is truncated or corrupt, or does not hold a
+        6-tuple of arrays with the shapes and dtypes described above.
+        (:class:`UnsafePickleError` is a ValueError too.)
+
+    See Also
+    --------
+    save_mnist_pickle : Write such a file.
+
+    Notes
+    -----
+    Unlike :func:`pickle.load`, this never executes code from the file: only
+    numpy's array and dtype constructors may be named in it.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from fastknn.datasets import (
+    ...     load_mnist_pickle, load_mnist_split, save_mnist_pickle)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "mnist_1000.pkl.gz"
+    >>> _ = save_mnist_pickle(path, load_mnist_split("1000"))
+    >>> trainData, trainLabels, *rest = load_mnist_pickle(path)
+    >>> trainData.dtype, trainLabels.dtype, len(rest)
+    (dtype('float32'), dtype('int64'), 4)
+    """
+    path = os.fspath(path)
+    try:
+        with gzip.open(path, "rb") as file:
+            arrays = _NumpyOnlyUnpickler(file, encoding="latin1").load()
+    except UnsafePickleError as error:
+        raise UnsafePickleError(f"{path}: {error}") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(
+            f"{path} is truncated or not a gzip-compressed pickle: {error}"
+        ) from error
+    except Exception as error:
+        # A stream that is corrupt rather than hostile can fail in many ways
+        # (UnpicklingError, KeyError, TypeError, ...); nothing in it has run.
+        raise ValueError(f"{path} holds a corrupt pickle: {error!r}") from error
+    return _check_split_arrays(arrays, path)
 
 
 # --------------------------------------------------------------------------

@@ -3,16 +3,22 @@
 import doctest
 import gzip
 import io
+import os
 import pathlib
+import pickle
+import struct
 
 import numpy as np
 import pytest
 
 from fastknn import datasets
 from fastknn.datasets import (
+    UnsafePickleError,
     load_mnist,
+    load_mnist_pickle,
     load_mnist_split,
     read_idx,
+    save_mnist_pickle,
 )
 
 SHARED_MNIST = pathlib.Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
@@ -35,6 +41,11 @@ def small_split():
 
 def rows_as_bytes(data):
     return {row.tobytes() for row in data}
+
+
+def write_plain_pickle(path, obj, protocol=2):
+    with gzip.open(path, "wb") as file:
+        pickle.dump(obj, file, protocol=protocol)
 
 
 # --------------------------------------------------------------------------
@@ -154,6 +165,255 @@ def test_split_is_deterministic_for_a_seed(small_split):
 def test_split_rejects_unknown_layout(layout):
     with pytest.raises(ValueError, match="unknown layout.*'10000', '1000'"):
         load_mnist_split(layout)
+
+
+# --------------------------------------------------------------------------
+# save_mnist_pickle / load_mnist_pickle
+# --------------------------------------------------------------------------
+
+
+def test_pickle_round_trip(small_split, tmp_path):
+    path = save_mnist_pickle(tmp_path / "mnist_1000.pkl.gz", small_split)
+    loaded = load_mnist_pickle(path)
+    assert len(loaded) == 6
+    for original, read_back in zip(small_split, loaded, strict=True):
+        assert read_back.dtype == original.dtype
+        np.testing.assert_array_equal(read_back, original)
+
+
+def test_saved_pickle_opens_with_plain_pickle(small_split, tmp_path):
+    path = save_mnist_pickle(tmp_path / "mnist_1000.pkl.gz", small_split)
+    with gzip.open(path, "rb") as file:
+        raw = file.read()
+    assert raw[:2] == b"\x80\x02"  # PROTO opcode, protocol 2
+    loaded = pickle.load(io.BytesIO(raw), encoding="latin1")
+    assert isinstance(loaded, tuple) and len(loaded) == 6
+    for original, read_back in zip(small_split, loaded, strict=True):
+        np.testing.assert_array_equal(read_back, original)
+
+
+def test_saved_pickle_is_byte_reproducible(small_split, tmp_path):
+    first = save_mnist_pickle(tmp_path / "first.pkl.gz", small_split)
+    second = save_mnist_pickle(tmp_path / "second.pkl.gz", small_split)
+    assert first.read_bytes() == second.read_bytes()
+
+
+def make_tiny_split(n_features=16, data_dtype=np.float64, label_dtype=np.int32):
+    rng = np.random.default_rng(0)
+    parts = []
+    for n_samples in (6, 3, 2):
+        parts.append(rng.random((n_samples, n_features)).astype(data_dtype))
+        parts.append(rng.integers(0, 10, n_samples).astype(label_dtype))
+    return tuple(parts)
+
+
+def test_load_plain_protocol_2_pickle_and_coerce_dtypes(tmp_path):
+    arrays = make_tiny_split()
+    path = tmp_path / "plain.pkl.gz"
+    write_plain_pickle(path, arrays)
+    loaded = load_mnist_pickle(path)
+    for original, read_back in zip(arrays, loaded, strict=True):
+        assert read_back.dtype in (np.float32, np.int64)
+        np.testing.assert_allclose(read_back, original, rtol=1e-6)
+
+
+def test_load_pickle_with_numpy_1_module_names(tmp_path):
+    arrays = make_tiny_split()
+    raw = pickle.dumps(arrays, protocol=2)
+    # numpy 1.x wrote numpy.core; numpy 2.x writes numpy._core.
+    raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray" in raw
+    path = tmp_path / "numpy1.pkl.gz"
+    path.write_bytes(gzip.compress(raw))
+    for original, read_back in zip(arrays, load_mnist_pickle(path), strict=True):
+        np.testing.assert_allclose(read_back, original, rtol=1e-6)
+
+
+class Python2StylePickler(pickle._Pickler):
+    """Pickles bytes as Python 2 ``str`` (BINSTRING), not ``_codecs.encode``."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_bytes_as_python2_str(self, obj):
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_bytes_as_python2_str
+
+
+def test_load_python2_style_pickle(tmp_path):
+    arrays = make_tiny_split(data_dtype=np.float32, label_dtype=np.int64)
+    buffer = io.BytesIO()
+    Python2StylePickler(buffer, protocol=2).dump(arrays)
+    raw = buffer.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"_codecs" not in raw
+    path = tmp_path / "python2.pkl.gz"
+    path.write_bytes(gzip.compress(raw))
+    for original, read_back in zip(arrays, load_mnist_pickle(path), strict=True):
+        np.testing.assert_array_equal(read_back, original)
+
+
+class RunsShellCommand:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+class CallsEval:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (eval, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+@pytest.mark.parametrize(
+    "make_payload, refused",
+    [
+        (lambda marker: RunsShellCommand(f"touch '{marker}'"), r"(posix|nt)\.system"),
+        (lambda marker: CallsEval(marker), r"(builtins|__builtin__)\.eval"),
+    ],
+    ids=["os.system", "eval"],
+)
+def test_malicious_pickle_is_refused_without_running(
+    tmp_path, protocol, make_payload, refused
+):
+    marker = tmp_path / "MARKER"
+    arrays = list(make_tiny_split())
+    arrays[0] = make_payload(marker)
+    path = tmp_path / "evil.pkl.gz"
+    write_plain_pickle(path, tuple(arrays), protocol=protocol)
+
+    with pytest.raises(UnsafePickleError, match=f"refused to load global '{refused}'"):
+        load_mnist_pickle(path)
+    assert not marker.exists()
+
+
+def test_unsafe_pickle_error_is_a_value_error():
+    assert issubclass(UnsafePickleError, ValueError)
+    assert issubclass(UnsafePickleError, pickle.UnpicklingError)
+
+
+def test_refused_module_is_never_imported(tmp_path, monkeypatch):
+    marker = tmp_path / "IMPORTED"
+    module_dir = tmp_path / "modules"
+    module_dir.mkdir()
+    (module_dir / "booby_trap.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\ndef build():\n    return None\n"
+    )
+    monkeypatch.syspath_prepend(str(module_dir))
+    raw = b"\x80\x02cbooby_trap\nbuild\n)R."
+    path = tmp_path / "import.pkl.gz"
+    path.write_bytes(gzip.compress(raw))
+
+    with pytest.raises(UnsafePickleError, match="booby_trap.build"):
+        load_mnist_pickle(path)
+    assert not marker.exists()
+
+
+def test_codecs_encode_only_allows_latin1(tmp_path):
+    raw = b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x06\x00\x00\x00base64\x86R."
+    path = tmp_path / "codec.pkl.gz"
+    path.write_bytes(gzip.compress(raw))
+    with pytest.raises(UnsafePickleError, match="base64"):
+        load_mnist_pickle(path)
+
+
+def test_reconstruct_may_not_allocate_a_chosen_shape(tmp_path):
+    raw = pickle.dumps(np.zeros(3), protocol=2)
+    empty_shape = b"K\x00\x85"  # BININT1 0, TUPLE1: the (0,) numpy writes
+    assert raw.count(empty_shape) == 1
+    raw = raw.replace(empty_shape, b"J\x00\x00\x00\x40\x85")  # (2**30,)
+    path = tmp_path / "huge.pkl.gz"
+    path.write_bytes(gzip.compress(raw))
+    with pytest.raises(UnsafePickleError, match="only ever ask for an empty"):
+        load_mnist_pickle(path)
+
+
+def test_truncated_gzip_file(small_split, tmp_path):
+    path = save_mnist_pickle(tmp_path / "mnist_1000.pkl.gz", small_split)
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    with pytest.raises(ValueError, match="truncated") as excinfo:
+        load_mnist_pickle(path)
+    assert str(path) in str(excinfo.value)
+
+
+def test_not_a_gzip_file(tmp_path):
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps(make_tiny_split(), protocol=2))
+    with pytest.raises(ValueError, match="not a gzip-compressed pickle"):
+        load_mnist_pickle(path)
+
+
+def test_truncated_pickle_inside_valid_gzip(tmp_path):
+    raw = pickle.dumps(make_tiny_split(), protocol=2)
+    path = tmp_path / "short.pkl.gz"
+    path.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    with pytest.raises(ValueError, match=str(path)):
+        load_mnist_pickle(path)
+
+
+def replace_part(position, value):
+    def change(arrays):
+        arrays = list(arrays)
+        arrays[position] = value(arrays[position]) if callable(value) else value
+        return tuple(arrays)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda arrays: (), "expected a tuple of 6 arrays.*tuple of length 0"),
+        (lambda arrays: arrays[:5], "expected a tuple of 6 arrays.*length 5"),
+        (lambda arrays: arrays + arrays[:1], "expected a tuple of 6 arrays.*length 7"),
+        (lambda arrays: list(arrays), "expected a tuple of 6 arrays.*list"),
+        (lambda arrays: {"train": arrays}, "expected a tuple of 6 arrays.*dict"),
+        (replace_part(0, lambda data: data.ravel()), "trainData should be a 2-D float"),
+        (replace_part(2, lambda data: data[:, :-1]), "valData has 15 columns"),
+        (
+            replace_part(1, lambda labels: labels[:, None]),
+            "trainLabels should be a 1-D",
+        ),
+        (
+            replace_part(5, lambda labels: labels.astype(float)),
+            "testLabels should be.*integer",
+        ),
+        (
+            replace_part(4, lambda data: data.astype(np.uint8)),
+            "testData should be.*float",
+        ),
+        (
+            replace_part(3, lambda labels: labels[:-1]),
+            "valData has 3 rows but valLabels has 2",
+        ),
+        (replace_part(1, [1, 2, 3]), "trainLabels should be a numpy array"),
+    ],
+)
+def test_wrong_structure_is_rejected(tmp_path, change, message):
+    path = tmp_path / "wrong.pkl.gz"
+    write_plain_pickle(path, change(make_tiny_split()))
+    with pytest.raises(ValueError, match=message):
+        load_mnist_pickle(path)
+    not_written = tmp_path / "not_written.pkl.gz"
+    with pytest.raises(ValueError, match=message):
+        save_mnist_pickle(not_written, change(make_tiny_split()))
+    assert not not_written.exists()
+
+
+def test_non_square_feature_count_is_rejected(tmp_path):
+    path = tmp_path / "wide.pkl.gz"
+    write_plain_pickle(path, make_tiny_split(n_features=15))
+    with pytest.raises(ValueError, match="15 columns; expected a square image"):
+        load_mnist_pickle(path)
 
 
 # --------------------------------------------------------------------------
