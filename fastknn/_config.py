@@ -1,0 +1,57 @@
+"""Named defaults shared by the kernels and the search driver.
+
+Everything tunable lives here so that kernels never hard-code flags or sizes.
+"""
+
+import numba
+
+# Fast-math flags for reductions: ``reassoc`` lets LLVM vectorise sums and
+# ``contract`` allows fused multiply-add. ``nnan``/``ninf`` are deliberately
+# absent so that inf sentinels and overflow stay well defined, and ``afn`` is
+# absent because approximate ``pow`` would invalidate the rounding bounds the
+# exact re-ranking relies on.
+FASTMATH = frozenset({"nsz", "contract", "reassoc"})
+
+# Upper bound, in bytes, on the per-chunk buffer of distances (or of
+# matrix-product cross terms) held at once by the search driver. The number of
+# queries per chunk is derived from it, so predicting on any number of queries
+# uses bounded memory.
+WORKING_MEMORY_BYTES = 64 * 2**20
+
+# Tile sizes of the direct (non-BLAS) distance kernel: a tile of query rows is
+# compared with a tile of training rows so that both stay in cache.
+QUERY_TILE = 8
+TRAIN_TILE = 256
+
+
+def jit(*, parallel=False, fastmath=False):
+    """Compile a kernel with on-disk caching, or in memory when impossible.
+
+    Numba caches next to the source file, or in a user cache directory when
+    the package is installed read-only. When neither location is writable,
+    numba refuses ``cache=True`` at decoration time; the kernel is then
+    compiled in memory on each run instead of failing at import.
+
+    Parameters
+    ----------
+    parallel : bool, default=False
+        Forwarded to :func:`numba.njit`.
+    fastmath : bool, default=False
+        Use :data:`FASTMATH` when true.
+
+    Returns
+    -------
+    decorate : callable
+        Decorator turning a Python function into a numba dispatcher.
+    """
+    options = {"parallel": parallel, "nogil": True, "error_model": "numpy"}
+    if fastmath:
+        options["fastmath"] = set(FASTMATH)
+
+    def decorate(function):
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache location
+            return numba.njit(cache=False, **options)(function)
+
+    return decorate

@@ -1,0 +1,1 @@
+"""Numba kernels: array-in, array-out loops on validated, contiguous arrays."""

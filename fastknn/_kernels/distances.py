@@ -1,0 +1,142 @@
+"""Distance kernels over rows of two 2-D arrays.
+
+Every metric is handled through its *reduced* distance, a cheaper monotone
+surrogate that ranks neighbours identically:
+
+=========  ==============================  =======================
+metric     reduced distance                distance
+=========  ==============================  =======================
+euclidean  sum (a - b)**2                  sqrt(reduced)
+manhattan  sum |a - b|                     reduced
+chebyshev  max |a - b|                     reduced
+minkowski  sum |a - b|**p                  reduced ** (1 / p)
+=========  ==============================  =======================
+
+Two flavours exist. :func:`_rdist_tiles` works in the input precision with
+fast-math reductions, for speed; :func:`_exact_rdist` accumulates in float64
+and is used to re-rank the few candidates that can still be among the k
+nearest (see ``topk.py``).
+"""
+
+import numpy as np
+from numba import prange
+
+from .._config import QUERY_TILE, TRAIN_TILE, jit
+
+EUCLIDEAN = 0
+MANHATTAN = 1
+CHEBYSHEV = 2
+MINKOWSKI = 3
+
+
+@jit()
+def _exact_rdist(query, train_row, metric, p):
+    """Reduced distance between two 1-D rows, accumulated in float64.
+
+    ``p`` is only read for ``MINKOWSKI``.
+    """
+    total = 0.0
+    n_features = query.shape[0]
+    if metric == EUCLIDEAN:
+        for f in range(n_features):
+            diff = np.float64(query[f]) - np.float64(train_row[f])
+            total += diff * diff
+    elif metric == MANHATTAN:
+        for f in range(n_features):
+            total += abs(np.float64(query[f]) - np.float64(train_row[f]))
+    elif metric == CHEBYSHEV:
+        for f in range(n_features):
+            total = max(total, abs(np.float64(query[f]) - np.float64(train_row[f])))
+    else:
+        for f in range(n_features):
+            total += abs(np.float64(query[f]) - np.float64(train_row[f])) ** p
+    return total
+
+
+@jit(fastmath=True)
+def _fast_rdist(query, train_row, metric, p, integer_p):
+    """Reduced distance between two 1-D rows in their own precision.
+
+    Sums are vectorised (fast-math reassociation), so the result carries a
+    rounding error bounded in ``topk.rdist_error_bound``. ``integer_p`` is
+    ``p`` when it is a small integer, else 0; it selects loops that multiply
+    instead of calling ``pow``.
+    """
+    total = query[0] - query[0]  # a zero of the input dtype
+    n_features = query.shape[0]
+    if metric == EUCLIDEAN:
+        for f in range(n_features):
+            diff = query[f] - train_row[f]
+            total += diff * diff
+    elif metric == MANHATTAN:
+        for f in range(n_features):
+            total += abs(query[f] - train_row[f])
+    elif metric == CHEBYSHEV:
+        for f in range(n_features):
+            total = max(total, abs(query[f] - train_row[f]))
+    elif integer_p == 3:
+        for f in range(n_features):
+            diff = abs(query[f] - train_row[f])
+            total += diff * diff * diff
+    elif integer_p == 4:
+        for f in range(n_features):
+            diff = query[f] - train_row[f]
+            square = diff * diff
+            total += square * square
+    elif integer_p > 0:
+        for f in range(n_features):
+            diff = abs(query[f] - train_row[f])
+            term = diff
+            for _ in range(integer_p - 1):
+                term *= diff
+            total += term
+    else:
+        for f in range(n_features):
+            total += abs(query[f] - train_row[f]) ** p
+    return total
+
+
+@jit(parallel=True, fastmath=True)
+def _rdist_tiles(queries, train, metric, p, integer_p, out):
+    """Fill ``out[i, j]`` with the fast reduced distance of queries[i] and train[j].
+
+    Parameters
+    ----------
+    queries : ndarray of shape (n_queries, n_features), float32 or float64
+    train : ndarray of shape (n_train, n_features), same dtype as ``queries``
+    metric : int
+        One of ``EUCLIDEAN``, ``MANHATTAN``, ``CHEBYSHEV``, ``MINKOWSKI``.
+    p : float of the input dtype
+        Minkowski power.
+    integer_p : int
+        ``p`` when it is an integer, else 0.
+    out : ndarray of shape (n_queries, n_train), same dtype as ``queries``
+
+    Notes
+    -----
+    Work is split into (query tile, training tile) pairs; consecutive pairs
+    share a training tile so it stays in cache while query tiles stream by.
+    """
+    n_queries = queries.shape[0]
+    n_train = train.shape[0]
+    n_query_tiles = (n_queries + QUERY_TILE - 1) // QUERY_TILE
+    n_train_tiles = (n_train + TRAIN_TILE - 1) // TRAIN_TILE
+    for tile in prange(n_query_tiles * n_train_tiles):
+        train_start = (tile // n_query_tiles) * TRAIN_TILE
+        query_start = (tile % n_query_tiles) * QUERY_TILE
+        train_stop = min(train_start + TRAIN_TILE, n_train)
+        query_stop = min(query_start + QUERY_TILE, n_queries)
+        for j in range(train_start, train_stop):
+            for i in range(query_start, query_stop):
+                out[i, j] = _fast_rdist(queries[i], train[j], metric, p, integer_p)
+
+
+@jit(parallel=True)
+def _squared_norms(rows, out):
+    """Squared Euclidean norm of each row of ``rows``, in float64, into ``out``."""
+    for i in prange(rows.shape[0]):
+        total = 0.0
+        for f in range(rows.shape[1]):
+            value = np.float64(rows[i, f])
+            total += value * value
+        out[i] = total

@@ -1,0 +1,252 @@
+"""Search driver: metric resolution, chunking, threads, output allocation.
+
+Functions here take arrays that are already validated (finite, 2-D,
+C-contiguous, float32 or float64, same dtype) and call the numba kernels.
+"""
+
+import contextlib
+import math
+import numbers
+import os
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ._config import WORKING_MEMORY_BYTES
+from ._kernels.distances import (
+    CHEBYSHEV,
+    EUCLIDEAN,
+    MANHATTAN,
+    MINKOWSKI,
+    _rdist_tiles,
+    _squared_norms,
+)
+from ._kernels.topk import _select_nearest
+
+# Names scikit-learn accepts for the metrics fastknn implements.
+METRIC_ALIASES = {
+    "euclidean": "euclidean",
+    "l2": "euclidean",
+    "manhattan": "manhattan",
+    "cityblock": "manhattan",
+    "l1": "manhattan",
+    "chebyshev": "chebyshev",
+    "infinity": "chebyshev",
+    "minkowski": "minkowski",
+}
+
+_METRIC_IDS = {
+    "euclidean": EUCLIDEAN,
+    "manhattan": MANHATTAN,
+    "chebyshev": CHEBYSHEV,
+    "minkowski": MINKOWSKI,
+}
+
+
+def resolve_metric(metric, p):
+    """Canonical metric name and Minkowski power for a metric and ``p``.
+
+    ``minkowski`` with ``p`` equal to 1, 2 or infinity becomes the dedicated
+    metric, so it runs the dedicated kernel.
+
+    Parameters
+    ----------
+    metric : str
+        A key of :data:`METRIC_ALIASES`.
+    p : float
+        Minkowski power, read only for ``metric="minkowski"``.
+
+    Returns
+    -------
+    name : str
+        One of ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"``.
+    p : float or None
+        The power for ``"minkowski"``, else None.
+
+    Raises
+    ------
+    ValueError
+        For an unknown metric or a ``p`` that is not a number >= 1.
+    """
+    if not isinstance(metric, str) or metric not in METRIC_ALIASES:
+        raise ValueError(
+            f"metric must be one of {sorted(METRIC_ALIASES)}, got {metric!r}."
+        )
+    name = METRIC_ALIASES[metric]
+    if name != "minkowski":
+        return name, None
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not (p >= 1):
+        raise ValueError(f"p must be a real number >= 1 for the minkowski metric, got {p!r}.")
+    if p == 1:
+        return "manhattan", None
+    if p == 2:
+        return "euclidean", None
+    if math.isinf(p):
+        return "chebyshev", None
+    return "minkowski", float(p)
+
+
+def effective_n_threads(n_jobs):
+    """Number of numba threads for ``n_jobs`` (joblib's convention), or None.
+
+    None keeps numba's current setting; -1 means every thread numba may use
+    (``NUMBA_NUM_THREADS``); -2 all but one, and so on.
+    """
+    if n_jobs is None:
+        return None
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs < 0:
+        return max(1, available + 1 + n_jobs)
+    return min(n_jobs, available)
+
+
+@contextlib.contextmanager
+def thread_limit(n_jobs):
+    """Run the block with ``n_jobs`` threads for numba and BLAS, then restore."""
+    n_threads = effective_n_threads(n_jobs)
+    if n_threads is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def as_search_dtype(array):
+    """The array in the float dtype the kernels run on, as a C-contiguous array.
+
+    float32 and float64 are kept (no silent upcast); integers of at most 16
+    bits become float32, where every value is exact; other numeric data
+    becomes float64.
+    """
+    dtype = array.dtype
+    if dtype not in (np.float32, np.float64):
+        small_integer = dtype.kind in "biu" and dtype.itemsize <= 2
+        dtype = np.float32 if small_integer else np.float64
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def squared_norms(rows):
+    """Squared Euclidean norms of the rows, in float64."""
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    _squared_norms(rows, out)
+    return out
+
+
+def rounding_error_bound(dtype, n_features, metric, p):
+    """Relative and absolute error bounds of the fast distance pass.
+
+    A sum of ``n`` rounded terms, each itself a product of ``m`` rounded
+    factors, is off by at most ``(n + m) u / (1 - (n + m) u)`` relative to the
+    exact sum of absolute values (Higham, *Accuracy and Stability of Numerical
+    Algorithms*, 2nd ed., section 3.1), with ``u`` the unit roundoff. The
+    bounds below take that with a margin; for the matrix product, the relative
+    bound applies to ``|q|^2 + |t|^2`` (see ``topk._rdist_bounds``). The
+    absolute term covers underflow of tiny terms.
+    """
+    finfo = np.finfo(dtype)
+    unit_roundoff = float(finfo.eps) / 2.0
+    if metric == "minkowski":
+        operations = n_features + 2.0 * math.ceil(p) + 16.0
+    else:
+        operations = n_features + 8.0
+    relative = 1.5 * operations * unit_roundoff
+    # The float64 arithmetic of the bounds themselves.
+    relative += 16.0 * np.finfo(np.float64).eps
+    absolute = 4.0 * (n_features + 1.0) * float(finfo.tiny)
+    return relative, absolute
+
+
+def chunk_size(n_queries, n_train, itemsize, working_memory=WORKING_MEMORY_BYTES):
+    """Queries per chunk so that one chunk's distance buffer fits ``working_memory``."""
+    return int(max(1, min(n_queries, working_memory // max(1, n_train * itemsize))))
+
+
+def search(queries, train, n_neighbors, metric, p, *, train_sqnorms=None, n_jobs=None):
+    """Exact k nearest training rows of every query.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (n_queries, n_features)
+        C-contiguous, finite, float32 or float64.
+    train : ndarray of shape (n_train, n_features)
+        Same dtype as ``queries``, C-contiguous, finite.
+    n_neighbors : int
+        1 <= n_neighbors <= n_train.
+    metric, p
+        As returned by :func:`resolve_metric`.
+    train_sqnorms : ndarray of shape (n_train,), float64, optional
+        Squared norms of the training rows, for Euclidean (computed if None).
+    n_jobs : int or None
+
+    Returns
+    -------
+    rdist : ndarray of shape (n_queries, n_neighbors), float64
+        Exact reduced distances (squared for Euclidean, p-th power for
+        Minkowski), ascending per row.
+    indices : ndarray of shape (n_queries, n_neighbors), int64
+        Training indices; equal distances are ordered by index.
+    """
+    n_queries, n_features = queries.shape
+    n_train = train.shape[0]
+    dtype = train.dtype
+    metric_id = _METRIC_IDS[metric]
+    power = 0.0 if p is None else float(p)
+    integer_power = int(power) if power.is_integer() and power <= 64 else 0
+    relative_error, absolute_error = rounding_error_bound(dtype, n_features, metric, power)
+    from_cross = metric == "euclidean"
+
+    rdist = np.empty((n_queries, n_neighbors), dtype=np.float64)
+    indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
+    if n_queries == 0:
+        return rdist, indices
+    step = chunk_size(n_queries, n_train, dtype.itemsize)
+    buffer = np.empty((step, n_train), dtype=dtype)
+    empty_norms = np.empty(0, dtype=np.float64)
+    with thread_limit(n_jobs):
+        if from_cross and train_sqnorms is None:
+            train_sqnorms = squared_norms(train)
+        for start in range(0, n_queries, step):
+            stop = min(start + step, n_queries)
+            chunk = queries[start:stop]
+            approx = buffer[: stop - start]
+            if from_cross:
+                np.matmul(chunk, train.T, out=approx)
+                query_sqnorms = squared_norms(chunk)
+            else:
+                _rdist_tiles(chunk, train, metric_id, dtype.type(power), integer_power, approx)
+                query_sqnorms = train_sqnorms = empty_norms
+            _select_nearest(
+                approx,
+                chunk,
+                train,
+                from_cross,
+                query_sqnorms,
+                train_sqnorms,
+                relative_error,
+                absolute_error,
+                metric_id,
+                power,
+                rdist[start:stop],
+                indices[start:stop],
+            )
+    return rdist, indices
+
+
+def rdist_to_dist(rdist, metric, p):
+    """Turn reduced distances into distances, in place, and return them."""
+    if metric == "euclidean":
+        np.sqrt(rdist, out=rdist)
+    elif metric == "minkowski":
+        np.power(rdist, 1.0 / p, out=rdist)
+    return rdist
+
+
+def default_n_threads():
+    """Threads numba uses now (for reports)."""
+    return numba.get_num_threads() if os.environ.get("NUMBA_DISABLE_JIT") != "1" else 1

@@ -1,0 +1,81 @@
+"""The neighbour search alone, for users who do not need a classifier."""
+
+import numbers
+
+import numpy as np
+from sklearn.utils.validation import check_array
+
+from ._search import as_search_dtype, rdist_to_dist, resolve_metric, search
+
+
+def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=True, n_jobs=None):
+    """Exact k nearest rows of ``Y`` for every row of ``X``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_queries, n_features)
+        Queries.
+    Y : array-like of shape (n_samples, n_features)
+        The rows searched.
+    n_neighbors : int, default=5
+        Number of neighbours, 1 <= n_neighbors <= n_samples.
+    metric : str, default="euclidean"
+        ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"`` or
+        one of scikit-learn's aliases for them (``"l2"``, ``"l1"``,
+        ``"cityblock"``, ``"infinity"``).
+    p : float, default=2
+        Power for ``metric="minkowski"``, >= 1.
+    return_distance : bool, default=True
+        Whether to return the distances too.
+    n_jobs : int, default=None
+        Threads (None keeps numba's setting, -1 all).
+
+    Returns
+    -------
+    distances : ndarray of shape (n_queries, n_neighbors), float64
+        Ascending per row; only when ``return_distance``.
+    indices : ndarray of shape (n_queries, n_neighbors), int64
+        Row indices into ``Y``; equal distances are ordered by index.
+
+    Raises
+    ------
+    ValueError
+        For non-finite or non-numeric data, mismatched feature counts, an
+        unknown metric, ``p < 1`` or ``n_neighbors`` out of range.
+
+    Notes
+    -----
+    ``Y`` sets the dtype: float32 and float64 are kept, integers of at most 16
+    bits run as float32, other data as float64; ``X`` is cast to it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastknn import kneighbors
+    >>> Y = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    >>> distances, indices = kneighbors([[0.1, 0.0]], Y, n_neighbors=2)
+    >>> indices
+    array([[0, 1]])
+    >>> distances.round(3)
+    array([[0.1, 0.9]])
+    """
+    metric_name, power = resolve_metric(metric, p)
+    Y = as_search_dtype(check_array(Y, dtype="numeric", input_name="Y"))
+    X = check_array(X, dtype="numeric", input_name="X")
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[1]} features but Y has {Y.shape[1]}; they must match."
+        )
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, numbers.Integral):
+        raise TypeError(f"n_neighbors must be an integer, got {n_neighbors!r}.")
+    if not 1 <= n_neighbors <= Y.shape[0]:
+        raise ValueError(
+            f"n_neighbors must be between 1 and the number of rows of Y ({Y.shape[0]}), got {n_neighbors}."
+        )
+    if n_jobs == 0:
+        raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
+    queries = np.ascontiguousarray(X, dtype=Y.dtype)
+    rdist, indices = search(queries, Y, n_neighbors, metric_name, power, n_jobs=n_jobs)
+    if not return_distance:
+        return indices
+    return rdist_to_dist(rdist, metric_name, power), indices
