@@ -162,8 +162,13 @@ def rounding_error_bound(dtype, n_features, metric, p):
     return relative, absolute
 
 
-def chunk_size(n_queries, n_train, itemsize, working_memory=WORKING_MEMORY_BYTES):
-    """Queries per chunk so that one chunk's distance buffer fits ``working_memory``."""
+def chunk_size(n_queries, n_train, itemsize, working_memory=None):
+    """Queries per chunk so that one chunk's distance buffer fits ``working_memory``.
+
+    ``working_memory`` defaults to :data:`WORKING_MEMORY_BYTES`, read at call time.
+    """
+    if working_memory is None:
+        working_memory = WORKING_MEMORY_BYTES
     return int(max(1, min(n_queries, working_memory // max(1, n_train * itemsize))))
 
 
