@@ -12,19 +12,23 @@ import numba
 # exact re-ranking relies on.
 FASTMATH = frozenset({"nsz", "contract", "reassoc"})
 
+# Adds ``nnan`` and ``ninf`` so that min-reductions vectorise. Only for loops
+# whose inputs are known finite: validated data, in a search whose driver has
+# ruled out overflow of the matrix product (see ``_search.search``).
+FASTMATH_FINITE = FASTMATH | {"nnan", "ninf"}
+
 # Upper bound, in bytes, on the per-chunk buffer of distances (or of
 # matrix-product cross terms) held at once by the search driver. The number of
 # queries per chunk is derived from it, so predicting on any number of queries
 # uses bounded memory.
-WORKING_MEMORY_BYTES = 64 * 2**20
+WORKING_MEMORY_BYTES = 128 * 2**20
 
-# Tile sizes of the direct (non-BLAS) distance kernel: a tile of query rows is
-# compared with a tile of training rows so that both stay in cache.
-QUERY_TILE = 8
-TRAIN_TILE = 256
+# Compile-time constants of a kernel (tile and block sizes) live in the
+# kernel's own module: numba's on-disk cache is invalidated by a change to the
+# kernel's source file, not by a change to this one.
 
 
-def jit(*, parallel=False, fastmath=False):
+def jit(*, parallel=False, fastmath=False, finite=False):
     """Compile a kernel with on-disk caching, or in memory when impossible.
 
     Numba caches next to the source file, or in a user cache directory when
@@ -38,6 +42,8 @@ def jit(*, parallel=False, fastmath=False):
         Forwarded to :func:`numba.njit`.
     fastmath : bool, default=False
         Use :data:`FASTMATH` when true.
+    finite : bool, default=False
+        Use :data:`FASTMATH_FINITE` when true (inputs must be finite).
 
     Returns
     -------
@@ -45,7 +51,9 @@ def jit(*, parallel=False, fastmath=False):
         Decorator turning a Python function into a numba dispatcher.
     """
     options = {"parallel": parallel, "nogil": True, "error_model": "numpy"}
-    if fastmath:
+    if finite:
+        options["fastmath"] = set(FASTMATH_FINITE)
+    elif fastmath:
         options["fastmath"] = set(FASTMATH)
 
     def decorate(function):

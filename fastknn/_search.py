@@ -162,6 +162,26 @@ def rounding_error_bound(dtype, n_features, metric, p):
     return relative, absolute
 
 
+def fast_pass_may_overflow(metric, p, dtype, n_features, train_scale, query_scale):
+    """Whether the fast distance pass could overflow ``dtype``.
+
+    ``train_scale`` and ``query_scale`` bound the data: the largest squared
+    row norm for Euclidean (cross terms are at most ``|q| |t|``), else the
+    largest absolute value (a reduced distance is at most
+    ``n_features (2 max|x|)^p``). The selection kernel assumes finite fast
+    distances, so the driver skips the fast pass when this returns true.
+    """
+    log_limit = math.log(float(np.finfo(dtype).max) / 8.0)
+    if metric == "euclidean":
+        product = train_scale * query_scale
+        return product > 0 and 0.5 * math.log(product) > log_limit
+    largest = max(train_scale, query_scale)
+    if largest == 0:
+        return False
+    power = 1.0 if p is None else p
+    return math.log(n_features) + power * math.log(2.0 * largest) > log_limit
+
+
 def chunk_size(n_queries, n_train, itemsize, working_memory=None):
     """Queries per chunk so that one chunk's distance buffer fits ``working_memory``.
 
@@ -204,39 +224,56 @@ def search(queries, train, n_neighbors, metric, p, *, train_sqnorms=None, n_jobs
     power = 0.0 if p is None else float(p)
     integer_power = int(power) if power.is_integer() and power <= 64 else 0
     relative_error, absolute_error = rounding_error_bound(dtype, n_features, metric, power)
-    from_cross = metric == "euclidean"
 
     rdist = np.empty((n_queries, n_neighbors), dtype=np.float64)
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     if n_queries == 0:
         return rdist, indices
-    step = chunk_size(n_queries, n_train, dtype.itemsize)
-    buffer = np.empty((step, n_train), dtype=dtype)
-    empty_norms = np.empty(0, dtype=np.float64)
     with thread_limit(n_jobs):
-        if from_cross and train_sqnorms is None:
-            train_sqnorms = squared_norms(train)
+        if metric == "euclidean":
+            if train_sqnorms is None:
+                train_sqnorms = squared_norms(train)
+            query_sqnorms = squared_norms(queries)
+            train_scale, query_scale = train_sqnorms.max(), query_sqnorms.max()
+        else:
+            train_scale = max(train.max(), -train.min())
+            query_scale = max(queries.max(), -queries.min())
+        fast_pass = not fast_pass_may_overflow(metric, p, dtype, n_features, train_scale, query_scale)
+        from_cross = fast_pass and metric == "euclidean"
+        train_upper = train_lower = empty = np.empty(0, dtype=np.float64)
+        if from_cross:
+            train_upper = train_sqnorms * (1.0 + relative_error) + absolute_error
+            train_lower = train_sqnorms * (1.0 - relative_error) - absolute_error
+        elif not fast_pass:
+            # Rank on zeros with an error bound so wide that every row is a
+            # candidate: each distance is then computed exactly, in float64.
+            relative_error, absolute_error = 0.0, float(np.finfo(np.float64).max) / 4.0
+
+        step = chunk_size(n_queries, n_train, dtype.itemsize)
+        buffer = np.empty((step, n_train), dtype=dtype)
         for start in range(0, n_queries, step):
             stop = min(start + step, n_queries)
             chunk = queries[start:stop]
             approx = buffer[: stop - start]
             if from_cross:
-                np.matmul(chunk, train.T, out=approx)
-                query_sqnorms = squared_norms(chunk)
-            else:
+                np.dot(chunk, train.T, out=approx)
+            elif fast_pass:
                 _rdist_tiles(chunk, train, metric_id, dtype.type(power), integer_power, approx)
-                query_sqnorms = train_sqnorms = empty_norms
+            else:
+                approx[:] = 0
             _select_nearest(
                 approx,
                 chunk,
                 train,
                 from_cross,
-                query_sqnorms,
-                train_sqnorms,
+                query_sqnorms[start:stop] if from_cross else empty,
+                train_upper,
+                train_lower,
                 relative_error,
                 absolute_error,
                 metric_id,
                 power,
+                4 * numba.get_num_threads(),
                 rdist[start:stop],
                 indices[start:stop],
             )

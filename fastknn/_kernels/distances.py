@@ -21,12 +21,17 @@ nearest (see ``topk.py``).
 import numpy as np
 from numba import prange
 
-from .._config import QUERY_TILE, TRAIN_TILE, jit
+from .._config import jit
 
 EUCLIDEAN = 0
 MANHATTAN = 1
 CHEBYSHEV = 2
 MINKOWSKI = 3
+
+# Tile sizes of ``_rdist_tiles``: a tile of query rows meets a tile of
+# training rows that stays in the per-core cache while query tiles stream by.
+QUERY_TILE = 8
+TRAIN_TILE = 256
 
 
 @jit()
@@ -96,6 +101,71 @@ def _fast_rdist(query, train_row, metric, p, integer_p):
     return total
 
 
+@jit(fastmath=True)
+def _fast_rdist_x4(queries, first, train_row, metric, p, integer_p, out, column):
+    """Fast reduced distances of queries[first:first + 4] to one training row.
+
+    Four queries share each load of the training row, which halves the
+    memory traffic of the innermost loop. Results go to
+    ``out[first:first + 4, column]``. Powers other than 1, 2, 3, 4 and inf
+    fall back to :func:`_fast_rdist` per query.
+    """
+    q0 = queries[first]
+    q1 = queries[first + 1]
+    q2 = queries[first + 2]
+    q3 = queries[first + 3]
+    a0 = q0[0] - q0[0]  # a zero of the input dtype
+    a1 = a0
+    a2 = a0
+    a3 = a0
+    n_features = q0.shape[0]
+    if metric == EUCLIDEAN:
+        for f in range(n_features):
+            t = train_row[f]
+            d0 = q0[f] - t
+            d1 = q1[f] - t
+            d2 = q2[f] - t
+            d3 = q3[f] - t
+            a0 += d0 * d0
+            a1 += d1 * d1
+            a2 += d2 * d2
+            a3 += d3 * d3
+    elif metric == MANHATTAN:
+        for f in range(n_features):
+            t = train_row[f]
+            a0 += abs(q0[f] - t)
+            a1 += abs(q1[f] - t)
+            a2 += abs(q2[f] - t)
+            a3 += abs(q3[f] - t)
+    elif metric == CHEBYSHEV:
+        for f in range(n_features):
+            t = train_row[f]
+            a0 = max(a0, abs(q0[f] - t))
+            a1 = max(a1, abs(q1[f] - t))
+            a2 = max(a2, abs(q2[f] - t))
+            a3 = max(a3, abs(q3[f] - t))
+    elif integer_p == 3:
+        for f in range(n_features):
+            t = train_row[f]
+            d0 = abs(q0[f] - t)
+            d1 = abs(q1[f] - t)
+            d2 = abs(q2[f] - t)
+            d3 = abs(q3[f] - t)
+            a0 += d0 * d0 * d0
+            a1 += d1 * d1 * d1
+            a2 += d2 * d2 * d2
+            a3 += d3 * d3 * d3
+    else:
+        a0 = _fast_rdist(q0, train_row, metric, p, integer_p)
+        a1 = _fast_rdist(q1, train_row, metric, p, integer_p)
+        a2 = _fast_rdist(q2, train_row, metric, p, integer_p)
+        a3 = _fast_rdist(q3, train_row, metric, p, integer_p)
+    out[first, column] = a0
+    out[first + 1, column] = a1
+    out[first + 2, column] = a2
+    out[first + 3, column] = a3
+
+
 @jit(parallel=True, fastmath=True)
 def _rdist_tiles(queries, train, metric, p, integer_p, out):
     """Fill ``out[i, j]`` with the fast reduced distance of queries[i] and train[j].
@@ -115,7 +185,8 @@ def _rdist_tiles(queries, train, metric, p, integer_p, out):
     Notes
     -----
     Work is split into (query tile, training tile) pairs; consecutive pairs
-    share a training tile so it stays in cache while query tiles stream by.
+    share a training tile so that it stays in cache while query tiles stream
+    by, and within a tile four queries at a time share each training row.
     """
     n_queries = queries.shape[0]
     n_train = train.shape[0]
@@ -127,11 +198,16 @@ def _rdist_tiles(queries, train, metric, p, integer_p, out):
         train_stop = min(train_start + TRAIN_TILE, n_train)
         query_stop = min(query_start + QUERY_TILE, n_queries)
         for j in range(train_start, train_stop):
-            for i in range(query_start, query_stop):
+            i = query_start
+            while i + 4 <= query_stop:
+                _fast_rdist_x4(queries, i, train[j], metric, p, integer_p, out, j)
+                i += 4
+            while i < query_stop:
                 out[i, j] = _fast_rdist(queries[i], train[j], metric, p, integer_p)
+                i += 1
 
 
-@jit(parallel=True)
+@jit(parallel=True, fastmath=True)
 def _squared_norms(rows, out):
     """Squared Euclidean norm of each row of ``rows``, in float64, into ``out``."""
     for i in prange(rows.shape[0]):

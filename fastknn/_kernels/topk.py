@@ -22,6 +22,14 @@ from numba import prange
 from .._config import jit
 from .distances import _exact_rdist
 
+# Training rows scanned per step when selecting candidates: a vectorised count
+# tells whether any row of a block can matter; a block that can is checked
+# again in sub-blocks, and only a sub-block that can is looked at row by row.
+# While the threshold is still falling, about k log(n_train / k) blocks hit,
+# so small sub-blocks keep that row-by-row work small.
+SCAN_BLOCK = 256
+SCAN_SUB_BLOCK = 16
+
 
 @jit()
 def _is_worse(value_a, index_a, value_b, index_b):
@@ -65,26 +73,37 @@ def _heap_replace_top(values, indices, size, value, index):
         position = child
 
 
-@jit()
-def _rdist_bounds(approx, i, j, from_cross, query_sqnorms, train_sqnorms, relative_error, absolute_error):
-    """Lower and upper bounds of the exact reduced distance of query i, row j.
-
-    With ``from_cross``, ``approx`` holds matrix-product cross terms and the
-    squared distance is ``|q|^2 + |t|^2 - 2 q.t``; the rounding error of a
-    dot product is at most ``relative_error * |q| |t|``, bounded here by
-    ``relative_error * (|q|^2 + |t|^2) / 2`` per cross term. Otherwise
-    ``approx`` holds reduced distances with a relative error bound.
-    """
+@jit(finite=True)
+def _upper_bound(row, j, from_cross, train_upper, relative_error, absolute_error):
+    """Upper bound of the reduced distance to training row j (see _select_nearest)."""
     if from_cross:
-        scale = query_sqnorms[i] + train_sqnorms[j]
-        estimate = scale - 2.0 * np.float64(approx[i, j])
-        error = relative_error * scale + absolute_error
+        return train_upper[j] - 2.0 * np.float64(row[j])
+    return np.float64(row[j]) * (1.0 + relative_error) + absolute_error
+
+
+@jit(finite=True)
+def _lower_bound(row, j, from_cross, train_lower, relative_error, absolute_error):
+    """Lower bound of the reduced distance to training row j (see _select_nearest)."""
+    if from_cross:
+        return train_lower[j] - 2.0 * np.float64(row[j])
+    return np.float64(row[j]) * (1.0 - relative_error) - absolute_error
+
+
+@jit(finite=True)
+def _count_lower_within(row, start, stop, from_cross, train_lower, relative_error, absolute_error, threshold):
+    """How many training rows in ``start:stop`` have a lower bound <= threshold.
+
+    A counting reduction, which LLVM vectorises (a min-reduction does not).
+    """
+    count = 0
+    if from_cross:
+        for j in range(start, stop):
+            count += (train_lower[j] - 2.0 * np.float64(row[j])) <= threshold
     else:
-        estimate = np.float64(approx[i, j])
-        error = relative_error * abs(estimate) + absolute_error
-    if not abs(estimate) < np.inf:  # overflow in the fast pass: no information
-        return -np.inf, np.inf
-    return estimate - error, estimate + error
+        scale = 1.0 - relative_error
+        for j in range(start, stop):
+            count += (np.float64(row[j]) * scale - absolute_error) <= threshold
+    return count
 
 
 @jit(parallel=True)
@@ -94,11 +113,13 @@ def _select_nearest(
     train,
     from_cross,
     query_sqnorms,
-    train_sqnorms,
+    train_upper,
+    train_lower,
     relative_error,
     absolute_error,
     metric,
     p,
+    n_blocks,
     out_rdist,
     out_index,
 ):
@@ -108,58 +129,110 @@ def _select_nearest(
     ----------
     approx : ndarray of shape (n_queries, n_train)
         Cross terms ``queries @ train.T`` when ``from_cross``, else fast
-        reduced distances.
+        reduced distances; finite.
     queries : ndarray of shape (n_queries, n_features)
     train : ndarray of shape (n_train, n_features)
     from_cross : bool
-    query_sqnorms, train_sqnorms : ndarray of float64
-        Squared norms (read only when ``from_cross``).
+    query_sqnorms : ndarray of shape (n_queries,), float64
+        Squared query norms (read only when ``from_cross``).
+    train_upper, train_lower : ndarray of shape (n_train,), float64
+        ``|t|^2 (1 + relative_error) + absolute_error`` and
+        ``|t|^2 (1 - relative_error) - absolute_error`` for the training rows
+        (read only when ``from_cross``).
     relative_error, absolute_error : float
-        Rounding error bound of ``approx`` (see ``_rdist_bounds``).
+        Rounding error bound of ``approx``.
     metric : int
     p : float
         Minkowski power for the exact distance.
+    n_blocks : int
+        Number of query blocks shared out to threads (a few per thread);
+        each block allocates its scratch arrays once.
     out_rdist : ndarray of shape (n_queries, n_neighbors), float64
         Exact reduced distances, ascending.
     out_index : ndarray of shape (n_queries, n_neighbors), int64
         Training indices; ties by lower index first.
+
+    Notes
+    -----
+    With ``from_cross`` the squared distance is ``|q|^2 + |t|^2 - 2 q.t``.
+    The rounding error of the dot product is at most
+    ``relative_error |q| |t| <= relative_error (|q|^2 + |t|^2) / 2``, so
+
+    - upper bound: ``|q|^2 (1 + r) + train_upper - 2 q.t``
+    - lower bound: ``|q|^2 (1 - r) + train_lower - 2 q.t``
+
+    The query term is the same for every training row, so the scan compares
+    ``train_upper - 2 q.t`` and ``train_lower - 2 q.t`` against thresholds
+    that differ by ``2 r |q|^2``. Otherwise ``approx`` holds non-negative
+    reduced distances ``d`` bounded by ``d (1 +- r) +- absolute_error``.
+
+    One scan goes through the training rows in blocks of ``SCAN_BLOCK``
+    (and sub-blocks of ``SCAN_SUB_BLOCK``),
+    keeping the k smallest upper bounds in a heap and, as candidates, every
+    row whose lower bound is within the current threshold (the heap's top).
+    The threshold only falls, so the candidates are a superset of the rows
+    within the final one, which alone are computed exactly.
     """
     n_queries, n_train = approx.shape
     n_neighbors = out_rdist.shape[1]
-    for i in prange(n_queries):
+    n_blocks = max(1, min(n_queries, n_blocks))
+    for block in prange(n_blocks):
         bound_values = np.empty(n_neighbors, dtype=np.float64)
         bound_indices = np.zeros(n_neighbors, dtype=np.int64)
-        size = 0
-        for j in range(n_train):
-            upper = _rdist_bounds(
-                approx, i, j, from_cross, query_sqnorms, train_sqnorms, relative_error, absolute_error
-            )[1]
-            if size < n_neighbors:
-                _heap_push(bound_values, bound_indices, size, upper, 0)
-                size += 1
-            elif upper < bound_values[0]:
-                _heap_replace_top(bound_values, bound_indices, size, upper, 0)
-        threshold = bound_values[0]
-
         best_values = np.empty(n_neighbors, dtype=np.float64)
         best_indices = np.empty(n_neighbors, dtype=np.int64)
-        size = 0
-        for j in range(n_train):
-            lower = _rdist_bounds(
-                approx, i, j, from_cross, query_sqnorms, train_sqnorms, relative_error, absolute_error
-            )[0]
-            if lower > threshold:
-                continue
-            exact = _exact_rdist(queries[i], train[j], metric, p)
-            if size < n_neighbors:
-                _heap_push(best_values, best_indices, size, exact, j)
-                size += 1
-            elif exact < best_values[0]:  # j only grows: an equal value never wins
-                _heap_replace_top(best_values, best_indices, size, exact, j)
+        candidates = np.empty(n_train, dtype=np.int64)
+        for i in range(block * n_queries // n_blocks, (block + 1) * n_queries // n_blocks):
+            row = approx[i]
+            query_term = 2.0 * relative_error * query_sqnorms[i] if from_cross else 0.0
+            # The first k rows fill the heap of upper bounds; all are candidates.
+            for j in range(n_neighbors):
+                upper = _upper_bound(row, j, from_cross, train_upper, relative_error, absolute_error)
+                _heap_push(bound_values, bound_indices, j, upper, 0)
+                candidates[j] = j
+            n_candidates = n_neighbors
+            threshold = bound_values[0] + query_term
+            # A row whose upper bound beats the heap also has its lower bound
+            # within the threshold, so blocks with no lower bound within it
+            # are skipped whole.
+            for start in range(n_neighbors, n_train, SCAN_BLOCK):
+                stop = min(start + SCAN_BLOCK, n_train)
+                if not _count_lower_within(
+                    row, start, stop, from_cross, train_lower, relative_error, absolute_error, threshold
+                ):
+                    continue
+                for sub_start in range(start, stop, SCAN_SUB_BLOCK):
+                    sub_stop = min(sub_start + SCAN_SUB_BLOCK, stop)
+                    if not _count_lower_within(
+                        row, sub_start, sub_stop, from_cross, train_lower, relative_error, absolute_error, threshold
+                    ):
+                        continue
+                    for j in range(sub_start, sub_stop):
+                        if _lower_bound(row, j, from_cross, train_lower, relative_error, absolute_error) > threshold:
+                            continue
+                        candidates[n_candidates] = j
+                        n_candidates += 1
+                        upper = _upper_bound(row, j, from_cross, train_upper, relative_error, absolute_error)
+                        if upper < bound_values[0]:
+                            _heap_replace_top(bound_values, bound_indices, n_neighbors, upper, 0)
+                            threshold = bound_values[0] + query_term
 
-        for position in range(n_neighbors - 1, -1, -1):
-            out_rdist[i, position] = best_values[0]
-            out_index[i, position] = best_indices[0]
-            size -= 1
-            if size > 0:
-                _heap_replace_top(best_values, best_indices, size, best_values[size], best_indices[size])
+            # Exact distances for the candidates still within the final threshold.
+            size = 0
+            for position in range(n_candidates):
+                j = candidates[position]
+                if _lower_bound(row, j, from_cross, train_lower, relative_error, absolute_error) > threshold:
+                    continue
+                exact = _exact_rdist(queries[i], train[j], metric, p)
+                if size < n_neighbors:
+                    _heap_push(best_values, best_indices, size, exact, j)
+                    size += 1
+                elif exact < best_values[0]:  # j only grows: an equal value never wins
+                    _heap_replace_top(best_values, best_indices, size, exact, j)
+
+            for position in range(n_neighbors - 1, -1, -1):
+                out_rdist[i, position] = best_values[0]
+                out_index[i, position] = best_indices[0]
+                size -= 1
+                if size > 0:
+                    _heap_replace_top(best_values, best_indices, size, best_values[size], best_indices[size])

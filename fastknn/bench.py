@@ -1,0 +1,236 @@
+"""``fastknn bench``: fastknn side by side with its references, in one process.
+
+On the packaged digits in the original project's layout (10,000 training
+images, the 2,000 validation images as queries, k=3), each metric is timed as
+fit + predict for fastknn and for scikit-learn's brute force; Euclidean is
+also compared with FAISS ``IndexFlatL2`` (when installed) and with the bare
+single-precision matrix product of the same shape, the floor of any method
+built on it. Every figure is the median of repeated runs, and the ratios are
+taken between medians measured in the same run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+K = 3
+METRICS = (("euclidean", 2), ("manhattan", 1), ("minkowski", 3))
+
+# Targets from the core issue: the speed-up over scikit-learn brute force.
+SPEEDUP_TARGETS = {"euclidean": 2.0, "manhattan": 10.0, "minkowski": 50.0}
+
+_FRESH_PROCESS_SCRIPT = """
+import time
+start = time.perf_counter()
+import numpy as np
+import fastknn
+rng = np.random.default_rng(0)
+X = rng.random((200, 784), dtype=np.float32)
+y = np.arange(200) % 10
+fastknn.KNNClassifier().fit(X, y).predict(X[:50])
+print(time.perf_counter() - start)
+"""
+
+
+def median_time(function, repeats):
+    """Median wall time of ``repeats`` calls, and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), result
+
+
+def fresh_process_seconds(cache_dir):
+    """Seconds for a new interpreter to import fastknn and predict once.
+
+    ``NUMBA_CACHE_DIR`` points at ``cache_dir``: empty, this is the first-call
+    (compile) time; filled by an earlier run, the cached start-up time.
+    """
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    completed = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(completed.stdout.strip().splitlines()[-1])
+
+
+def _faiss_predict(train, labels, queries, k):
+    import faiss
+
+    index = faiss.IndexFlatL2(train.shape[1])
+    index.add(train)
+    _, neighbors = index.search(queries, k)
+    votes = np.zeros((queries.shape[0], labels.max() + 1))
+    np.add.at(votes, (np.arange(queries.shape[0])[:, None], labels[neighbors]), 1)
+    return np.argmax(votes, axis=1)
+
+
+def _faiss_available():
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def peak_memory_predict(train, labels, n_queries):
+    """Peak traced memory of predicting ``n_queries`` queries, in bytes.
+
+    The queries are training images shifted by one pixel, repeated; numpy
+    reports its allocations to :mod:`tracemalloc`.
+    """
+    from .estimators import KNNClassifier
+
+    images = train.reshape(-1, 28, 28)
+    shifted = np.roll(images, 1, axis=2).reshape(len(train), -1)
+    queries = np.resize(shifted, (n_queries, train.shape[1]))
+    classifier = KNNClassifier(n_neighbors=K).fit(train, labels)
+    tracemalloc.start()
+    try:
+        classifier.predict(queries)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
+def run_bench(repeats=5, reference_repeats=3, slow_reference_repeats=1, memory_queries=100_000, quick=False):
+    """Measure fastknn against its references; return the figures as a dict.
+
+    Parameters
+    ----------
+    repeats : int, default=5
+        Runs per fastknn and sgemm measurement.
+    reference_repeats : int, default=3
+        Runs per scikit-learn and FAISS measurement.
+    slow_reference_repeats : int, default=1
+        Runs of scikit-learn's Minkowski p=3, which takes minutes.
+    memory_queries : int, default=100_000
+        Queries in the peak-memory measurement (0 skips it).
+    quick : bool, default=False
+        Use 2,000 training images and 500 queries, for smoke tests.
+
+    Returns
+    -------
+    results : dict
+        ``timings`` (metric -> method -> median seconds), ``ratios``,
+        ``agreement`` (fraction of equal predictions with scikit-learn),
+        ``first_call_seconds``, ``cached_start_seconds`` and memory figures.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from .datasets import load_mnist_split
+    from .estimators import KNNClassifier
+
+    train, train_labels, queries, _, _, _ = load_mnist_split("10000")
+    if quick:
+        train, train_labels, queries = train[:2000], train_labels[:2000], queries[:500]
+        repeats = reference_repeats = slow_reference_repeats = 1
+        memory_queries = min(memory_queries, 5000)
+
+    results = {
+        "shape": {"n_train": len(train), "n_queries": len(queries), "n_features": train.shape[1], "k": K},
+        "timings": {},
+        "ratios": {},
+        "agreement": {},
+    }
+    with tempfile.TemporaryDirectory() as cache_dir:
+        results["first_call_seconds"] = fresh_process_seconds(cache_dir)
+        results["cached_start_seconds"] = fresh_process_seconds(cache_dir)
+
+    for metric, p in METRICS:
+        ours = KNNClassifier(n_neighbors=K, metric=metric, p=p)
+        ours.fit(train[:50], train_labels[:50]).predict(queries[:5])  # compile outside timing
+        fastknn_time, ours_pred = median_time(lambda: ours.fit(train, train_labels).predict(queries), repeats)
+        theirs = KNeighborsClassifier(n_neighbors=K, metric=metric, p=p, algorithm="brute")
+        n_ref = slow_reference_repeats if metric == "minkowski" else reference_repeats
+        sklearn_time, theirs_pred = median_time(lambda: theirs.fit(train, train_labels).predict(queries), n_ref)
+        timings = {"fastknn": fastknn_time, "sklearn_brute": sklearn_time}
+        ratios = {"sklearn_brute / fastknn": sklearn_time / fastknn_time}
+        if metric == "euclidean":
+            sgemm_time, _ = median_time(lambda: queries @ train.T, repeats)
+            timings["sgemm"] = sgemm_time
+            ratios["fastknn / sgemm"] = fastknn_time / sgemm_time
+            if _faiss_available():
+                faiss_time, _ = median_time(lambda: _faiss_predict(train, train_labels, queries, K), reference_repeats)
+                timings["faiss_flat_l2"] = faiss_time
+                ratios["faiss_flat_l2 / fastknn"] = faiss_time / fastknn_time
+        results["timings"][metric] = timings
+        results["ratios"][metric] = ratios
+        results["agreement"][metric] = float(np.mean(ours_pred == theirs_pred))
+
+    if memory_queries:
+        peak = peak_memory_predict(train, train_labels, memory_queries)
+        results["memory"] = {
+            "n_queries": memory_queries,
+            "peak_bytes": int(peak),
+            "full_distance_matrix_bytes": int(memory_queries * len(train) * train.dtype.itemsize),
+        }
+    return results
+
+
+def format_report(results):
+    """The bench results as a table a person can read."""
+    shape = results["shape"]
+    lines = [
+        f"fastknn bench: {shape['n_train']} training x {shape['n_queries']} queries x "
+        f"{shape['n_features']} features, k={shape['k']}, fit + predict, median seconds",
+        "",
+        f"{'metric':<11} {'method':<15} {'seconds':>9}",
+    ]
+    for metric, timings in results["timings"].items():
+        for method, seconds in timings.items():
+            lines.append(f"{metric:<11} {method:<15} {seconds:9.3f}")
+    lines += ["", "ratios (higher means fastknn is faster, except fastknn / sgemm):"]
+    for metric, ratios in results["ratios"].items():
+        for name, value in ratios.items():
+            target = ""
+            if name == "sklearn_brute / fastknn":
+                target = f"   (target >= {SPEEDUP_TARGETS[metric]:g})"
+            elif name == "fastknn / sgemm":
+                target = "   (target <= 1.2)"
+            lines.append(f"  {metric:<11} {name:<25} {value:7.2f}{target}")
+    lines += ["", "agreement of predictions with scikit-learn:"]
+    for metric, fraction in results["agreement"].items():
+        lines.append(f"  {metric:<11} {fraction:.4f}")
+    lines += [
+        "",
+        f"first call in a fresh process, empty numba cache: {results['first_call_seconds']:.2f} s (target < 10)",
+        f"fresh process with kernels cached:                {results['cached_start_seconds']:.2f} s (target < 2)",
+    ]
+    if "memory" in results:
+        memory = results["memory"]
+        lines.append(
+            f"peak memory predicting {memory['n_queries']} queries: {memory['peak_bytes'] / 2**20:.0f} MiB "
+            f"(the full distance matrix would be {memory['full_distance_matrix_bytes'] / 2**20:.0f} MiB)"
+        )
+    return "\n".join(lines)
+
+
+def main(args):
+    """Entry point of ``fastknn bench``."""
+    results = run_bench(repeats=args.repeats, memory_queries=args.memory_queries, quick=args.quick)
+    print(format_report(results))
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump(results, stream, indent=2)
+    return 0
+
+
+def add_arguments(parser):
+    """Register the options of ``fastknn bench`` on an argparse parser."""
+    parser.add_argument("--repeats", type=int, default=5, help="runs per fastknn measurement (median)")
+    parser.add_argument("--memory-queries", type=int, default=100_000, help="queries for the peak-memory check (0 skips)")
+    parser.add_argument("--quick", action="store_true", help="small shapes and single runs, for smoke tests")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
