@@ -175,7 +175,7 @@ def fast_pass_may_overflow(metric, p, dtype, n_features, train_scale, query_scal
     if metric == "euclidean":
         product = train_scale * query_scale
         return product > 0 and 0.5 * math.log(product) > log_limit
-    largest = max(train_scale, query_scale)
+    largest = float(max(train_scale, query_scale))  # a python float: no numpy overflow warning
     if largest == 0:
         return False
     power = 1.0 if p is None else p

@@ -12,6 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM, _vote
+from ._pruning import choose_algorithm, pruned_search
 from ._search import (
     METRIC_ALIASES,
     as_search_dtype,
@@ -51,6 +52,12 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         Threads for the search: None keeps numba's current setting, -1 uses
         every thread numba may use (``NUMBA_NUM_THREADS``), a positive number
         that many. The previous setting is restored after each call.
+    algorithm : {"auto", "brute", "pruned"}, default="auto"
+        ``"brute"`` compares every query with every training row.
+        ``"pruned"`` first proves, with cheap lower bounds computed at fit,
+        that most training rows cannot be among the k nearest (same results,
+        exactly). ``"auto"`` prunes when a probe at fit measures that it pays
+        (see Notes).
 
     Attributes
     ----------
@@ -67,6 +74,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
+    fit_method_ : {"brute", "pruned"}
+        The search used, as chosen by ``algorithm``.
     outputs_2d_ : bool
         Whether the target was 2-D at fit.
 
@@ -80,6 +89,12 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     Neighbours at exactly equal distances are ordered by training index,
     lower first, whatever the number of threads. A vote tie goes to the
     class that comes first in ``classes_``.
+
+    With ``algorithm="auto"``, pruning is used for the Manhattan, Chebyshev
+    and Minkowski metrics when the training set has at least 2,000 rows and,
+    searching a probe of 64 training rows at fit, at most a fifth of the
+    training rows survive the first bound; Euclidean search runs on a BLAS
+    matrix product, which pruning did not beat in fastknn's measurements.
 
     float32 training data stays float32; integers of at most 16 bits are
     stored as float32 (exactly); other numeric data as float64. Queries are
@@ -102,16 +117,18 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
         "weights": [StrOptions({"uniform", "distance"}), callable, None],
         "metric": [StrOptions(set(METRIC_ALIASES))],
-        "p": [Interval(numbers.Real, 1, None, closed="left")],
+        "p": [Interval(numbers.Real, 1, None, closed="both")],  # p=inf: Chebyshev
         "n_jobs": [numbers.Integral, None],
+        "algorithm": [StrOptions({"auto", "brute", "pruned"})],
     }
 
-    def __init__(self, n_neighbors=5, *, weights="uniform", metric="minkowski", p=2, n_jobs=None):
+    def __init__(self, n_neighbors=5, *, weights="uniform", metric="minkowski", p=2, n_jobs=None, algorithm="auto"):
         self.n_neighbors = n_neighbors
         self.weights = weights
         self.metric = metric
         self.p = p
         self.n_jobs = n_jobs
+        self.algorithm = algorithm
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -165,6 +182,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self._fit_X = as_search_dtype(X)
         self._fit_sqnorms = squared_norms(self._fit_X) if self.effective_metric_ == "euclidean" else None
         self.n_samples_fit_ = self._fit_X.shape[0]
+        self.fit_method_, self._pruned_index = choose_algorithm(
+            self.algorithm, self._fit_X, self.effective_metric_, power, self.n_neighbors, n_jobs=self.n_jobs
+        )
         return self
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
@@ -213,10 +233,15 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
         metric = self.effective_metric_
         power = self.effective_metric_params_.get("p")
-        rdist, neigh_ind = search(
-            queries, self._fit_X, n_neighbors, metric, power,
-            train_sqnorms=self._fit_sqnorms, n_jobs=self.n_jobs,
-        )
+        if self.fit_method_ == "pruned":
+            rdist, neigh_ind = pruned_search(
+                queries, self._fit_X, self._pruned_index, n_neighbors, n_jobs=self.n_jobs
+            )
+        else:
+            rdist, neigh_ind = search(
+                queries, self._fit_X, n_neighbors, metric, power,
+                train_sqnorms=self._fit_sqnorms, n_jobs=self.n_jobs,
+            )
         neigh_dist = rdist_to_dist(rdist, metric, power)
 
         if query_is_train:

@@ -5,10 +5,11 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_array
 
+from ._pruning import choose_algorithm, pruned_search
 from ._search import as_search_dtype, rdist_to_dist, resolve_metric, search
 
 
-def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=True, n_jobs=None):
+def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=True, n_jobs=None, algorithm="brute"):
     """Exact k nearest rows of ``Y`` for every row of ``X``.
 
     Parameters
@@ -29,6 +30,10 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
         Whether to return the distances too.
     n_jobs : int, default=None
         Threads (None keeps numba's setting, -1 all).
+    algorithm : {"brute", "pruned", "auto"}, default="brute"
+        ``"pruned"`` builds lower-bound features of ``Y`` first, which pays
+        when there are many queries; ``"auto"`` decides as
+        :class:`~fastknn.KNNClassifier` does. Results are identical.
 
     Returns
     -------
@@ -74,8 +79,14 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
         )
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
+    if algorithm not in ("brute", "pruned", "auto"):
+        raise ValueError(f"algorithm must be 'brute', 'pruned' or 'auto', got {algorithm!r}.")
     queries = np.ascontiguousarray(X, dtype=Y.dtype)
-    rdist, indices = search(queries, Y, n_neighbors, metric_name, power, n_jobs=n_jobs)
+    method, index = choose_algorithm(algorithm, Y, metric_name, power, n_neighbors, n_jobs=n_jobs)
+    if method == "pruned":
+        rdist, indices = pruned_search(queries, Y, index, n_neighbors, n_jobs=n_jobs)
+    else:
+        rdist, indices = search(queries, Y, n_neighbors, metric_name, power, n_jobs=n_jobs)
     if not return_distance:
         return indices
     return rdist_to_dist(rdist, metric_name, power), indices

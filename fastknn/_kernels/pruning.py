@@ -1,0 +1,208 @@
+"""Exact search that proves most training rows cannot be among the k nearest.
+
+Each training row gets cheap lower bounds of its reduced distance to the
+query, from coarse to fine:
+
+- Euclidean: the distance within a low-dimensional orthonormal projection
+  (PCA of the training set) plus the difference of the residual norms,
+  ``|P(q - t)|^2 + (|r_q| - |r_t|)^2 <= |q - t|^2``; stage 1 uses the first
+  ``m1`` components, stage 2 the first ``m2``.
+- Manhattan, Minkowski, Chebyshev: the same metric between block-pooled
+  rows, scaled so that ``|sum_G (a - b)|^p / |G|^(p - 1) <= sum_G |a - b|^p``
+  for every block G (Hoelder); stage 1 pools coarse blocks, stage 2 finer
+  ones.
+
+For each query, the k rows of smallest stage-1 bound (twice k of them) are
+computed exactly, which gives the threshold: the k-th best exact distance
+found so far. A row is then computed exactly only if both of its bounds are
+within the threshold, which falls as better rows are found. Bounds carry a
+relative safety margin far above float64 rounding, so no true neighbour is
+ever pruned, and the result equals brute force: same neighbours, same order,
+ties to the lower training index.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._config import jit
+from .distances import _exact_rdist
+from .topk import _heap_push, _heap_replace_top, _is_worse
+
+PCA = 0
+POOLED = 1
+
+# Relative safety margin of every bound: float64 rounding of the sums behind
+# a bound is below n_features * 2**-53 (about 1e-11 for 1e5 features), so a
+# bound shrunk by this much stays below the exact distance.
+BOUND_MARGIN = 1e-9
+
+# Training rows per block of the pruning scan: a block none of whose stage-1
+# bounds is within the threshold is skipped after one vectorised count.
+SCAN_BLOCK = 32
+
+
+@jit(parallel=True)
+def _pooled_rows(rows, group_of_feature, group_scale, out):
+    """Sum the features of each row by group, then scale each group.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_rows, n_features)
+    group_of_feature : ndarray of shape (n_features,), int64
+    group_scale : ndarray of shape (n_groups,), float64
+    out : ndarray of shape (n_rows, n_groups), float64
+    """
+    for i in prange(rows.shape[0]):
+        out[i, :] = 0.0
+        for f in range(rows.shape[1]):
+            out[i, group_of_feature[f]] += np.float64(rows[i, f])
+        for g in range(out.shape[1]):
+            out[i, g] *= group_scale[g]
+
+
+@jit(finite=True)
+def _fill_coarse_bounds(coarse_row, kind, query_info_row, train_info, bounds):
+    """Stage-1 lower bounds of one query against every training row (vectorised)."""
+    n_train = coarse_row.shape[0]
+    if kind == PCA:
+        norm_q = query_info_row[0]
+        residual_q = query_info_row[1]
+        scale_q = query_info_row[2]
+        for j in range(n_train):
+            projected = max(0.0, norm_q + train_info[j, 0] - 2.0 * coarse_row[j])
+            residual = residual_q - train_info[j, 1]
+            margin = BOUND_MARGIN * (scale_q + train_info[j, 2])
+            bounds[j] = projected + residual * residual - margin
+    else:
+        for j in range(n_train):
+            bounds[j] = coarse_row[j] * (1.0 - BOUND_MARGIN)
+
+
+@jit(finite=True)
+def _count_within(bounds, start, stop, threshold):
+    """How many of ``bounds[start:stop]`` are <= threshold (a vectorised count)."""
+    count = 0
+    for j in range(start, stop):
+        count += bounds[j] <= threshold
+    return count
+
+
+@jit()
+def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p):
+    """Stage-2 lower bound of the reduced distance of query i and row j."""
+    if kind == PCA:
+        total = 0.0
+        for c in range(queries_fine.shape[1]):
+            diff = queries_fine[i, c] - train_fine[j, c]
+            total += diff * diff
+        residual = query_info[i, 3] - train_info[j, 3]
+        bound = total + residual * residual
+        return bound - BOUND_MARGIN * (query_info[i, 2] + train_info[j, 2])
+    bound = _exact_rdist(queries_fine[i], train_fine[j], metric, p)
+    return bound * (1.0 - BOUND_MARGIN)
+
+
+@jit(parallel=True)
+def _pruned_select(
+    coarse,
+    queries,
+    train,
+    queries_fine,
+    train_fine,
+    query_info,
+    train_info,
+    kind,
+    metric,
+    p,
+    n_seeds,
+    n_blocks,
+    out_rdist,
+    out_index,
+    out_counts,
+):
+    """Exact k nearest training rows of each query, pruning with bounds.
+
+    Parameters
+    ----------
+    coarse : ndarray of shape (n_queries, n_train), float64
+        PCA: cross terms of the stage-1 projections. POOLED: reduced
+        distances between the coarse pooled rows (a lower bound already).
+    queries, train : ndarray of shape (n_queries | n_train, n_features)
+    queries_fine, train_fine : ndarray, float64
+        Stage-2 projections (PCA) or fine pooled rows (POOLED).
+    query_info, train_info : ndarray of shape (n_queries | n_train, 4), float64
+        PCA only: squared norm of the stage-1 projection, stage-1 residual
+        norm, squared norm of the centred row, stage-2 residual norm.
+    kind : int
+        ``PCA`` or ``POOLED``.
+    metric : int
+    p : float
+    n_seeds : int
+        Rows of smallest stage-1 bound computed exactly first (>= k).
+    n_blocks : int
+        Query blocks shared out to threads.
+    out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
+        Exact reduced distances (ascending) and training indices.
+    out_counts : ndarray of shape (n_queries, 2), int64
+        Rows surviving stage 1 and rows computed exactly, per query.
+    """
+    n_queries, n_train = coarse.shape
+    n_neighbors = out_rdist.shape[1]
+    n_blocks = max(1, min(n_queries, n_blocks))
+    for block in prange(n_blocks):
+        bounds = np.empty(n_train, dtype=np.float64)
+        visited = np.zeros(n_train, dtype=np.bool_)
+        seed_values = np.empty(n_seeds, dtype=np.float64)
+        seed_indices = np.empty(n_seeds, dtype=np.int64)
+        best_values = np.empty(n_neighbors, dtype=np.float64)
+        best_indices = np.empty(n_neighbors, dtype=np.int64)
+        for i in range(block * n_queries // n_blocks, (block + 1) * n_queries // n_blocks):
+            _fill_coarse_bounds(coarse[i], kind, query_info[i], train_info, bounds)
+
+            # Seeds: the rows of smallest stage-1 bound, computed exactly.
+            for j in range(n_seeds):
+                _heap_push(seed_values, seed_indices, j, bounds[j], j)
+            for j in range(n_seeds, n_train):
+                if bounds[j] < seed_values[0]:
+                    _heap_replace_top(seed_values, seed_indices, n_seeds, bounds[j], j)
+            size = 0
+            for s in range(n_seeds):
+                j = seed_indices[s]
+                visited[j] = True
+                exact = _exact_rdist(queries[i], train[j], metric, p)
+                if size < n_neighbors:
+                    _heap_push(best_values, best_indices, size, exact, j)
+                    size += 1
+                elif _is_worse(best_values[0], best_indices[0], exact, j):
+                    _heap_replace_top(best_values, best_indices, size, exact, j)
+            n_coarse = n_seeds
+            n_exact = n_seeds
+
+            # Every other row: pruned unless both bounds are within the
+            # threshold. Equal to the threshold is kept: a lower index wins.
+            for start in range(0, n_train, SCAN_BLOCK):
+                stop = min(start + SCAN_BLOCK, n_train)
+                if not _count_within(bounds, start, stop, best_values[0]):
+                    continue
+                for j in range(start, stop):
+                    if bounds[j] > best_values[0] or visited[j]:
+                        continue
+                    n_coarse += 1
+                    fine = _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p)
+                    if fine > best_values[0]:
+                        continue
+                    n_exact += 1
+                    exact = _exact_rdist(queries[i], train[j], metric, p)
+                    if _is_worse(best_values[0], best_indices[0], exact, j):
+                        _heap_replace_top(best_values, best_indices, size, exact, j)
+
+            for s in range(n_seeds):
+                visited[seed_indices[s]] = False
+            out_counts[i, 0] = n_coarse
+            out_counts[i, 1] = n_exact
+            for position in range(n_neighbors - 1, -1, -1):
+                out_rdist[i, position] = best_values[0]
+                out_index[i, position] = best_indices[0]
+                size -= 1
+                if size > 0:
+                    _heap_replace_top(best_values, best_indices, size, best_values[size], best_indices[size])

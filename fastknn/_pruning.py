@@ -1,0 +1,250 @@
+"""Driver of the pruned exact search (``algorithm="pruned"``).
+
+:func:`build_index` runs at ``fit``: it computes the training rows' lower-bound
+features (PCA projections for Euclidean, block-pooled rows otherwise).
+:func:`pruned_search` then answers queries with the same results as
+``_search.search``; see ``_kernels/pruning.py`` for the method.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ._kernels.distances import _rdist_tiles
+from ._kernels.pruning import PCA, POOLED, _pooled_rows, _pruned_select
+from ._search import _METRIC_IDS, chunk_size, fast_pass_may_overflow, search, thread_limit
+
+# PCA dimensions of the two Euclidean stages.
+COARSE_COMPONENTS = 32
+FINE_COMPONENTS = 128
+# Rows used to estimate the principal subspace (any orthonormal basis gives
+# valid bounds; a better one only prunes more).
+PCA_SAMPLE = 2048
+# Block sides of the pooled stages for square images; flat rows use groups
+# of COARSE_BLOCK**2 and FINE_BLOCK**2 consecutive features.
+COARSE_BLOCK = 4
+FINE_BLOCK = 2
+# "auto" prunes when, on a probe of training rows, at most this fraction of
+# the training set survives stage 1, and the training set has at least
+# MIN_TRAIN rows.
+AUTO_MAX_SURVIVING = 0.2
+AUTO_MIN_TRAIN = 2000
+AUTO_PROBE = 64
+# Queries per chunk of the pruned search.
+PRUNED_CHUNK = 128
+
+
+@dataclass
+class PrunedIndex:
+    """Lower-bound features of a training set (built by :func:`build_index`)."""
+
+    kind: int
+    metric: str
+    p: float
+    # PCA
+    mean: np.ndarray = None
+    components: np.ndarray = None  # (n_features, FINE_COMPONENTS)
+    n_coarse: int = 0
+    # POOLED
+    coarse_groups: tuple = None  # (group_of_feature, group_scale)
+    fine_groups: tuple = None
+    # Per training row
+    train_coarse: np.ndarray = None
+    train_fine: np.ndarray = None
+    train_info: np.ndarray = None
+
+
+def _orthonormal_basis(centred, n_components, random_state=0):
+    """Orthonormal basis close to the top principal subspace of ``centred``.
+
+    A randomized range finder with two power iterations on a row sample,
+    ordered by explained variance. Exact orthonormality (to float64 rounding)
+    is what the bounds need; closeness to the true PCA only makes them tight.
+    """
+    rng = np.random.default_rng(random_state)
+    n_rows, n_features = centred.shape
+    n_components = min(n_components, n_features, n_rows)
+    if n_rows > PCA_SAMPLE:
+        centred = centred[rng.choice(n_rows, PCA_SAMPLE, replace=False)]
+    sketch = centred.T @ (centred @ rng.standard_normal((n_features, n_components)))
+    for _ in range(2):
+        sketch, _ = np.linalg.qr(sketch)
+        sketch = centred.T @ (centred @ sketch)
+    basis, _ = np.linalg.qr(sketch)
+    # Rotate within the subspace so that components come by decreasing variance.
+    projected = centred @ basis
+    _, eigenvectors = np.linalg.eigh(projected.T @ projected)
+    basis = basis @ eigenvectors[:, ::-1]
+    basis, _ = np.linalg.qr(basis)  # restore orthonormality after the product
+    return basis
+
+
+def _feature_groups(n_features, block):
+    """Group id of each feature and the per-group scale exponent base (sizes)."""
+    side = math.isqrt(n_features)
+    if side * side == n_features and side >= 2 * block:
+        rows, cols = np.divmod(np.arange(n_features), side)
+        blocks_per_row = -(-side // block)
+        groups = (rows // block) * blocks_per_row + cols // block
+    else:
+        groups = np.arange(n_features) // (block * block)
+    sizes = np.bincount(groups).astype(np.float64)
+    return groups.astype(np.int64), sizes
+
+
+def _group_scale(sizes, metric, p):
+    """Scale of each pooled feature so that the pooled distance is a lower bound."""
+    if metric == "manhattan":
+        return np.ones_like(sizes)
+    if metric == "chebyshev":
+        return 1.0 / sizes
+    power = 2.0 if metric == "euclidean" else p
+    return sizes ** (-(power - 1.0) / power)
+
+
+def _pool(rows, groups):
+    group_of_feature, group_scale = groups
+    out = np.empty((rows.shape[0], group_scale.shape[0]), dtype=np.float64)
+    _pooled_rows(rows, group_of_feature, group_scale, out)
+    return out
+
+
+def _pca_features(index, rows):
+    """Stage-2 projections and the (n, 4) info array of ``rows``."""
+    centred = rows - index.mean
+    projected = centred @ index.components
+    centred_sq = np.einsum("ij,ij->i", centred, centred)
+    coarse_sq = np.einsum("ij,ij->i", projected[:, : index.n_coarse], projected[:, : index.n_coarse])
+    fine_sq = np.einsum("ij,ij->i", projected, projected)
+    info = np.empty((rows.shape[0], 4), dtype=np.float64)
+    info[:, 0] = coarse_sq
+    info[:, 1] = np.sqrt(np.maximum(centred_sq - coarse_sq, 0.0))
+    info[:, 2] = centred_sq
+    info[:, 3] = np.sqrt(np.maximum(centred_sq - fine_sq, 0.0))
+    return np.ascontiguousarray(projected), info
+
+
+def build_index(train, metric, p):
+    """Lower-bound features of ``train`` for :func:`pruned_search`.
+
+    Parameters
+    ----------
+    train : ndarray of shape (n_train, n_features), float32 or float64
+    metric, p
+        As returned by ``_search.resolve_metric``.
+
+    Returns
+    -------
+    index : PrunedIndex
+    """
+    if metric == "euclidean":
+        train64 = train.astype(np.float64)
+        mean = train64.mean(axis=0)
+        components = _orthonormal_basis(train64 - mean, FINE_COMPONENTS)
+        index = PrunedIndex(
+            kind=PCA, metric=metric, p=p, mean=mean, components=components,
+            n_coarse=min(COARSE_COMPONENTS, components.shape[1]),
+        )
+        index.train_fine, index.train_info = _pca_features(index, train64)
+        index.train_coarse = np.ascontiguousarray(index.train_fine[:, : index.n_coarse])
+        return index
+    n_features = train.shape[1]
+    coarse_of, coarse_sizes = _feature_groups(n_features, COARSE_BLOCK)
+    fine_of, fine_sizes = _feature_groups(n_features, FINE_BLOCK)
+    index = PrunedIndex(
+        kind=POOLED, metric=metric, p=p,
+        coarse_groups=(coarse_of, _group_scale(coarse_sizes, metric, p)),
+        fine_groups=(fine_of, _group_scale(fine_sizes, metric, p)),
+    )
+    index.train_coarse = _pool(train, index.coarse_groups)
+    index.train_fine = _pool(train, index.fine_groups)
+    index.train_info = np.empty((train.shape[0], 4), dtype=np.float64)
+    return index
+
+
+def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_counts=False):
+    """Exact k nearest training rows of every query, pruning with bounds.
+
+    Same contract as ``_search.search``; with ``return_counts``, also the
+    (n_queries, 2) array of rows surviving stage 1 and rows computed exactly.
+    """
+    n_queries, n_features = queries.shape
+    n_train = train.shape[0]
+    scale = max(float(np.abs(train).max()), float(np.abs(queries).max())) if n_queries else 0.0
+    if fast_pass_may_overflow(index.metric if index.metric != "euclidean" else "manhattan", 2.0 if index.metric == "euclidean" else index.p, np.float64, n_features, scale, scale):
+        # Bounds could overflow float64: brute force computes each distance exactly.
+        rdist, indices = search(queries, train, n_neighbors, index.metric, index.p, n_jobs=n_jobs)
+        if return_counts:
+            return rdist, indices, np.full((n_queries, 2), n_train, dtype=np.int64)
+        return rdist, indices
+    metric_id = _METRIC_IDS[index.metric]
+    power = 0.0 if index.p is None else float(index.p)
+    rdist = np.empty((n_queries, n_neighbors), dtype=np.float64)
+    indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
+    counts = np.empty((n_queries, 2), dtype=np.int64)
+    n_seeds = min(n_train, 2 * n_neighbors)
+    # Small chunks: the stage-1 block is written by BLAS and read back at
+    # once by the selection kernel, so it should stay in cache.
+    step = min(PRUNED_CHUNK, chunk_size(n_queries, n_train, 8))
+    coarse = np.empty((step, n_train), dtype=np.float64)
+    # BLAS runs single-threaded here: its small products alternate with the
+    # parallel numba kernel, and idle BLAS threads spinning between calls
+    # would compete with numba's threads for the cores.
+    with thread_limit(n_jobs), threadpool_limits(limits=1, user_api="blas"):
+        for start in range(0, n_queries, step):
+            stop = min(start + step, n_queries)
+            chunk = queries[start:stop]
+            block = coarse[: stop - start]
+            if index.kind == PCA:
+                queries_fine, query_info = _pca_features(index, chunk.astype(np.float64))
+                np.dot(np.ascontiguousarray(queries_fine[:, : index.n_coarse]), index.train_coarse.T, out=block)
+            else:
+                queries_fine = _pool(chunk, index.fine_groups)
+                query_info = np.empty((stop - start, 4), dtype=np.float64)
+                _rdist_tiles(_pool(chunk, index.coarse_groups), index.train_coarse, metric_id, power, int(power) if power.is_integer() else 0, block)
+            _pruned_select(
+                block, chunk, train, queries_fine, index.train_fine, query_info, index.train_info,
+                index.kind, metric_id, power, n_seeds, 4 * numba.get_num_threads(),
+                rdist[start:stop], indices[start:stop], counts[start:stop],
+            )
+    if return_counts:
+        return rdist, indices, counts
+    return rdist, indices
+
+
+def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
+    """The search to use and its index: ``("brute", None)`` or ``("pruned", index)``.
+
+    ``"auto"`` keeps brute force for Euclidean (its matrix product was not
+    beaten by pruning in fastknn's measurements) and for small training sets,
+    and otherwise prunes when :func:`pruning_pays`.
+    """
+    if algorithm == "brute":
+        return "brute", None
+    if algorithm == "auto" and (metric == "euclidean" or train.shape[0] < AUTO_MIN_TRAIN):
+        return "brute", None
+    index = build_index(train, metric, p)
+    if algorithm == "auto" and not pruning_pays(train, index, n_neighbors, n_jobs=n_jobs):
+        return "brute", None
+    return "pruned", index
+
+
+def pruning_pays(train, index, n_neighbors, random_state=0, n_jobs=None):
+    """Whether ``"auto"`` should prune: a measured probe on training rows.
+
+    A sample of training rows is searched (as queries, with one more
+    neighbour since each finds itself); pruning is chosen when at most
+    :data:`AUTO_MAX_SURVIVING` of the training rows survive stage 1 on
+    average, and the training set has at least :data:`AUTO_MIN_TRAIN` rows.
+    """
+    n_train = train.shape[0]
+    if n_train < AUTO_MIN_TRAIN:
+        return False
+    rng = np.random.default_rng(random_state)
+    probe = train[rng.choice(n_train, min(AUTO_PROBE, n_train), replace=False)]
+    k = min(n_train, n_neighbors + 1)
+    _, _, counts = pruned_search(np.ascontiguousarray(probe), train, index, k, n_jobs=n_jobs, return_counts=True)
+    return counts[:, 0].mean() / n_train <= AUTO_MAX_SURVIVING

@@ -1,0 +1,117 @@
+"""Pruned exact search (fastknn/_pruning.py, fastknn/_kernels/pruning.py).
+
+The pruned path must give exactly the brute-force result: same neighbours,
+same order, same distances, ties to the lower training index.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastknn import KNNClassifier, kneighbors
+from fastknn._pruning import build_index, choose_algorithm, pruned_search
+from fastknn._search import search
+from fastknn.datasets import load_mnist_split
+
+METRICS = [("euclidean", None), ("manhattan", None), ("chebyshev", None), ("minkowski", 3.0)]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X_train, y_train, X_val, _, _, _ = load_mnist_split("1000")
+    return X_train, y_train, X_val
+
+
+def assert_same_as_brute(queries, train, metric, p, k):
+    index = build_index(train, metric, p)
+    rdist, indices, counts = pruned_search(queries, train, index, k, return_counts=True)
+    brute_rdist, brute_indices = search(queries, train, k, metric, p)
+    np.testing.assert_array_equal(indices, brute_indices)
+    np.testing.assert_array_equal(rdist, brute_rdist)
+    assert np.all(counts[:, 1] <= counts[:, 0]) and np.all(counts[:, 0] <= train.shape[0])
+    return counts
+
+
+@pytest.mark.parametrize("metric, p", METRICS)
+@pytest.mark.parametrize("k", [1, 5, 25])
+def test_digits_equal_brute_force_and_prune(digits, metric, p, k):
+    X_train, _, X_val = digits
+    counts = assert_same_as_brute(X_val, X_train, metric, p, k)
+    if metric in ("euclidean", "manhattan"):
+        # Real digits are where the bounds pay: most rows are never computed.
+        assert counts[:, 1].mean() < 0.2 * X_train.shape[0]
+
+
+@pytest.mark.parametrize("metric, p", METRICS)
+def test_k_equal_to_n_train(metric, p):
+    rng = np.random.default_rng(0)
+    train = rng.random((40, 16)).astype(np.float32)
+    queries = rng.random((7, 16)).astype(np.float32)
+    assert_same_as_brute(queries, train, metric, p, 40)
+
+
+@pytest.mark.parametrize("metric, p", METRICS)
+def test_many_duplicates_and_ties(metric, p):
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 3, size=(30, 36)).astype(np.float64)
+    train = base[rng.integers(0, 30, size=300)]  # every row repeated ~10 times
+    queries = np.concatenate([base[:5], rng.integers(0, 3, size=(10, 36)).astype(np.float64)])
+    assert_same_as_brute(queries, train, metric, p, 7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_train=st.integers(1, 60),
+    n_features=st.sampled_from([1, 3, 16, 25, 40]),
+    n_queries=st.integers(1, 8),
+    metric_index=st.integers(0, len(METRICS) - 1),
+    seed=st.integers(0, 2**16),
+    data=st.data(),
+)
+def test_property_equal_to_brute_force(n_train, n_features, n_queries, metric_index, seed, data):
+    rng = np.random.default_rng(seed)
+    k = data.draw(st.integers(1, n_train))
+    train = rng.integers(-2, 3, size=(n_train, n_features)).astype(np.float64)
+    train[rng.integers(0, n_train, size=n_train // 2)] = train[0]
+    queries = rng.integers(-2, 3, size=(n_queries, n_features)).astype(np.float64)
+    metric, p = METRICS[metric_index]
+    assert_same_as_brute(queries, train, metric, p, k)
+
+
+def test_estimator_algorithms_agree(digits):
+    X_train, y_train, X_val = digits
+    results = {}
+    for algorithm in ("brute", "pruned", "auto"):
+        clf = KNNClassifier(n_neighbors=3, metric="manhattan", algorithm=algorithm).fit(X_train, y_train)
+        results[algorithm] = clf.kneighbors(X_val)
+        assert clf.fit_method_ in ("brute", "pruned")
+    for algorithm in ("pruned", "auto"):
+        np.testing.assert_array_equal(results[algorithm][1], results["brute"][1])
+        np.testing.assert_array_equal(results[algorithm][0], results["brute"][0])
+
+
+def test_low_level_search_accepts_algorithm(digits):
+    X_train, _, X_val = digits
+    brute = kneighbors(X_val[:20], X_train, 4, metric="manhattan")
+    pruned = kneighbors(X_val[:20], X_train, 4, metric="manhattan", algorithm="pruned")
+    np.testing.assert_array_equal(brute[1], pruned[1])
+    with pytest.raises(ValueError, match="algorithm"):
+        kneighbors(X_val[:2], X_train, 4, algorithm="kd_tree")
+
+
+def test_auto_falls_back_to_brute_force_where_pruning_cannot_pay():
+    rng = np.random.default_rng(0)
+    small = rng.standard_normal((100, 8))
+    assert choose_algorithm("auto", small, "manhattan", None, 5)[0] == "brute"
+    gaussian = rng.standard_normal((3000, 256))  # high intrinsic dimension
+    assert choose_algorithm("auto", gaussian, "manhattan", None, 5)[0] == "brute"
+    assert choose_algorithm("auto", gaussian, "euclidean", None, 5)[0] == "brute"
+    assert choose_algorithm("pruned", small, "manhattan", None, 5)[0] == "pruned"
+
+
+def test_huge_values_fall_back_to_exact_search():
+    rng = np.random.default_rng(0)
+    train = rng.random((50, 10)) * 1e300
+    queries = rng.random((5, 10)) * 1e300
+    assert_same_as_brute(queries, train, "manhattan", None, 3)
