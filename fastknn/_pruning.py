@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ._kernels.distances import _rdist_tiles
 from ._kernels.pruning import PCA, POOLED, _pooled_rows, _pruned_select
-from ._search import _METRIC_IDS, chunk_size, fast_pass_may_overflow, search, thread_limit
+from ._search import _METRIC_IDS, blas_limit, chunk_size, fast_pass_may_overflow, search, thread_limit
 
 # PCA dimensions of the two Euclidean stages.
 COARSE_COMPONENTS = 32
@@ -27,12 +26,13 @@ PCA_SAMPLE = 2048
 # of COARSE_BLOCK**2 and FINE_BLOCK**2 consecutive features.
 COARSE_BLOCK = 4
 FINE_BLOCK = 2
-# "auto" prunes when, on a probe of training rows, at most this fraction of
-# the training set survives stage 1, and the training set has at least
-# MIN_TRAIN rows.
+# "auto" prunes when the training set has at least AUTO_MIN_TRAIN rows and,
+# searching AUTO_PROBE training rows among a sample of AUTO_PROBE_SAMPLE
+# others, at most AUTO_MAX_SURVIVING of the sample survives stage 1.
 AUTO_MAX_SURVIVING = 0.2
 AUTO_MIN_TRAIN = 2000
-AUTO_PROBE = 64
+AUTO_PROBE = 16
+AUTO_PROBE_SAMPLE = 2048
 # Queries per chunk of the pruned search.
 PRUNED_CHUNK = 128
 
@@ -193,7 +193,7 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     # BLAS runs single-threaded here: its small products alternate with the
     # parallel numba kernel, and idle BLAS threads spinning between calls
     # would compete with numba's threads for the cores.
-    with thread_limit(n_jobs), threadpool_limits(limits=1, user_api="blas"):
+    with thread_limit(n_jobs), blas_limit(1):
         for start in range(0, n_queries, step):
             stop = min(start + step, n_queries)
             chunk = queries[start:stop]
@@ -224,27 +224,27 @@ def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
     """
     if algorithm == "brute":
         return "brute", None
-    if algorithm == "auto" and (metric == "euclidean" or train.shape[0] < AUTO_MIN_TRAIN):
+    if algorithm == "auto" and (
+        metric == "euclidean" or train.shape[0] < AUTO_MIN_TRAIN or not pruning_pays(train, metric, p, n_neighbors, n_jobs=n_jobs)
+    ):
         return "brute", None
-    index = build_index(train, metric, p)
-    if algorithm == "auto" and not pruning_pays(train, index, n_neighbors, n_jobs=n_jobs):
-        return "brute", None
-    return "pruned", index
+    return "pruned", build_index(train, metric, p)
 
 
-def pruning_pays(train, index, n_neighbors, random_state=0, n_jobs=None):
-    """Whether ``"auto"`` should prune: a measured probe on training rows.
+def pruning_pays(train, metric, p, n_neighbors, random_state=0, n_jobs=None):
+    """Whether ``"auto"`` should prune: a measured probe on the training rows.
 
-    A sample of training rows is searched (as queries, with one more
-    neighbour since each finds itself); pruning is chosen when at most
-    :data:`AUTO_MAX_SURVIVING` of the training rows survive stage 1 on
-    average, and the training set has at least :data:`AUTO_MIN_TRAIN` rows.
+    :data:`AUTO_PROBE` training rows are searched, as queries, among a
+    sample of at most :data:`AUTO_PROBE_SAMPLE` others (a sparser set than
+    the full one, so the estimate errs towards brute force). Pruning is
+    chosen when at most :data:`AUTO_MAX_SURVIVING` of the sample survives
+    stage 1 on average. The probe costs a small fraction of one search.
     """
     n_train = train.shape[0]
-    if n_train < AUTO_MIN_TRAIN:
-        return False
     rng = np.random.default_rng(random_state)
-    probe = train[rng.choice(n_train, min(AUTO_PROBE, n_train), replace=False)]
-    k = min(n_train, n_neighbors + 1)
-    _, _, counts = pruned_search(np.ascontiguousarray(probe), train, index, k, n_jobs=n_jobs, return_counts=True)
-    return counts[:, 0].mean() / n_train <= AUTO_MAX_SURVIVING
+    chosen = rng.choice(n_train, min(n_train, AUTO_PROBE + AUTO_PROBE_SAMPLE), replace=False)
+    probe, sample = train[chosen[:AUTO_PROBE]], np.ascontiguousarray(train[chosen[AUTO_PROBE:]])
+    k = min(sample.shape[0], n_neighbors)
+    index = build_index(sample, metric, p)
+    _, _, counts = pruned_search(np.ascontiguousarray(probe), sample, index, k, n_jobs=n_jobs, return_counts=True)
+    return counts[:, 0].mean() / sample.shape[0] <= AUTO_MAX_SURVIVING

@@ -5,13 +5,14 @@ C-contiguous, float32 or float64, same dtype) and call the numba kernels.
 """
 
 import contextlib
+import functools
 import math
 import numbers
 import os
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._config import WORKING_MEMORY_BYTES
 from ._kernels.distances import (
@@ -101,6 +102,18 @@ def effective_n_threads(n_jobs):
     return min(n_jobs, available)
 
 
+@functools.lru_cache(maxsize=None)
+def _threadpools():
+    """The process's thread pools (BLAS, OpenMP), inspected once: a fresh
+    inspection per call costs milliseconds."""
+    return ThreadpoolController()
+
+
+def blas_limit(n_threads):
+    """Context manager limiting BLAS to ``n_threads`` threads, then restoring."""
+    return _threadpools().limit(limits=n_threads, user_api="blas")
+
+
 @contextlib.contextmanager
 def thread_limit(n_jobs):
     """Run the block with ``n_jobs`` threads for numba and BLAS, then restore."""
@@ -111,7 +124,7 @@ def thread_limit(n_jobs):
     previous = numba.get_num_threads()
     numba.set_num_threads(n_threads)
     try:
-        with threadpool_limits(limits=n_threads, user_api="blas"):
+        with blas_limit(n_threads):
             yield
     finally:
         numba.set_num_threads(previous)

@@ -170,6 +170,8 @@ def run_bench(repeats=5, reference_repeats=3, slow_reference_repeats=1, memory_q
         results["ratios"][metric] = ratios
         results["agreement"][metric] = float(np.mean(ours_pred == theirs_pred))
 
+    results["pruning"] = run_pruning_bench(train, train_labels, queries, repeats=repeats, quick=quick)
+
     if memory_queries:
         peak = peak_memory_predict(train, train_labels, memory_queries)
         results["memory"] = {
@@ -178,6 +180,67 @@ def run_bench(repeats=5, reference_repeats=3, slow_reference_repeats=1, memory_q
             "full_distance_matrix_bytes": int(memory_queries * len(train) * train.dtype.itemsize),
         }
     return results
+
+
+PRUNING_KS = (1, 5, 25)
+
+
+def run_pruning_bench(train, train_labels, queries, repeats=3, quick=False):
+    """Pruned against brute-force search: timings and rows pruned per stage.
+
+    Search times exclude ``fit`` (the index is built once, timed apart).
+    Also times ``algorithm="auto"`` against brute force on random Gaussian
+    data (20,000 x 256), where pruning cannot pay.
+    """
+    from ._pruning import build_index, pruned_search
+    from ._search import search
+
+    report = {}
+    for metric in ("euclidean", "manhattan"):
+        start = time.perf_counter()
+        index = build_index(train, metric, None)
+        build_seconds = time.perf_counter() - start
+        pruned_search(queries[:5], train, index, 1)  # compile outside timing
+        for k in PRUNING_KS:
+            brute_time, _ = median_time(lambda: search(queries, train, k, metric, None), repeats)
+            pruned_time, (_, _, counts) = median_time(
+                lambda: pruned_search(queries, train, index, k, return_counts=True), repeats
+            )
+            entry = {
+                "brute_seconds": brute_time,
+                "pruned_seconds": pruned_time,
+                "build_seconds": build_seconds,
+                "speedup": brute_time / pruned_time,
+                "fraction_pruned_stage1": 1.0 - counts[:, 0].mean() / len(train),
+                "fraction_pruned_stage2": 1.0 - counts[:, 1].mean() / len(train),
+            }
+            if metric == "euclidean" and _faiss_available():
+                import faiss
+
+                flat = faiss.IndexFlatL2(train.shape[1])
+                flat.add(train)
+                entry["faiss_seconds"], _ = median_time(lambda: flat.search(queries, k), repeats)
+            report[f"{metric} k={k}"] = entry
+
+    from .estimators import KNNClassifier
+
+    rng = np.random.default_rng(0)
+    n_rows = 4000 if quick else 20_000
+    gaussian = rng.standard_normal((n_rows, 256)).astype(np.float32)
+    gaussian_labels = rng.integers(0, 10, n_rows)
+    gaussian_queries = rng.standard_normal((500 if quick else 2000, 256)).astype(np.float32)
+    timings = {}
+    for algorithm in ("brute", "auto"):
+        for metric in ("euclidean", "manhattan"):
+            clf = KNNClassifier(n_neighbors=5, metric=metric, algorithm=algorithm)
+            clf.fit(gaussian[:100], gaussian_labels[:100]).predict(gaussian_queries[:5])
+            timings[(algorithm, metric)], _ = median_time(
+                lambda: clf.fit(gaussian, gaussian_labels).predict(gaussian_queries), repeats
+            )
+    report["gaussian auto / brute"] = {
+        metric: timings[("auto", metric)] / timings[("brute", metric)] for metric in ("euclidean", "manhattan")
+    }
+    return report
 
 
 def format_report(results):
@@ -209,6 +272,28 @@ def format_report(results):
         f"first call in a fresh process, empty numba cache: {results['first_call_seconds']:.2f} s (target < 10)",
         f"fresh process with kernels cached:                {results['cached_start_seconds']:.2f} s (target < 2)",
     ]
+    if "pruning" in results:
+        lines += ["", "pruned against brute-force search (search only; index built at fit):"]
+        lines.append(
+            f"  {'case':<16} {'brute s':>8} {'pruned s':>9} {'speedup':>8} {'faiss s':>8} "
+            f"{'pruned@1':>9} {'pruned@2':>9} {'build s':>8}"
+        )
+        for case, entry in results["pruning"].items():
+            if case.startswith("gaussian"):
+                continue
+            faiss_seconds = entry.get("faiss_seconds")
+            faiss_text = f"{faiss_seconds:8.3f}" if faiss_seconds is not None else f"{'-':>8}"
+            lines.append(
+                f"  {case:<16} {entry['brute_seconds']:8.3f} {entry['pruned_seconds']:9.3f} "
+                f"{entry['speedup']:8.2f} {faiss_text} {entry['fraction_pruned_stage1']:9.4f} "
+                f"{entry['fraction_pruned_stage2']:9.4f} {entry['build_seconds']:8.3f}"
+            )
+        gaussian = results["pruning"]["gaussian auto / brute"]
+        lines.append(
+            "  random Gaussian 20,000 x 256, algorithm='auto' time / 'brute' time: "
+            + ", ".join(f"{metric} {ratio:.3f}" for metric, ratio in gaussian.items())
+            + " (target <= 1.05)"
+        )
     if "memory" in results:
         memory = results["memory"]
         lines.append(

@@ -54,6 +54,10 @@ def _exact_rdist(query, train_row, metric, p):
     elif metric == CHEBYSHEV:
         for f in range(n_features):
             total = max(total, abs(np.float64(query[f]) - np.float64(train_row[f])))
+    elif p == 3.0:
+        for f in range(n_features):
+            diff = abs(np.float64(query[f]) - np.float64(train_row[f]))
+            total += diff * diff * diff
     else:
         for f in range(n_features):
             total += abs(np.float64(query[f]) - np.float64(train_row[f])) ** p
