@@ -1,0 +1,219 @@
+"""Slow, readable reference implementations the tests compare fastknn with.
+
+Nothing here imports fastknn: metric names, tie rules and voting are written
+out again from their definitions, so a shared mistake cannot hide.
+
+Reduced distances are accumulated in float64 one feature at a time. Where
+every term and partial sum is an exact float64 (integer-valued data with the
+Euclidean, Manhattan or Chebyshev metric, or Minkowski with a small integer
+p), the result is exact whatever the order, so fastknn must agree to the last
+bit, ties included. Elsewhere (Minkowski with p = 1.5, say) fastknn's float64
+sum may round differently in the last place; :func:`assert_valid_kneighbors`
+checks such results up to a tolerance.
+"""
+
+import math
+
+import numpy as np
+
+# Every metric name fastknn accepts, mapped to its definition.
+CANONICAL = {
+    "euclidean": "euclidean",
+    "l2": "euclidean",
+    "manhattan": "manhattan",
+    "cityblock": "manhattan",
+    "l1": "manhattan",
+    "chebyshev": "chebyshev",
+    "infinity": "chebyshev",
+    "minkowski": "minkowski",
+}
+
+
+def canonical_metric(metric, p=2):
+    """Definition behind ``(metric, p)``: a name, and the power for Minkowski.
+
+    ``minkowski`` with p = 1, 2 or infinity *is* Manhattan, Euclidean or
+    Chebyshev, so it is reported as those.
+    """
+    name = CANONICAL[metric]
+    if name != "minkowski":
+        return name, None
+    if p == 1:
+        return "manhattan", None
+    if p == 2:
+        return "euclidean", None
+    if math.isinf(p):
+        return "chebyshev", None
+    return "minkowski", float(p)
+
+
+def rdist(X, Y, metric, p=2):
+    """Reduced distances between every row of X and every row of Y.
+
+    Squared distance for Euclidean, sum of ``|d|**p`` for Minkowski, the
+    distance itself for Manhattan and Chebyshev.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_x, n_features)
+    Y : array-like of shape (n_y, n_features)
+    metric : str
+        Any name of :data:`CANONICAL`.
+    p : float
+        Minkowski power.
+
+    Returns
+    -------
+    ndarray of shape (n_x, n_y), float64
+    """
+    name, power = canonical_metric(metric, p)
+    X = np.asarray(X).astype(np.float64)
+    Y = np.asarray(Y).astype(np.float64)
+    out = np.zeros((X.shape[0], Y.shape[0]))
+    for f in range(X.shape[1]):
+        diff = np.abs(X[:, f][:, None] - Y[:, f][None, :])
+        if name == "euclidean":
+            out += diff * diff
+        elif name == "manhattan":
+            out += diff
+        elif name == "chebyshev":
+            np.maximum(out, diff, out=out)
+        else:
+            out += diff**power
+    return out
+
+
+def to_distance(reduced, metric, p=2):
+    """Distances from reduced distances (a new array)."""
+    name, power = canonical_metric(metric, p)
+    if name == "euclidean":
+        return np.sqrt(reduced)
+    if name == "minkowski":
+        return reduced ** (1.0 / power)
+    return np.array(reduced, dtype=np.float64)
+
+
+def sorted_neighbors(X, Y, metric, p=2):
+    """Every row of Y for every row of X, nearest first.
+
+    Equal distances are ordered by row index of Y, lower first (a stable sort).
+
+    Returns
+    -------
+    reduced : ndarray of shape (n_x, n_y), float64
+        Reduced distances, ascending per row.
+    indices : ndarray of shape (n_x, n_y), int64
+    """
+    all_reduced = rdist(X, Y, metric, p)
+    indices = np.argsort(all_reduced, axis=1, kind="stable").astype(np.int64)
+    return np.take_along_axis(all_reduced, indices, axis=1), indices
+
+
+def kneighbors(X, Y, n_neighbors, metric, p=2):
+    """The ``n_neighbors`` nearest rows of Y: (distances, indices), ties by index."""
+    reduced, indices = sorted_neighbors(X, Y, metric, p)
+    return to_distance(reduced[:, :n_neighbors], metric, p), indices[:, :n_neighbors]
+
+
+def kneighbors_excluding_self(X, n_neighbors, metric, p=2):
+    """Neighbours of every training row among the others (scikit-learn's rule).
+
+    Ask for ``n_neighbors + 1`` neighbours, remove the row itself; when exact
+    duplicates pushed it out of the list, remove the farthest instead.
+    """
+    distances, indices = kneighbors(X, X, n_neighbors + 1, metric, p)
+    keep = indices != np.arange(len(indices))[:, None]
+    keep[keep.all(axis=1), -1] = False
+    n_rows = len(indices)
+    return distances[keep].reshape(n_rows, -1), indices[keep].reshape(n_rows, -1)
+
+
+def boundary_ties(X, Y, n_neighbors, metric, p=2, rtol=0.0):
+    """Queries whose k-th and (k+1)-th nearest rows are (nearly) equally far.
+
+    For such a query the set of k nearest rows is not unique, so another
+    correct implementation may pick other neighbours and predict otherwise.
+    ``rtol`` widens "equal" for comparisons with an oracle whose own
+    distances are rounded.
+
+    Returns
+    -------
+    ndarray of shape (n_x,), bool
+    """
+    reduced, _ = sorted_neighbors(X, Y, metric, p)
+    if n_neighbors >= reduced.shape[1]:
+        return np.zeros(reduced.shape[0], dtype=bool)
+    kth = reduced[:, n_neighbors - 1]
+    following = reduced[:, n_neighbors]
+    return following <= kth + rtol * np.abs(kth)
+
+
+def votes(neighbor_labels, neighbor_distances, n_classes, weights="uniform"):
+    """scikit-learn's class votes of each query's neighbours.
+
+    ``"uniform"``: one vote per neighbour. ``"distance"``: a neighbour weighs
+    ``1 / distance``; in a row where some distances are 0, those neighbours
+    weigh 1 and every other weighs 0.
+
+    Returns
+    -------
+    ndarray of shape (n_queries, n_classes), float64
+    """
+    neighbor_distances = np.asarray(neighbor_distances, dtype=np.float64)
+    out = np.zeros((len(neighbor_labels), n_classes))
+    for i, (labels, distances) in enumerate(zip(neighbor_labels, neighbor_distances)):
+        if weights == "uniform":
+            weight = np.ones(len(labels))
+        elif (distances == 0).any():
+            weight = (distances == 0).astype(np.float64)
+        else:
+            weight = 1.0 / distances
+        for label, w in zip(labels, weight):
+            out[i, label] += w
+    return out
+
+
+def predict_proba(neighbor_labels, neighbor_distances, n_classes, weights="uniform"):
+    """Votes normalised to sum to 1 per query."""
+    v = votes(neighbor_labels, neighbor_distances, n_classes, weights)
+    return v / v.sum(axis=1, keepdims=True)
+
+
+def predict(neighbor_labels, neighbor_distances, n_classes, weights="uniform"):
+    """Encoded class with the largest vote; a tie goes to the lowest class."""
+    return np.argmax(votes(neighbor_labels, neighbor_distances, n_classes, weights), axis=1)
+
+
+def classify(X_train, y_train, X_test, n_neighbors, metric, p=2, weights="uniform"):
+    """A whole kNN classifier: (classes, predictions, probabilities)."""
+    classes, encoded = np.unique(y_train, return_inverse=True)
+    distances, indices = kneighbors(X_test, X_train, n_neighbors, metric, p)
+    labels = encoded[indices]
+    proba = predict_proba(labels, distances, len(classes), weights)
+    return classes, classes[predict(labels, distances, len(classes), weights)], proba
+
+
+def has_exact_sums(metric, p=2):
+    """Whether reduced distances of small integer-valued data are exact floats."""
+    name, power = canonical_metric(metric, p)
+    return name != "minkowski" or float(power).is_integer()
+
+
+def assert_valid_kneighbors(X, Y, distances, indices, metric, p=2, rtol=1e-12):
+    """Assert that ``(distances, indices)`` is a correct k-nearest answer when
+    distances are only known to ``rtol``.
+
+    The distances are the k smallest (to rtol), each index is at its stated
+    distance (to rtol), no index repeats, distances ascend, and neighbours at
+    equal returned distances come by increasing index.
+    """
+    n_neighbors = indices.shape[1]
+    expected_distances, _ = kneighbors(X, Y, n_neighbors, metric, p)
+    np.testing.assert_allclose(distances, expected_distances, rtol=rtol, atol=0)
+    all_distances = to_distance(rdist(X, Y, metric, p), metric, p)
+    np.testing.assert_allclose(np.take_along_axis(all_distances, indices, axis=1), distances, rtol=rtol, atol=0)
+    for row in indices:
+        assert len(set(row.tolist())) == len(row), f"repeated neighbour in {row}"
+    steps = np.diff(distances, axis=1)
+    assert np.all(steps >= 0), "distances do not ascend"
+    assert np.all(np.diff(indices, axis=1)[steps == 0] > 0), "equal distances not ordered by index"

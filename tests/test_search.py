@@ -1,0 +1,241 @@
+"""Tests for the search driver fastknn._search: metric resolution, dtypes,
+threads, chunking and memory."""
+
+import math
+import tracemalloc
+
+import naive
+import numba
+import numpy as np
+import pytest
+
+from fastknn import _search
+from fastknn._search import (
+    as_search_dtype,
+    chunk_size,
+    effective_n_threads,
+    rdist_to_dist,
+    resolve_metric,
+    rounding_error_bound,
+    search,
+    thread_limit,
+)
+
+
+@pytest.mark.parametrize(
+    "metric, p, expected",
+    [
+        ("euclidean", 2, ("euclidean", None)),
+        ("l2", 7, ("euclidean", None)),  # p is ignored by the named metrics
+        ("manhattan", 2, ("manhattan", None)),
+        ("cityblock", 2, ("manhattan", None)),
+        ("l1", 2, ("manhattan", None)),
+        ("chebyshev", 2, ("chebyshev", None)),
+        ("infinity", 2, ("chebyshev", None)),
+        ("minkowski", 1, ("manhattan", None)),
+        ("minkowski", 1.0, ("manhattan", None)),
+        ("minkowski", 2, ("euclidean", None)),
+        ("minkowski", np.float32(2), ("euclidean", None)),
+        ("minkowski", np.inf, ("chebyshev", None)),
+        ("minkowski", 3, ("minkowski", 3.0)),
+        ("minkowski", 1.5, ("minkowski", 1.5)),
+    ],
+)
+def test_resolve_metric(metric, p, expected):
+    name, power = resolve_metric(metric, p)
+    assert (name, power) == expected
+    assert power is None or type(power) is float
+
+
+@pytest.mark.parametrize(
+    "metric, p, match",
+    [
+        ("cosine", 2, "metric must be one of"),
+        ("Euclidean", 2, "metric must be one of"),
+        (None, 2, "metric must be one of"),
+        ("minkowski", 0.5, "p must be a real number >= 1"),
+        ("minkowski", -np.inf, "p must be a real number >= 1"),
+        ("minkowski", np.nan, "p must be a real number >= 1"),
+        ("minkowski", None, "p must be a real number >= 1"),
+        ("minkowski", "2", "p must be a real number >= 1"),
+        ("minkowski", True, "p must be a real number >= 1"),
+    ],
+)
+def test_resolve_metric_errors(metric, p, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_metric(metric, p)
+
+
+def test_effective_n_threads():
+    available = numba.config.NUMBA_NUM_THREADS
+    assert effective_n_threads(None) is None
+    assert effective_n_threads(1) == 1
+    assert effective_n_threads(-1) == available
+    assert effective_n_threads(10**6) == available
+    assert effective_n_threads(-(10**6)) == 1
+    if available >= 2:
+        assert effective_n_threads(-2) == available - 1
+
+
+def test_thread_limit_sets_then_restores():
+    before = numba.get_num_threads()
+    with thread_limit(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with thread_limit(None):
+        assert numba.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="boom"):
+        with thread_limit(1):
+            raise RuntimeError("boom")
+    assert numba.get_num_threads() == before
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
+def test_thread_limit_restores_a_non_default_setting():
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with thread_limit(-1):
+            assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    "dtype, expected",
+    [
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.uint8, np.float32),
+        (np.int8, np.float32),
+        (np.int16, np.float32),
+        (np.uint16, np.float32),
+        (np.bool_, np.float32),
+        (np.int32, np.float64),
+        (np.int64, np.float64),
+        (np.float16, np.float64),
+    ],
+)
+def test_as_search_dtype(dtype, expected):
+    array = np.asfortranarray(np.arange(12).reshape(3, 4).astype(dtype))
+    out = as_search_dtype(array)
+    assert out.dtype == expected
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, array.astype(np.float64))
+
+
+def test_as_search_dtype_does_not_copy_what_it_keeps():
+    array = np.ones((3, 2), dtype=np.float32)
+    assert as_search_dtype(array) is array
+
+
+def test_chunk_size():
+    assert chunk_size(1000, 100, 8, working_memory=8000) == 10
+    assert chunk_size(1000, 100, 8, working_memory=8799) == 10
+    assert chunk_size(5, 100, 8, working_memory=10**9) == 5  # never more than the queries
+    assert chunk_size(1000, 10**6, 8, working_memory=1) == 1  # never less than one
+    assert chunk_size(10**6, 10**4, 4) == _search.WORKING_MEMORY_BYTES // (10**4 * 4)
+
+
+def test_rounding_error_bound():
+    rel32, abs32 = rounding_error_bound(np.dtype(np.float32), 784, "euclidean", 0.0)
+    rel64, abs64 = rounding_error_bound(np.dtype(np.float64), 784, "euclidean", 0.0)
+    assert 0 < rel64 < rel32 < 1e-3
+    assert 0 < abs64 < abs32
+    assert rounding_error_bound(np.dtype(np.float32), 10, "minkowski", 7.0)[0] > rel32 * 10 / 784
+    assert rounding_error_bound(np.dtype(np.float32), 1000, "manhattan", 0.0)[0] > rel32
+
+
+@pytest.mark.parametrize("metric, p", [("euclidean", None), ("minkowski", 2.5)])
+def test_rdist_to_dist_in_place(metric, p):
+    rdist = np.array([[0.0, 4.0, 9.0]])
+    out = rdist_to_dist(rdist, metric, p)
+    assert out is rdist
+    expected = [0.0, 2.0, 3.0] if metric == "euclidean" else [0.0, 4.0 ** (1 / 2.5), 9.0 ** (1 / 2.5)]
+    np.testing.assert_allclose(out[0], expected, rtol=1e-15)
+
+
+def test_rdist_to_dist_leaves_manhattan_and_chebyshev():
+    for metric in ("manhattan", "chebyshev"):
+        rdist = np.array([[0.0, 4.0]])
+        np.testing.assert_array_equal(rdist_to_dist(rdist, metric, None), [[0.0, 4.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_search_without_queries(dtype):
+    train = np.ones((4, 3), dtype=dtype)
+    rdist, indices = search(np.empty((0, 3), dtype=dtype), train, 2, "euclidean", None)
+    assert rdist.shape == indices.shape == (0, 2)
+    assert rdist.dtype == np.float64 and indices.dtype == np.int64
+
+
+@pytest.mark.parametrize("metric, p", [("euclidean", None), ("manhattan", None), ("minkowski", 3.0)])
+def test_search_returns_exact_reduced_distances(integer_split, metric, p):
+    X_train, _, X_test, _ = integer_split
+    rdist, indices = search(np.ascontiguousarray(X_test), X_train, 7, metric, p)
+    expected_rdist, expected_indices = naive.sorted_neighbors(X_test, X_train, metric, p or 2)
+    np.testing.assert_array_equal(indices, expected_indices[:, :7])
+    np.testing.assert_array_equal(rdist, expected_rdist[:, :7])
+
+
+@pytest.fixture
+def chunk_spy(monkeypatch):
+    """Count the chunks the driver hands to the selection kernel."""
+    calls = []
+    kernel = _search._select_nearest
+
+    def spy(approx, *args):
+        calls.append(approx.shape)
+        return kernel(approx, *args)
+
+    monkeypatch.setattr(_search, "_select_nearest", spy)
+    return calls
+
+
+@pytest.mark.parametrize("metric, p", [("euclidean", None), ("chebyshev", None), ("minkowski", 1.5)])
+def test_small_working_memory_splits_queries_into_chunks(monkeypatch, chunk_spy, integer_split, metric, p):
+    """The working-memory constant is read at search time; results do not
+    depend on the chunking."""
+    X_train, _, X_test, _ = integer_split
+    queries = np.ascontiguousarray(X_test)
+    expected = search(queries, X_train, 5, metric, p)
+    assert chunk_spy == [(len(queries), len(X_train))]
+
+    chunk_spy.clear()
+    # Room for the distances of 7 queries: chunks of 7, 7, 7, 7, 2.
+    monkeypatch.setattr(_search, "WORKING_MEMORY_BYTES", 7 * len(X_train) * 8 + 5)
+    got = search(queries, X_train, 5, metric, p)
+    assert chunk_spy == [(7, len(X_train))] * 4 + [(2, len(X_train))]
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_peak_memory_is_bounded_by_the_working_memory(monkeypatch, metric):
+    """Predicting many queries never holds their whole distance matrix.
+
+    numpy reports its allocations to tracemalloc, so the peak covers the
+    driver's distance buffer and outputs (the kernels' small per-thread
+    scratch arrays are not numpy allocations and are not counted).
+    """
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(2000, 4))
+    queries = rng.normal(size=(3000, 4))
+    full_matrix = queries.shape[0] * train.shape[0] * train.itemsize  # 48 MB
+    monkeypatch.setattr(_search, "WORKING_MEMORY_BYTES", 2**20)
+    search(queries[:10], train, 3, metric, None)  # compile outside the measurement
+    tracemalloc.start()
+    try:
+        rdist, indices = search(queries, train, 3, metric, None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20 + 2 * 2**20  # the buffer, plus outputs and norms
+    assert peak < full_matrix / 10
+    # Spot-check correctness of the chunked result.
+    rows = slice(0, 3000, 97)
+    expected_rdist, expected_indices = naive.sorted_neighbors(queries[rows], train, metric)
+    np.testing.assert_array_equal(indices[rows], expected_indices[:, :3])
+    np.testing.assert_allclose(rdist[rows], expected_rdist[:, :3], rtol=1e-14)
+    assert math.isfinite(rdist.sum())
