@@ -303,10 +303,33 @@ def format_report(results):
     return "\n".join(lines)
 
 
+def format_cv_report(cv):
+    """The KNNClassifierCV benchmark as lines of text."""
+    lines = [
+        "",
+        f"choosing K, metric and weights by {cv['n_splits']}-fold CV on {cv['n_samples']} digits, "
+        f"{cv['n_candidates']} candidates (median seconds):",
+    ]
+    for name in ("knn_classifier_cv_s", "grid_search_fastknn_s", "grid_search_sklearn_s"):
+        if cv.get(name) is not None:
+            lines.append(f"  {name:<40} {cv[name]:9.2f}")
+    for name in ("speedup_vs_grid_search_fastknn", "speedup_vs_grid_search_sklearn"):
+        if cv.get(name) is not None:
+            lines.append(f"  {name:<40} {cv[name]:9.1f}x")
+    lines.append(f"  same scores as GridSearchCV(KNNClassifier): {cv['same_scores']}")
+    return lines
+
+
 def main(args):
     """Entry point of ``fastknn bench``."""
     results = run_bench(repeats=args.repeats, memory_queries=args.memory_queries, quick=args.quick)
-    print(format_report(results))
+    report = format_report(results)
+    if args.cv:
+        from ._cv_benchmark import benchmark_cv
+
+        results["cv"] = benchmark_cv(repeats=args.repeats if not args.quick else 1, sklearn_repeats=1 if args.cv_sklearn else 0)
+        report += "\n" + "\n".join(format_cv_report(results["cv"]))
+    print(report)
     if args.json:
         with open(args.json, "w") as stream:
             json.dump(results, stream, indent=2)
@@ -319,3 +342,7 @@ def add_arguments(parser):
     parser.add_argument("--memory-queries", type=int, default=100_000, help="queries for the peak-memory check (0 skips)")
     parser.add_argument("--quick", action="store_true", help="small shapes and single runs, for smoke tests")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--cv", action="store_true", help="also time KNNClassifierCV against GridSearchCV (minutes)")
+    parser.add_argument(
+        "--cv-sklearn", action="store_true", help="with --cv, include scikit-learn's GridSearchCV (about 15 minutes)"
+    )
