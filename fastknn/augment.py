@@ -169,10 +169,6 @@ def _restore_layout(images, flat):
 # --------------------------------------------------------------------------
 # core work on validated ``(n, side, side)`` stacks
 # --------------------------------------------------------------------------
-def _warp(images, matrices, offsets):
-    out = np.empty_like(images)
-    _affine_warp(images, matrices, offsets, out)
-    return out
 
 
 def _deskew_stack(images):
@@ -192,15 +188,18 @@ def _deskew_stack(images):
     offsets = np.zeros((n_images, 2), dtype=np.float64)
     offsets[has_mass, 0] = row0[has_mass] - centre
     offsets[has_mass, 1] = col0[has_mass] - centre - alpha[has_mass] * centre
-    return _warp(images, matrices, offsets)
+    out = np.empty_like(images)
+    _affine_warp(images, matrices, offsets, out)
+    return out
 
 
 def _rotate_stack(images, degrees):
     """Originals, then copies rotated by ``-degrees`` and ``+degrees``."""
     n_images, side, _ = images.shape
     centre = np.full(2, (side - 1) / 2.0)
-    out = [images]
-    for angle in (-degrees, degrees):
+    out = np.empty((3 * n_images, side, side), dtype=np.float32)
+    out[:n_images] = images
+    for k, angle in enumerate((-degrees, degrees), start=1):
         theta = math.radians(angle)
         cos, sin = math.cos(theta), math.sin(theta)
         # Output-to-input map of a counter-clockwise rotation as displayed
@@ -208,8 +207,8 @@ def _rotate_stack(images, degrees):
         matrix = np.array([[cos, sin], [-sin, cos]])
         matrices = np.broadcast_to(matrix, (n_images, 2, 2)).copy()
         offsets = np.broadcast_to(centre - matrix @ centre, (n_images, 2)).copy()
-        out.append(_warp(images, matrices, offsets))
-    return np.concatenate(out)
+        _affine_warp(images, matrices, offsets, out[k * n_images : (k + 1) * n_images])
+    return out
 
 
 def _blur_stack(images, sigma):
