@@ -6,6 +6,7 @@ import sys
 
 # sub-command -> (module, one-line help); each module has add_arguments(parser) and main(args).
 COMMANDS = {
+    "experiment": ("fastknn.experiment", "the whole MNIST study: K, metrics, augmentation, report"),
     "bench": ("fastknn.bench", "time fastknn against scikit-learn, FAISS and sgemm"),
 }
 
