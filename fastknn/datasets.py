@@ -244,6 +244,24 @@ class UnsafePickleError(pickle.UnpicklingError, ValueError):
 
     Raised before the global is imported or called. It is both a
     :class:`pickle.UnpicklingError` and a :class:`ValueError`.
+
+    Examples
+    --------
+    A pickle that would run ``os.system`` on load is refused unread:
+
+    >>> import gzip, os, pickle, tempfile
+    >>> from fastknn.datasets import UnsafePickleError, load_mnist_pickle
+    >>> class Payload:
+    ...     def __reduce__(self):
+    ...         return (os.system, ("echo unsafe",))
+    >>> path = os.path.join(tempfile.mkdtemp(), "crafted.pkl.gz")
+    >>> with gzip.open(path, "wb") as stream:
+    ...     pickle.dump(Payload(), stream, protocol=2)
+    >>> try:
+    ...     load_mnist_pickle(path)
+    ... except UnsafePickleError as error:
+    ...     print(type(error).__name__)
+    UnsafePickleError
     """
 
 
