@@ -1,0 +1,75 @@
+"""Top-k selection: ``fastknn._kernels.topk._select_nearest`` on its own.
+
+The fast distance pass is done in ``setup``, as ``fastknn._search.search``
+does it: for Euclidean the single-precision cross terms ``queries @ train.T``
+with the bounds built from the squared norms, for Manhattan the reduced
+distances of ``_rdist_tiles``. What is timed is the selection: the blocked
+scan of rounding-error bounds, the float64 re-ranking of the candidates and
+the sorted output. The reference, ``"numpy"``, is what scikit-learn's brute
+force does on the same matrix: ``argpartition`` to k, then a sort of those k
+(no exact re-ranking).
+
+The kernel is private, so this module follows its current signature; if a
+change of the kernel breaks the set-up here, update ``setup`` with it.
+"""
+
+import numpy as np
+
+from .common import Benchmark, digits, warm_up
+
+N_TRAIN, N_QUERIES = 10_000, 2000
+
+
+class SelectNearest(Benchmark):
+    """k nearest of 2,000 queries among 10,000 digits from a precomputed pass."""
+
+    params = (["fastknn", "numpy"], ["euclidean", "manhattan"], [1, 10, 100])
+    param_names = ["library", "metric", "n_neighbors"]
+
+    def setup(self, library, metric, n_neighbors):
+        import numba
+
+        from fastknn._kernels.distances import EUCLIDEAN, MANHATTAN, _rdist_tiles
+        from fastknn._kernels.topk import _select_nearest
+        from fastknn._search import rounding_error_bound, squared_norms
+
+        warm_up("fastknn", metric)
+        train, _, queries, _ = digits(N_TRAIN, N_QUERIES, "float32")
+        n_features = train.shape[1]
+        relative, absolute = rounding_error_bound(train.dtype, n_features, metric, 0.0)
+        empty = np.empty(0, dtype=np.float64)
+        self.from_cross = metric == "euclidean"
+        approx = np.empty((N_QUERIES, N_TRAIN), dtype=np.float32)
+        if self.from_cross:
+            np.dot(queries, train.T, out=approx)
+            train_sqnorms = squared_norms(train)
+            query_sqnorms = squared_norms(queries)
+            train_upper = train_sqnorms * (1.0 + relative) + absolute
+            train_lower = train_sqnorms * (1.0 - relative) - absolute
+            metric_id = EUCLIDEAN
+            # What argpartition ranks: |t|^2 - 2 q.t (|q|^2 is the same for a row).
+            self.ranked = (train_sqnorms[None, :] - 2.0 * approx).astype(np.float32)
+        else:
+            _rdist_tiles(queries, train, MANHATTAN, np.float32(0.0), 0, approx)
+            query_sqnorms = train_upper = train_lower = empty
+            metric_id = MANHATTAN
+            self.ranked = approx
+        self.out_rdist = np.empty((N_QUERIES, n_neighbors), dtype=np.float64)
+        self.out_index = np.empty((N_QUERIES, n_neighbors), dtype=np.int64)
+        self.arguments = (
+            approx, queries, train, self.from_cross, query_sqnorms, train_upper, train_lower,
+            relative, absolute, metric_id, 0.0, 4 * numba.get_num_threads(),
+            self.out_rdist, self.out_index,
+        )
+        self.select = _select_nearest if library == "fastknn" else self._numpy_select
+        self.select(*self.arguments)  # compile, or load from the numba cache
+
+    def _numpy_select(self, *arguments):
+        k = self.out_index.shape[1]
+        nearest = np.argpartition(self.ranked, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(self.ranked, nearest, axis=1)
+        order = np.argsort(values, axis=1, kind="stable")
+        self.out_index[:] = np.take_along_axis(nearest, order, axis=1)
+
+    def time_select(self, library, metric, n_neighbors):
+        self.select(*self.arguments)
