@@ -555,7 +555,7 @@ class Deskew(_ImageTransformer):
     ----------
     n_features_in_ : int
         Number of pixels per image seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when fit on a DataFrame with string column names.
     side_ : int
         Image side length.
@@ -614,7 +614,7 @@ class GaussianBlur(_ImageTransformer):
     ----------
     n_features_in_ : int
         Number of pixels per image seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when fit on a DataFrame with string column names.
     side_ : int
         Image side length.
@@ -867,7 +867,7 @@ class AugmentedKNN(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Class labels, from ``estimator_``.
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when fit on a DataFrame with string column names.
     n_samples_fit_ : int
         Number of training samples after expansion.

@@ -70,7 +70,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         ``{"p": p}`` for ``"minkowski"``, else empty.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
@@ -271,7 +271,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        graph : scipy.sparse.csr_matrix of shape (n_queries, n_samples_fit_)
+        graph : scipy.sparse.csr_matrix of shape (n_queries, `n_samples_fit_`)
+            Row i holds the neighbours of query i: ones, or their distances.
         """
         check_is_fitted(self)
         if n_neighbors is None:
