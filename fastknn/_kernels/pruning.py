@@ -26,7 +26,7 @@ from numba import prange
 
 from .._config import jit
 from .distances import _exact_rdist
-from .topk import _heap_push, _heap_replace_top, _is_worse
+from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse
 
 PCA = 0
 POOLED = 1
@@ -200,9 +200,4 @@ def _pruned_select(
                 visited[seed_indices[s]] = False
             out_counts[i, 0] = n_coarse
             out_counts[i, 1] = n_exact
-            for position in range(n_neighbors - 1, -1, -1):
-                out_rdist[i, position] = best_values[0]
-                out_index[i, position] = best_indices[0]
-                size -= 1
-                if size > 0:
-                    _heap_replace_top(best_values, best_indices, size, best_values[size], best_indices[size])
+            _heap_drain_sorted(best_values, best_indices, out_rdist[i], out_index[i])

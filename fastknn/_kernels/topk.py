@@ -73,6 +73,21 @@ def _heap_replace_top(values, indices, size, value, index):
         position = child
 
 
+@jit()
+def _heap_drain_sorted(values, indices, out_values, out_indices):
+    """Empty a full max-heap into ascending (value, index) order.
+
+    ``out_values`` and ``out_indices`` have the heap's size; the heap arrays
+    are left in an unspecified order.
+    """
+    size = out_values.shape[0]
+    for position in range(size - 1, -1, -1):
+        out_values[position] = values[0]
+        out_indices[position] = indices[0]
+        if position > 0:
+            _heap_replace_top(values, indices, position, values[position], indices[position])
+
+
 @jit(finite=True)
 def _upper_bound(row, j, from_cross, train_upper, relative_error, absolute_error):
     """Upper bound of the reduced distance to training row j (see _select_nearest)."""
@@ -230,9 +245,4 @@ def _select_nearest(
                 elif exact < best_values[0]:  # j only grows: an equal value never wins
                     _heap_replace_top(best_values, best_indices, size, exact, j)
 
-            for position in range(n_neighbors - 1, -1, -1):
-                out_rdist[i, position] = best_values[0]
-                out_index[i, position] = best_indices[0]
-                size -= 1
-                if size > 0:
-                    _heap_replace_top(best_values, best_indices, size, best_values[size], best_indices[size])
+            _heap_drain_sorted(best_values, best_indices, out_rdist[i], out_index[i])
