@@ -12,9 +12,10 @@ import numba
 # exact re-ranking relies on.
 FASTMATH = frozenset({"nsz", "contract", "reassoc"})
 
-# Adds ``nnan`` and ``ninf`` so that min-reductions vectorise. Only for loops
-# whose inputs are known finite: validated data, in a search whose driver has
-# ruled out overflow of the matrix product (see ``_search.search``).
+# Adds ``nnan`` and ``ninf`` for the bound and counting loops of the
+# selection kernels. Only for loops whose inputs are known finite: validated
+# data, in a search whose driver has ruled out overflow of the fast pass
+# (see ``_search.fast_pass_may_overflow``).
 FASTMATH_FINITE = FASTMATH | {"nnan", "ninf"}
 
 # Upper bound, in bytes, on the per-chunk buffer of distances (or of
