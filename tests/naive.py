@@ -15,6 +15,7 @@ checks such results up to a tolerance.
 import math
 
 import numpy as np
+import pytest
 
 # Every metric name fastknn accepts, mapped to its definition.
 CANONICAL = {
@@ -217,3 +218,27 @@ def assert_valid_kneighbors(X, Y, distances, indices, metric, p=2, rtol=1e-12):
     steps = np.diff(distances, axis=1)
     assert np.all(steps >= 0), "distances do not ascend"
     assert np.all(np.diff(indices, axis=1)[steps == 0] > 0), "equal distances not ordered by index"
+
+
+# (fastknn metric, p, scikit-learn metric, p). The canonical metrics get
+# every combination of options; the aliases and the Minkowski routing get a
+# few, being the same kernels under other names. scikit-learn's brute force
+# has no "infinity" alias; it gets "chebyshev".
+METRICS = [
+    pytest.param("euclidean", 2, "euclidean", 2, id="euclidean"),
+    pytest.param("manhattan", 2, "manhattan", 2, id="manhattan"),
+    pytest.param("chebyshev", 2, "chebyshev", 2, id="chebyshev"),
+    pytest.param("minkowski", 3, "minkowski", 3, id="minkowski-3"),
+    pytest.param("minkowski", 1.5, "minkowski", 1.5, id="minkowski-1.5"),
+]
+ALIASES = [
+    pytest.param("l1", 2, "l1", 2, id="l1"),
+    pytest.param("l2", 2, "l2", 2, id="l2"),
+    pytest.param("cityblock", 2, "cityblock", 2, id="cityblock"),
+    pytest.param("infinity", 2, "chebyshev", 2, id="infinity"),
+    pytest.param("minkowski", 1, "minkowski", 1, id="minkowski-1"),
+    pytest.param("minkowski", 2, "minkowski", 2, id="minkowski-2"),
+    pytest.param("minkowski", np.inf, "minkowski", np.inf, id="minkowski-inf"),
+]
+
+CANONICAL_METRICS = [("euclidean", 2), ("manhattan", 2), ("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5)]
