@@ -15,6 +15,18 @@ DPI = 100
 _CMAP = "gray_r"  # dark ink on white paper
 
 
+
+def _show_mosaic(figure, canvas, row_ticks, row_labels, title):
+    """Draw a mosaic of digits on ``figure`` with labelled rows and no frame."""
+    axes = figure.add_subplot()
+    axes.imshow(canvas, cmap=_CMAP, interpolation="nearest")
+    axes.set_yticks(row_ticks, row_labels)
+    axes.set_xticks([])
+    axes.tick_params(length=0)
+    for spine in axes.spines.values():
+        spine.set_visible(False)
+    axes.set_title(title)
+
 def _mosaic(images, n_columns, gap=2):
     """Tile ``(n, side, side)`` images into one array, ``gap`` blank pixels apart.
 
@@ -61,14 +73,10 @@ def sample_digits(X, y, side, path, per_class=12):
     canvas = _mosaic(np.concatenate(images), per_class)
     cell = side + 2
     figure = Figure(figsize=(0.45 * per_class + 0.6, 0.45 * len(classes) + 0.5))
-    axes = figure.add_subplot()
-    axes.imshow(canvas, cmap=_CMAP, interpolation="nearest")
-    axes.set_yticks(np.arange(len(classes)) * cell + side / 2 - 0.5, [str(c) for c in classes])
-    axes.set_xticks([])
-    axes.tick_params(length=0)
-    for spine in axes.spines.values():
-        spine.set_visible(False)
-    axes.set_title("Training digits, one row per class")
+    _show_mosaic(
+        figure, canvas, np.arange(len(classes)) * cell + side / 2 - 0.5, [str(c) for c in classes],
+        "Training digits, one row per class",
+    )
     _save(figure, path)
 
 
@@ -208,12 +216,8 @@ def before_after(before, after, side, path):
     canvas = _mosaic(np.concatenate([_images(before, side), _images(after, side)]), n_images)
     cell = side + 2
     figure = Figure(figsize=(0.6 * n_images + 1.2, 1.9))
-    axes = figure.add_subplot()
-    axes.imshow(canvas, cmap=_CMAP, interpolation="nearest")
-    axes.set_yticks([side / 2 - 0.5, cell + side / 2 - 0.5], ["before", "deskewed"])
-    axes.set_xticks([])
-    axes.tick_params(length=0)
-    for spine in axes.spines.values():
-        spine.set_visible(False)
-    axes.set_title("Deskewing: each digit sheared upright and centred")
+    _show_mosaic(
+        figure, canvas, [side / 2 - 0.5, cell + side / 2 - 0.5], ["before", "deskewed"],
+        "Deskewing: each digit sheared upright and centred",
+    )
     _save(figure, path)
