@@ -9,6 +9,7 @@ import functools
 import math
 import numbers
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -23,7 +24,8 @@ from ._kernels.distances import (
     _rdist_tiles,
     _squared_norms,
 )
-from ._kernels.topk import _select_nearest
+from ._kernels.topk import GEMM_TRAIN_BLOCK, _select_nearest, _select_nearest_gemm
+from ._kernels.vote import _vote
 
 # Names scikit-learn accepts for the metrics fastknn implements.
 METRIC_ALIASES = {
@@ -105,7 +107,13 @@ def effective_n_threads(n_jobs):
 @functools.lru_cache(maxsize=None)
 def _threadpools():
     """The process's thread pools (BLAS, OpenMP), inspected once: a fresh
-    inspection per call costs milliseconds."""
+    inspection per call costs milliseconds.
+
+    SciPy's BLAS is loaded first: it is the one numba's ``np.dot`` calls
+    inside ``_select_nearest_gemm``, and it must be seen to be limited.
+    """
+    import scipy.linalg.cython_blas  # noqa: F401
+
     return ThreadpoolController()
 
 
@@ -205,6 +213,62 @@ def chunk_size(n_queries, n_train, itemsize, working_memory=None):
     return int(max(1, min(n_queries, working_memory // max(1, n_train * itemsize))))
 
 
+def run_query_blocks(kernel, n_queries, block, n_threads, *arguments):
+    """Call ``kernel(first, last, *arguments)`` on blocks of ``block`` queries, in threads.
+
+    The selection kernels release the GIL, so a thread pool runs them in
+    parallel; each thread takes the next block when it is done, which keeps
+    the threads busy on a loaded machine. (A numba ``prange`` over the blocks
+    would do the same but adds seconds to the first compilation.)
+    """
+    firsts = range(0, n_queries, block)
+    if n_threads <= 1 or len(firsts) <= 1:
+        for first in firsts:
+            kernel(first, min(first + block, n_queries), *arguments)
+        return
+    with ThreadPoolExecutor(max_workers=min(n_threads, len(firsts))) as pool:
+        futures = [pool.submit(kernel, first, min(first + block, n_queries), *arguments) for first in firsts]
+        for future in futures:
+            future.result()
+
+
+# Queries per block of ``class_votes``: voting costs nanoseconds a neighbour,
+# so only large batches are worth threads.
+VOTE_BLOCK = 65536
+
+
+def class_votes(neighbor_labels, neighbor_values, weighting, n_classes):
+    """Class votes of each query's neighbours (see ``_kernels.vote._vote``).
+
+    Returns
+    -------
+    votes : ndarray of shape (n_queries, n_classes), float64
+    """
+    n_queries = neighbor_labels.shape[0]
+    votes = np.empty((n_queries, n_classes), dtype=np.float64)
+    run_query_blocks(
+        _vote, n_queries, VOTE_BLOCK, numba.get_num_threads(), neighbor_labels, neighbor_values, weighting, votes
+    )
+    return votes
+
+
+def gemm_query_block(n_queries, n_neighbors, n_threads, working_memory=None):
+    """Queries per task of ``_select_nearest_gemm``.
+
+    About two blocks per thread, so that a thread finishing early takes
+    another; at most 512, as larger blocks gain nothing (measured on the
+    packaged digits: 256 to 1,000 queries, whose cross terms with
+    ``GEMM_TRAIN_BLOCK`` training rows fit the shared cache), and small enough that the tasks' heaps and candidate lists, about
+    ``32 (GEMM_TRAIN_BLOCK + n_neighbors)`` bytes a query, fit
+    ``working_memory`` together.
+    """
+    if working_memory is None:
+        working_memory = WORKING_MEMORY_BYTES
+    per_query = 32 * (GEMM_TRAIN_BLOCK + n_neighbors)
+    fits = working_memory // (per_query * max(1, n_threads))
+    return int(max(1, min(512, -(-n_queries // (2 * max(1, n_threads))), fits)))
+
+
 def search(queries, train, n_neighbors, metric, p, *, train_sqnorms=None, n_jobs=None):
     """Exact k nearest training rows of every query.
 
@@ -252,43 +316,44 @@ def search(queries, train, n_neighbors, metric, p, *, train_sqnorms=None, n_jobs
             train_scale = max(train.max(), -train.min())
             query_scale = max(queries.max(), -queries.min())
         fast_pass = not fast_pass_may_overflow(metric, p, dtype, n_features, train_scale, query_scale)
-        from_cross = fast_pass and metric == "euclidean"
-        train_upper = train_lower = empty = np.empty(0, dtype=np.float64)
-        if from_cross:
-            train_upper = train_sqnorms * (1.0 + relative_error) + absolute_error
+        if fast_pass and metric == "euclidean":
             train_lower = train_sqnorms * (1.0 - relative_error) - absolute_error
-        elif not fast_pass:
-            # Rank on zeros with an error bound so wide that every row is a
-            # candidate: each distance is then computed exactly, in float64.
-            relative_error, absolute_error = 0.0, float(np.finfo(np.float64).max) / 4.0
+            train_upper = train_sqnorms * (1.0 + relative_error) + absolute_error
+            query_terms = 2.0 * relative_error * query_sqnorms
+            n_threads = numba.get_num_threads()
+            block = gemm_query_block(n_queries, n_neighbors, n_threads)
+            # Each thread runs its own small products: BLAS must not start
+            # threads of its own inside them.
+            with blas_limit(1):
+                run_query_blocks(
+                    _select_nearest_gemm, n_queries, block, n_threads,
+                    queries, train, query_terms, train_lower, train_upper, rdist, indices,
+                )
+            return rdist, indices
 
+        if fast_pass:
+            lower_offsets = np.full(n_train, -absolute_error)
+            upper_offsets = np.full(n_train, absolute_error)
+            lower_scale, upper_scale = 1.0 - relative_error, 1.0 + relative_error
+        else:
+            # Every bound is 0, so every row ties and is a candidate: each
+            # distance is computed exactly, in float64.
+            lower_offsets = upper_offsets = np.zeros(n_train)
+            lower_scale = upper_scale = 0.0
+        query_terms = np.zeros(n_queries)
         step = chunk_size(n_queries, n_train, dtype.itemsize)
-        buffer = np.empty((step, n_train), dtype=dtype)
+        approx = np.zeros((step, n_train), dtype=dtype)
         for start in range(0, n_queries, step):
             stop = min(start + step, n_queries)
             chunk = queries[start:stop]
-            approx = buffer[: stop - start]
-            if from_cross:
-                np.dot(chunk, train.T, out=approx)
-            elif fast_pass:
-                _rdist_tiles(chunk, train, metric_id, dtype.type(power), integer_power, approx)
-            else:
-                approx[:] = 0
-            _select_nearest(
-                approx,
-                chunk,
-                train,
-                from_cross,
-                query_sqnorms[start:stop] if from_cross else empty,
-                train_upper,
-                train_lower,
-                relative_error,
-                absolute_error,
-                metric_id,
-                power,
-                4 * numba.get_num_threads(),
-                rdist[start:stop],
-                indices[start:stop],
+            chunk_approx = approx[: stop - start]
+            if fast_pass:
+                _rdist_tiles(chunk, train, metric_id, dtype.type(power), integer_power, chunk_approx)
+            n_threads = numba.get_num_threads()
+            run_query_blocks(
+                _select_nearest, stop - start, -(-(stop - start) // (4 * n_threads)), n_threads,
+                chunk_approx, chunk, train, lower_offsets, lower_scale, upper_offsets, upper_scale,
+                query_terms[start:stop], metric_id, power, rdist[start:stop], indices[start:stop],
             )
     return rdist, indices
 

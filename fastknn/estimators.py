@@ -11,10 +11,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM, _vote
+from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
 from ._pruning import choose_algorithm, pruned_search
 from ._search import (
     METRIC_ALIASES,
+    class_votes,
     as_search_dtype,
     rdist_to_dist,
     resolve_metric,
@@ -316,9 +317,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         votes = []
         for output, classes_k in enumerate(classes):
             labels = np.ascontiguousarray(self._y[neigh_ind, output])
-            votes_k = np.empty((neigh_ind.shape[0], classes_k.size), dtype=np.float64)
-            _vote(labels, values, weighting, votes_k)
-            votes.append(votes_k)
+            votes.append(class_votes(labels, values, weighting, classes_k.size))
         return votes
 
     def predict(self, X):

@@ -21,8 +21,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
-from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM, _vote
-from ._search import METRIC_ALIASES, as_search_dtype, rdist_to_dist, resolve_metric, search
+from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
+from ._search import METRIC_ALIASES, as_search_dtype, class_votes, rdist_to_dist, resolve_metric, search
 from .estimators import KNNClassifier
 
 
@@ -444,9 +444,7 @@ def _neighbor_votes(neigh_labels, neigh_dist, weights, n_classes):
                 "All neighbors of some sample is getting zero weights. "
                 "Please modify 'weights' to avoid this case if you are using a user-defined function."
             )
-    votes = np.empty((neigh_labels.shape[0], n_classes), dtype=np.float64)
-    _vote(neigh_labels, values, weighting, votes)
-    return votes
+    return class_votes(neigh_labels, values, weighting, n_classes)
 
 
 def _as_number(score, scorer):

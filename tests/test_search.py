@@ -181,19 +181,21 @@ def test_search_returns_exact_reduced_distances(integer_split, metric, p):
 
 @pytest.fixture
 def chunk_spy(monkeypatch):
-    """Count the chunks the driver hands to the selection kernel."""
+    """Count the chunks the driver hands to the selection kernel (which
+    takes each chunk in blocks of queries: the first block records it)."""
     calls = []
     kernel = _search._select_nearest
 
-    def spy(approx, *args):
-        calls.append(approx.shape)
-        return kernel(approx, *args)
+    def spy(first, last, approx, *args):
+        if first == 0:
+            calls.append(approx.shape)
+        return kernel(first, last, approx, *args)
 
     monkeypatch.setattr(_search, "_select_nearest", spy)
     return calls
 
 
-@pytest.mark.parametrize("metric, p", [("euclidean", None), ("chebyshev", None), ("minkowski", 1.5)])
+@pytest.mark.parametrize("metric, p", [("manhattan", None), ("chebyshev", None), ("minkowski", 1.5)])
 def test_small_working_memory_splits_queries_into_chunks(monkeypatch, chunk_spy, integer_split, metric, p):
     """The working-memory constant is read at search time; results do not
     depend on the chunking."""
@@ -209,6 +211,41 @@ def test_small_working_memory_splits_queries_into_chunks(monkeypatch, chunk_spy,
     assert chunk_spy == [(7, len(X_train))] * 4 + [(2, len(X_train))]
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_gemm_blocks_shrink_with_the_working_memory(monkeypatch, integer_split):
+    """Euclidean search runs in blocks of queries sized from the working
+    memory (read at search time); results do not depend on the blocks."""
+    X_train, _, X_test, _ = integer_split
+    queries = np.ascontiguousarray(X_test)
+    expected = search(queries, X_train, 5, "euclidean", None)
+    blocks = []
+    real_block = _search.gemm_query_block
+
+    def spy(*args):
+        blocks.append(real_block(*args))
+        return blocks[-1]
+
+    monkeypatch.setattr(_search, "gemm_query_block", spy)
+    monkeypatch.setattr(_search, "WORKING_MEMORY_BYTES", 1)
+    got = search(queries, X_train, 5, "euclidean", None)
+    assert blocks == [1]
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize(
+    "n_queries, n_neighbors, n_threads, working_memory, expected",
+    [
+        (2000, 3, 2, 2**27, 500),  # two blocks a thread
+        (10**6, 3, 2, 2**27, 512),  # at most 512
+        (7, 3, 4, 2**27, 1),
+        (2000, 10**5, 2, 2**27, 20),  # large k: heaps and candidates bound the block
+        (2000, 3, 2, 1, 1),
+    ],
+)
+def test_gemm_query_block(n_queries, n_neighbors, n_threads, working_memory, expected):
+    assert _search.gemm_query_block(n_queries, n_neighbors, n_threads, working_memory) == expected
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan"])

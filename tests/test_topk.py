@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from fastknn import _search
-from fastknn._kernels.topk import _heap_push, _heap_replace_top, _is_worse
+from fastknn._kernels.distances import EUCLIDEAN
+from fastknn._kernels.topk import GEMM_TRAIN_BLOCK, _heap_push, _heap_replace_top, _is_worse, _select_nearest
 
 import naive
 
@@ -82,12 +83,12 @@ def test_heap_replace_top_on_partial_heap():
 def perturbed_search(monkeypatch, queries, train, n_neighbors, metric, p, relative, absolute, seed):
     """Run the search driver with its fast pass replaced by adversarial values.
 
-    The fast distances (or, for Euclidean, the matrix-product cross terms)
-    are the exact ones moved anywhere within the error bound the driver
-    declares, which is widened to ``(relative, absolute)`` so that the
-    re-ranking has real work to do. The kernel's own signature is not used,
-    so the test holds however _select_nearest is organised. (Overflow in the
-    fast pass is tested on real overflowing data in test_neighbors.py.)
+    The fast distances are the exact ones moved anywhere within the error
+    bound the driver declares, which is widened to ``(relative, absolute)``
+    so that the re-ranking has real work to do. (Overflow in the fast pass is
+    tested on real overflowing data in test_neighbors.py; the Euclidean
+    cross terms, computed inside ``_select_nearest_gemm``, are perturbed in
+    ``perturbed_cross_select`` below.)
     """
     rng = np.random.default_rng(seed)
     calls = []
@@ -99,27 +100,34 @@ def perturbed_search(monkeypatch, queries, train, n_neighbors, metric, p, relati
         high = (exact + absolute) / (1 - relative)
         out[...] = rng.uniform(low, high)
 
-    real_matmul = np.matmul
-
-    def fake_matmul(a, b, out=None):
-        calls.append("matmul")
-        cross = real_matmul(a, b)
-        scale = (a**2).sum(axis=1)[:, None] + (b**2).sum(axis=0)[None, :]
-        cross += 0.49 * (relative * scale + absolute) * rng.uniform(-1, 1, size=cross.shape)
-        if out is None:
-            return cross
-        out[...] = cross
-        return out
-
     monkeypatch.setattr(_search, "rounding_error_bound", lambda *args: (relative, absolute))
     monkeypatch.setattr(_search, "_rdist_tiles", fake_rdist_tiles)
-    with monkeypatch.context() as patch:
-        patch.setattr(np, "matmul", fake_matmul)
-        patch.setattr(np, "dot", fake_matmul)
-        metric_name, power = _search.resolve_metric(metric, p)
-        result = _search.search(queries, train, n_neighbors, metric_name, power)
-    assert calls, "the driver no longer runs its fast pass through np.dot / _rdist_tiles: update the fakes"
+    metric_name, power = _search.resolve_metric(metric, p)
+    result = _search.search(queries, train, n_neighbors, metric_name, power)
+    assert calls, "the driver no longer runs its fast pass through _rdist_tiles: update the fake"
     return result
+
+
+def perturbed_cross_select(queries, train, n_neighbors, relative, absolute, seed):
+    """``_select_nearest`` on Euclidean cross terms moved anywhere within the bound.
+
+    The cross term ``q.t`` may be off by ``(r (|q|^2 + |t|^2) + a) / 2``, which
+    moves the squared distance by at most ``r (|q|^2 + |t|^2) + a``: the bounds
+    ``_select_nearest_gemm`` hands to the same scan and re-ranking.
+    """
+    rng = np.random.default_rng(seed)
+    query_sqnorms = (queries**2).sum(axis=1)
+    train_sqnorms = (train**2).sum(axis=1)
+    scale = query_sqnorms[:, None] + train_sqnorms[None, :]
+    cross = queries @ train.T + 0.49 * (relative * scale + absolute) * rng.uniform(-1, 1, size=scale.shape)
+    rdist = np.empty((len(queries), n_neighbors))
+    indices = np.empty((len(queries), n_neighbors), dtype=np.int64)
+    _select_nearest(
+        0, len(queries), np.ascontiguousarray(cross), queries, train,
+        train_sqnorms * (1 - relative) - absolute, -2.0, train_sqnorms * (1 + relative) + absolute, -2.0,
+        2 * relative * query_sqnorms, EUCLIDEAN, 2.0, rdist, indices,
+    )
+    return rdist, indices
 
 
 @pytest.mark.parametrize("metric, p", [("euclidean", 2), ("manhattan", 1), ("chebyshev", np.inf), ("minkowski", 3)])
@@ -130,7 +138,40 @@ def test_reranking_is_exact_whatever_the_error_within_the_bound(monkeypatch, met
     rng = np.random.default_rng(n_neighbors)
     train = rng.integers(-2, 3, size=(30, 3)).astype(np.float64)
     queries = rng.integers(-2, 3, size=(25, 3)).astype(np.float64)
-    rdist, indices = perturbed_search(monkeypatch, queries, train, n_neighbors, metric, p, 0.2, 0.5, seed=1)
+    if metric == "euclidean":
+        rdist, indices = perturbed_cross_select(queries, train, n_neighbors, 0.2, 0.5, seed=1)
+    else:
+        rdist, indices = perturbed_search(monkeypatch, queries, train, n_neighbors, metric, p, 0.2, 0.5, seed=1)
     expected_rdist, expected_indices = naive.sorted_neighbors(queries, train, metric, p)
     np.testing.assert_array_equal(indices, expected_indices[:, :n_neighbors])
     np.testing.assert_array_equal(rdist, expected_rdist[:, :n_neighbors])
+
+
+@pytest.mark.parametrize("n_neighbors", [1, 7, 2 * GEMM_TRAIN_BLOCK + 500])
+def test_gemm_blocks_ties_and_candidate_growth(n_neighbors):
+    """Ties across several ``GEMM_TRAIN_BLOCK`` blocks: candidate lists are
+    dropped to the threshold and widened, and the order stays exact."""
+    rng = np.random.default_rng(n_neighbors)
+    n_train = 2 * GEMM_TRAIN_BLOCK + 700
+    # Four distinct points, repeated: every query ties with a quarter of the rows.
+    points = rng.integers(-3, 4, size=(4, 3)).astype(np.float32)
+    train = points[rng.integers(0, 4, size=n_train)]
+    queries = np.ascontiguousarray(np.vstack([points, rng.integers(-3, 4, size=(9, 3))]), dtype=np.float32)
+    rdist, indices = _search.search(queries, train, n_neighbors, "euclidean", None)
+    expected_rdist, expected_indices = naive.sorted_neighbors(queries, train, "euclidean")
+    np.testing.assert_array_equal(indices, expected_indices[:, :n_neighbors])
+    np.testing.assert_array_equal(rdist, expected_rdist[:, :n_neighbors])
+
+
+def test_gemm_path_exact_with_widened_bounds(monkeypatch):
+    """With a bound far wider than the real error, many rows become
+    candidates and are dropped as the threshold falls: still exact."""
+    monkeypatch.setattr(_search, "rounding_error_bound", lambda *args: (0.05, 0.5))
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((GEMM_TRAIN_BLOCK * 3 + 11, 5)).astype(np.float32)
+    queries = rng.standard_normal((40, 5)).astype(np.float32)
+    rdist, indices = _search.search(queries, train, 5, "euclidean", None)
+    expected_rdist, expected_indices = naive.sorted_neighbors(queries, train, "euclidean")
+    np.testing.assert_array_equal(indices, expected_indices[:, :5])
+    # float64 sums in another order: equal to the last bits only.
+    np.testing.assert_allclose(rdist, expected_rdist[:, :5], rtol=1e-12)

@@ -11,7 +11,7 @@ def vote(labels, values, weighting, n_classes):
     out = np.full((len(labels), n_classes), np.nan)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     values = np.ascontiguousarray(values, dtype=np.float64)
-    _vote(labels, values, weighting, out)
+    _vote(0, len(labels), labels, values, weighting, out)
     return out
 
 
@@ -44,7 +44,7 @@ def test_given_weights_are_summed():
 
 def test_votes_are_overwritten_not_accumulated():
     out = np.full((len(LABELS), 3), 123.0)
-    _vote(LABELS.astype(np.int64), np.empty((0, 0)), UNIFORM, out)
+    _vote(0, len(LABELS), LABELS.astype(np.int64), np.empty((0, 0)), UNIFORM, out)
     assert out.sum() == LABELS.size
 
 

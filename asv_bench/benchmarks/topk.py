@@ -1,9 +1,11 @@
 """Top-k selection: ``fastknn._kernels.topk._select_nearest`` on its own.
 
-The fast distance pass is done in ``setup``, as ``fastknn._search.search``
-does it: for Euclidean the single-precision cross terms ``queries @ train.T``
-with the bounds built from the squared norms, for Manhattan the reduced
-distances of ``_rdist_tiles``. What is timed is the selection: the blocked
+The fast distance pass is done in ``setup``: for Euclidean the
+single-precision cross terms ``queries @ train.T`` with the bounds built from
+the squared norms (the scan ``_select_nearest_gemm`` runs on each block of
+its products), for Manhattan the reduced distances of ``_rdist_tiles``, as
+``fastknn._search.search`` does it. The kernel runs in query blocks on
+numba's thread count, as the driver runs it. What is timed is the selection: the blocked
 scan of rounding-error bounds, the float64 re-ranking of the candidates and
 the sorted output. The reference, ``"numpy"``, is what scikit-learn's brute
 force does on the same matrix: ``argpartition`` to k, then a sort of those k
@@ -31,37 +33,43 @@ class SelectNearest(Benchmark):
 
         from fastknn._kernels.distances import EUCLIDEAN, MANHATTAN, _rdist_tiles
         from fastknn._kernels.topk import _select_nearest
-        from fastknn._search import rounding_error_bound, squared_norms
+        from fastknn._search import rounding_error_bound, run_query_blocks, squared_norms
 
         warm_up("fastknn", metric)
         train, _, queries, _ = digits(N_TRAIN, N_QUERIES, "float32")
         n_features = train.shape[1]
         relative, absolute = rounding_error_bound(train.dtype, n_features, metric, 0.0)
-        empty = np.empty(0, dtype=np.float64)
         self.from_cross = metric == "euclidean"
         approx = np.empty((N_QUERIES, N_TRAIN), dtype=np.float32)
         if self.from_cross:
             np.dot(queries, train.T, out=approx)
             train_sqnorms = squared_norms(train)
-            query_sqnorms = squared_norms(queries)
-            train_upper = train_sqnorms * (1.0 + relative) + absolute
-            train_lower = train_sqnorms * (1.0 - relative) - absolute
+            # Bounds on |t|^2 - 2 q.t, as _select_nearest_gemm scans them.
+            bounds = (
+                train_sqnorms * (1.0 - relative) - absolute, -2.0,
+                train_sqnorms * (1.0 + relative) + absolute, -2.0,
+                2.0 * relative * squared_norms(queries),
+            )
             metric_id = EUCLIDEAN
             # What argpartition ranks: |t|^2 - 2 q.t (|q|^2 is the same for a row).
             self.ranked = (train_sqnorms[None, :] - 2.0 * approx).astype(np.float32)
         else:
             _rdist_tiles(queries, train, MANHATTAN, np.float32(0.0), 0, approx)
-            query_sqnorms = train_upper = train_lower = empty
+            bounds = (
+                np.full(N_TRAIN, -absolute), 1.0 - relative,
+                np.full(N_TRAIN, absolute), 1.0 + relative,
+                np.zeros(N_QUERIES),
+            )
             metric_id = MANHATTAN
             self.ranked = approx
         self.out_rdist = np.empty((N_QUERIES, n_neighbors), dtype=np.float64)
         self.out_index = np.empty((N_QUERIES, n_neighbors), dtype=np.int64)
+        n_threads = numba.get_num_threads()
         self.arguments = (
-            approx, queries, train, self.from_cross, query_sqnorms, train_upper, train_lower,
-            relative, absolute, metric_id, 0.0, 4 * numba.get_num_threads(),
-            self.out_rdist, self.out_index,
+            _select_nearest, N_QUERIES, -(-N_QUERIES // (4 * n_threads)), n_threads,
+            approx, queries, train, *bounds, metric_id, 0.0, self.out_rdist, self.out_index,
         )
-        self.select = _select_nearest if library == "fastknn" else self._numpy_select
+        self.select = run_query_blocks if library == "fastknn" else self._numpy_select
         self.select(*self.arguments)  # compile, or load from the numba cache
 
     def _numpy_select(self, *arguments):

@@ -17,10 +17,9 @@ handled by one thread from start to end.
 """
 
 import numpy as np
-from numba import prange
 
 from .._config import jit
-from .distances import _exact_rdist
+from .distances import EUCLIDEAN, _exact_rdist
 
 # Training rows scanned per step when selecting candidates: a vectorised count
 # tells whether any row of a block can matter; a block that can is checked
@@ -29,6 +28,15 @@ from .distances import _exact_rdist
 # so small sub-blocks keep that row-by-row work small.
 SCAN_BLOCK = 256
 SCAN_SUB_BLOCK = 16
+
+# Training rows per matrix product in ``_select_nearest_gemm``: a block of
+# queries times this many rows stays in the core's cache for the scan.
+GEMM_TRAIN_BLOCK = 1024
+
+# The heap of upper bounds starts full of this: every row is a candidate
+# until k rows have been seen. (Bounds can be any finite float64, so the
+# loops that compare with it are compiled with inf support.)
+NO_BOUND = np.inf
 
 
 @jit()
@@ -88,80 +96,149 @@ def _heap_drain_sorted(values, indices, out_values, out_indices):
             _heap_replace_top(values, indices, position, values[position], indices[position])
 
 
-@jit(finite=True)
-def _upper_bound(row, j, from_cross, train_upper, relative_error, absolute_error):
-    """Upper bound of the reduced distance to training row j (see _select_nearest)."""
-    if from_cross:
-        return train_upper[j] - 2.0 * np.float64(row[j])
-    return np.float64(row[j]) * (1.0 + relative_error) + absolute_error
-
-
-@jit(finite=True)
-def _lower_bound(row, j, from_cross, train_lower, relative_error, absolute_error):
-    """Lower bound of the reduced distance to training row j (see _select_nearest)."""
-    if from_cross:
-        return train_lower[j] - 2.0 * np.float64(row[j])
-    return np.float64(row[j]) * (1.0 - relative_error) - absolute_error
-
-
-@jit(finite=True)
-def _count_lower_within(row, start, stop, from_cross, train_lower, relative_error, absolute_error, threshold):
-    """How many training rows in ``start:stop`` have a lower bound <= threshold.
+@jit(fastmath=True)
+def _count_within(values, offsets, scale, threshold):
+    """How many ``offsets[j] + scale * values[j]`` are <= threshold.
 
     A counting reduction, which LLVM vectorises (a min-reduction does not).
     """
     count = 0
-    if from_cross:
-        for j in range(start, stop):
-            count += (train_lower[j] - 2.0 * np.float64(row[j])) <= threshold
-    else:
-        scale = 1.0 - relative_error
-        for j in range(start, stop):
-            count += (np.float64(row[j]) * scale - absolute_error) <= threshold
+    for j in range(values.shape[0]):
+        count += offsets[j] + scale * np.float64(values[j]) <= threshold
     return count
 
 
-@jit(parallel=True)
-def _select_nearest(
-    approx,
-    queries,
-    train,
-    from_cross,
-    query_sqnorms,
-    train_upper,
-    train_lower,
-    relative_error,
-    absolute_error,
-    metric,
-    p,
-    n_blocks,
-    out_rdist,
-    out_index,
+@jit(fastmath=True)
+def _scan_row(
+    values,
+    first_row,
+    lower_offsets,
+    lower_scale,
+    upper_offsets,
+    upper_scale,
+    query_term,
+    bound_values,
+    bound_indices,
+    candidate_rows,
+    candidate_lower,
+    n_candidates,
 ):
-    """Exact k nearest training rows for each query of a chunk.
+    """Scan one query's approximate values for consecutive training rows.
 
     Parameters
     ----------
+    values : ndarray of shape (width,)
+        Approximate values of training rows ``first_row`` to
+        ``first_row + width - 1``.
+    first_row : int
+    lower_offsets, upper_offsets : ndarray of shape (width,), float64
+    lower_scale, upper_scale : float
+        The bounds of row ``first_row + j`` are
+        ``lower_offsets[j] + lower_scale * values[j]`` and
+        ``upper_offsets[j] + upper_scale * values[j]``.
+    query_term : float
+        Added to the heap's top to get the pruning threshold.
+    bound_values, bound_indices : ndarray of shape (n_neighbors,)
+        Max-heap of the k smallest upper bounds seen so far (filled with
+        ``NO_BOUND`` before the first row).
+    candidate_rows, candidate_lower : ndarray
+        Candidate rows and their lower bounds, appended in row order; room
+        for ``width`` more must exist.
+    n_candidates : int
+        Candidates held so far.
+
+    Returns
+    -------
+    n_candidates : int
+        Candidates held now.
+    """
+    n_neighbors = bound_values.shape[0]
+    width = values.shape[0]
+    threshold = bound_values[0] + query_term
+    for start in range(0, width, SCAN_BLOCK):
+        stop = min(start + SCAN_BLOCK, width)
+        if not _count_within(values[start:stop], lower_offsets[start:stop], lower_scale, threshold):
+            continue
+        for sub_start in range(start, stop, SCAN_SUB_BLOCK):
+            sub_stop = min(sub_start + SCAN_SUB_BLOCK, stop)
+            if not _count_within(
+                values[sub_start:sub_stop], lower_offsets[sub_start:sub_stop], lower_scale, threshold
+            ):
+                continue
+            for j in range(sub_start, sub_stop):
+                value = np.float64(values[j])
+                lower = lower_offsets[j] + lower_scale * value
+                if lower > threshold:
+                    continue
+                candidate_rows[n_candidates] = first_row + j
+                candidate_lower[n_candidates] = lower
+                n_candidates += 1
+                upper = upper_offsets[j] + upper_scale * value
+                if upper < bound_values[0]:
+                    _heap_replace_top(bound_values, bound_indices, n_neighbors, upper, 0)
+                    threshold = bound_values[0] + query_term
+    return n_candidates
+
+
+@jit()
+def _drop_candidates_beyond(candidate_rows, candidate_lower, n_candidates, threshold):
+    """Keep, in order, the candidates whose lower bound is <= threshold; return how many."""
+    kept = 0
+    for position in range(n_candidates):
+        if candidate_lower[position] <= threshold:
+            candidate_rows[kept] = candidate_rows[position]
+            candidate_lower[kept] = candidate_lower[position]
+            kept += 1
+    return kept
+
+
+@jit()
+def _rerank(query, train, candidate_rows, candidate_lower, n_candidates, threshold, metric, p,
+            best_values, best_indices, out_rdist, out_index):
+    """Exact distances of the candidates within ``threshold``; the k best, sorted, into the outputs.
+
+    The candidates come in ascending row order, so a later row never wins a
+    tie and equal distances keep the lower training index.
+    """
+    n_neighbors = out_rdist.shape[0]
+    size = 0
+    for position in range(n_candidates):
+        if candidate_lower[position] > threshold:
+            continue
+        j = candidate_rows[position]
+        exact = _exact_rdist(query, train[j], metric, p)
+        if size < n_neighbors:
+            _heap_push(best_values, best_indices, size, exact, j)
+            size += 1
+        elif exact < best_values[0]:
+            _heap_replace_top(best_values, best_indices, size, exact, j)
+    _heap_drain_sorted(best_values, best_indices, out_rdist, out_index)
+
+
+@jit()
+def _select_nearest(first, last, approx, queries, train, lower_offsets, lower_scale, upper_offsets, upper_scale,
+                    query_terms, metric, p, out_rdist, out_index):
+    """Exact k nearest training rows for each query, from approximate values.
+
+    Parameters
+    ----------
+    first, last : int
+        The queries handled: ``first`` to ``last - 1``. One call runs on one
+        thread and releases the GIL; the driver runs blocks in threads.
     approx : ndarray of shape (n_queries, n_train)
-        Cross terms ``queries @ train.T`` when ``from_cross``, else fast
-        reduced distances; finite.
+        Finite approximate values: fast reduced distances, or cross terms
+        ``queries @ train.T`` (see ``_select_nearest_gemm``).
     queries : ndarray of shape (n_queries, n_features)
     train : ndarray of shape (n_train, n_features)
-    from_cross : bool
-    query_sqnorms : ndarray of shape (n_queries,), float64
-        Squared query norms (read only when ``from_cross``).
-    train_upper, train_lower : ndarray of shape (n_train,), float64
-        ``|t|^2 (1 + relative_error) + absolute_error`` and
-        ``|t|^2 (1 - relative_error) - absolute_error`` for the training rows
-        (read only when ``from_cross``).
-    relative_error, absolute_error : float
-        Rounding error bound of ``approx``.
+    lower_offsets, upper_offsets : ndarray of shape (n_train,), float64
+    lower_scale, upper_scale : float
+        Bounds of the reduced distance to row j, less the query's own term:
+        ``lower_offsets[j] + lower_scale * approx[i, j]`` and likewise above.
+    query_terms : ndarray of shape (n_queries,), float64
+        Width of the gap between the two bounds that does not depend on j.
     metric : int
     p : float
         Minkowski power for the exact distance.
-    n_blocks : int
-        Number of query blocks shared out to threads (a few per thread);
-        each block allocates its scratch arrays once.
     out_rdist : ndarray of shape (n_queries, n_neighbors), float64
         Exact reduced distances, ascending.
     out_index : ndarray of shape (n_queries, n_neighbors), int64
@@ -169,80 +246,125 @@ def _select_nearest(
 
     Notes
     -----
-    With ``from_cross`` the squared distance is ``|q|^2 + |t|^2 - 2 q.t``.
-    The rounding error of the dot product is at most
-    ``relative_error |q| |t| <= relative_error (|q|^2 + |t|^2) / 2``, so
+    For fast reduced distances ``d`` with relative error ``r`` and absolute
+    error ``a``, the bounds are ``d (1 - r) - a`` and ``d (1 + r) + a``:
+    offsets ``-a`` and ``+a``, scales ``1 - r`` and ``1 + r``, no query term.
+
+    One scan goes through the training rows (``_scan_row``) keeping the k
+    smallest upper bounds in a heap and, as candidates, every row whose lower
+    bound is within the current threshold (the heap's top plus the query
+    term). The threshold only falls, so the candidates are a superset of the
+    rows within the final one, which alone are computed exactly.
+    """
+    n_train = approx.shape[1]
+    n_neighbors = out_rdist.shape[1]
+    bound_values = np.empty(n_neighbors, dtype=np.float64)
+    bound_indices = np.zeros(n_neighbors, dtype=np.int64)
+    best_values = np.empty(n_neighbors, dtype=np.float64)
+    best_indices = np.empty(n_neighbors, dtype=np.int64)
+    candidate_rows = np.empty(n_train, dtype=np.int64)
+    candidate_lower = np.empty(n_train, dtype=np.float64)
+    for i in range(first, last):
+        bound_values.fill(NO_BOUND)
+        n_candidates = _scan_row(
+            approx[i], 0, lower_offsets, lower_scale, upper_offsets, upper_scale, query_terms[i],
+            bound_values, bound_indices, candidate_rows, candidate_lower, 0,
+        )
+        _rerank(
+            queries[i], train, candidate_rows, candidate_lower, n_candidates,
+            bound_values[0] + query_terms[i], metric, p, best_values, best_indices,
+            out_rdist[i], out_index[i],
+        )
+
+
+@jit()
+def _select_nearest_gemm(first, last, queries, train, query_terms, train_lower, train_upper, out_rdist, out_index):
+    """Exact Euclidean k nearest training rows, the cross terms computed block by block.
+
+    Parameters
+    ----------
+    first, last : int
+        The queries handled: ``first`` to ``last - 1``. One call runs on one
+        thread and releases the GIL; the driver runs blocks in threads.
+    queries : ndarray of shape (n_queries, n_features)
+    train : ndarray of shape (n_train, n_features)
+        C-contiguous, same float dtype as ``queries``.
+    query_terms : ndarray of shape (n_queries,), float64
+        ``2 r |q|^2`` per query, ``r`` the relative rounding error bound of
+        the cross terms.
+    train_lower, train_upper : ndarray of shape (n_train,), float64
+        ``|t|^2 (1 - r) - a`` and ``|t|^2 (1 + r) + a`` for the training rows.
+    out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
+        Exact squared distances, ascending, and their training indices.
+
+    Notes
+    -----
+    The squared distance is ``|q|^2 + |t|^2 - 2 q.t``, and the rounding error
+    of the single-precision dot product is at most
+    ``r |q| |t| <= r (|q|^2 + |t|^2) / 2`` however the product is blocked, so
 
     - upper bound: ``|q|^2 (1 + r) + train_upper - 2 q.t``
     - lower bound: ``|q|^2 (1 - r) + train_lower - 2 q.t``
 
-    The query term is the same for every training row, so the scan compares
-    ``train_upper - 2 q.t`` and ``train_lower - 2 q.t`` against thresholds
-    that differ by ``2 r |q|^2``. Otherwise ``approx`` holds non-negative
-    reduced distances ``d`` bounded by ``d (1 +- r) +- absolute_error``.
+    The query's own term is common to every row: rows are compared on
+    ``train_lower - 2 q.t`` and ``train_upper - 2 q.t``, with thresholds
+    apart by ``query_terms``.
 
-    One scan goes through the training rows in blocks of ``SCAN_BLOCK``
-    (and sub-blocks of ``SCAN_SUB_BLOCK``),
-    keeping the k smallest upper bounds in a heap and, as candidates, every
-    row whose lower bound is within the current threshold (the heap's top).
-    The threshold only falls, so the candidates are a superset of the rows
-    within the final one, which alone are computed exactly.
+    The query block is multiplied by ``GEMM_TRAIN_BLOCK`` training
+    rows at a time (BLAS, which the caller limits to one thread) and scans the
+    product while it is still in cache, so the full ``n_queries x n_train``
+    matrix never exists. Candidates are kept per query, in row order, and
+    dropped once beyond the threshold when room runs out.
     """
-    n_queries, n_train = approx.shape
+    n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
-    n_blocks = max(1, min(n_queries, n_blocks))
-    for block in prange(n_blocks):
-        bound_values = np.empty(n_neighbors, dtype=np.float64)
-        bound_indices = np.zeros(n_neighbors, dtype=np.int64)
-        best_values = np.empty(n_neighbors, dtype=np.float64)
-        best_indices = np.empty(n_neighbors, dtype=np.int64)
-        candidates = np.empty(n_train, dtype=np.int64)
-        for i in range(block * n_queries // n_blocks, (block + 1) * n_queries // n_blocks):
-            row = approx[i]
-            query_term = 2.0 * relative_error * query_sqnorms[i] if from_cross else 0.0
-            # The first k rows fill the heap of upper bounds; all are candidates.
-            for j in range(n_neighbors):
-                upper = _upper_bound(row, j, from_cross, train_upper, relative_error, absolute_error)
-                _heap_push(bound_values, bound_indices, j, upper, 0)
-                candidates[j] = j
-            n_candidates = n_neighbors
-            threshold = bound_values[0] + query_term
-            # A row whose upper bound beats the heap also has its lower bound
-            # within the threshold, so blocks with no lower bound within it
-            # are skipped whole.
-            for start in range(n_neighbors, n_train, SCAN_BLOCK):
-                stop = min(start + SCAN_BLOCK, n_train)
-                if not _count_lower_within(
-                    row, start, stop, from_cross, train_lower, relative_error, absolute_error, threshold
-                ):
-                    continue
-                for sub_start in range(start, stop, SCAN_SUB_BLOCK):
-                    sub_stop = min(sub_start + SCAN_SUB_BLOCK, stop)
-                    if not _count_lower_within(
-                        row, sub_start, sub_stop, from_cross, train_lower, relative_error, absolute_error, threshold
-                    ):
-                        continue
-                    for j in range(sub_start, sub_stop):
-                        if _lower_bound(row, j, from_cross, train_lower, relative_error, absolute_error) > threshold:
-                            continue
-                        candidates[n_candidates] = j
-                        n_candidates += 1
-                        upper = _upper_bound(row, j, from_cross, train_upper, relative_error, absolute_error)
-                        if upper < bound_values[0]:
-                            _heap_replace_top(bound_values, bound_indices, n_neighbors, upper, 0)
-                            threshold = bound_values[0] + query_term
+    size = last - first
+    block_queries = queries[first:last]
+    cross_buffer = np.empty(size * min(GEMM_TRAIN_BLOCK, n_train), dtype=queries.dtype)
+    bound_values = np.empty((size, n_neighbors), dtype=np.float64)
+    bound_values.fill(NO_BOUND)
+    bound_indices = np.zeros((size, n_neighbors), dtype=np.int64)
+    capacity = 2 * GEMM_TRAIN_BLOCK + n_neighbors
+    candidate_rows = np.empty((size, capacity), dtype=np.int64)
+    candidate_lower = np.empty((size, capacity), dtype=np.float64)
+    n_candidates = np.zeros(size, dtype=np.int64)
+    for train_start in range(0, n_train, GEMM_TRAIN_BLOCK):
+        train_stop = min(train_start + GEMM_TRAIN_BLOCK, n_train)
+        width = train_stop - train_start
+        cross = cross_buffer[: size * width].reshape((size, width))
+        np.dot(block_queries, train[train_start:train_stop].T, cross)
+        for i in range(size):
+            if n_candidates[i] + width > capacity:
+                threshold = bound_values[i, 0] + query_terms[first + i]
+                n_candidates[i] = _drop_candidates_beyond(
+                    candidate_rows[i], candidate_lower[i], n_candidates[i], threshold
+                )
+            if n_candidates[i] + width > capacity:
+                capacity = max(2 * capacity, n_candidates[i] + width)
+                candidate_rows = _widen(candidate_rows, capacity)
+                candidate_lower = _widen(candidate_lower, capacity)
+            n_candidates[i] = _scan_row(
+                cross[i], train_start,
+                train_lower[train_start:train_stop], -2.0,
+                train_upper[train_start:train_stop], -2.0,
+                query_terms[first + i], bound_values[i], bound_indices[i],
+                candidate_rows[i], candidate_lower[i], n_candidates[i],
+            )
+    best_values = np.empty(n_neighbors, dtype=np.float64)
+    best_indices = np.empty(n_neighbors, dtype=np.int64)
+    for i in range(size):
+        _rerank(
+            queries[first + i], train, candidate_rows[i], candidate_lower[i], n_candidates[i],
+            bound_values[i, 0] + query_terms[first + i], EUCLIDEAN, 2.0,
+            best_values, best_indices, out_rdist[first + i], out_index[first + i],
+        )
 
-            # Exact distances for the candidates still within the final threshold.
-            size = 0
-            for position in range(n_candidates):
-                j = candidates[position]
-                if _lower_bound(row, j, from_cross, train_lower, relative_error, absolute_error) > threshold:
-                    continue
-                exact = _exact_rdist(queries[i], train[j], metric, p)
-                if size < n_neighbors:
-                    _heap_push(best_values, best_indices, size, exact, j)
-                    size += 1
-                elif exact < best_values[0]:  # j only grows: an equal value never wins
-                    _heap_replace_top(best_values, best_indices, size, exact, j)
 
-            _heap_drain_sorted(best_values, best_indices, out_rdist[i], out_index[i])
+@jit()
+def _widen(rows, capacity):
+    """A copy of a 2-D array with ``capacity`` columns, the old ones first."""
+    wider = np.empty((rows.shape[0], capacity), dtype=rows.dtype)
+    for i in range(rows.shape[0]):  # explicit loops compile much faster than slice assignment
+        for j in range(rows.shape[1]):
+            wider[i, j] = rows[i, j]
+    return wider

@@ -1,7 +1,5 @@
 """Neighbour voting with scikit-learn's semantics."""
 
-from numba import prange
-
 from .._config import jit
 
 UNIFORM = 0
@@ -9,12 +7,15 @@ INVERSE_DISTANCE = 1
 GIVEN = 2
 
 
-@jit(parallel=True)
-def _vote(neighbor_labels, neighbor_values, weighting, out_votes):
+@jit()
+def _vote(first, last, neighbor_labels, neighbor_values, weighting, out_votes):
     """Weighted class votes of each query's neighbours.
 
     Parameters
     ----------
+    first, last : int
+        The queries voted: ``first`` to ``last - 1`` (one thread; the GIL is
+        released, see ``_search.class_votes``).
     neighbor_labels : ndarray of shape (n_queries, n_neighbors), int64
         Encoded class (index into ``classes_``) of each neighbour.
     neighbor_values : ndarray of shape (n_queries, n_neighbors), float64
@@ -29,8 +30,8 @@ def _vote(neighbor_labels, neighbor_values, weighting, out_votes):
         Summed weights per class, unnormalised, so that the argmax is taken on
         the same sums as scikit-learn's ``weighted_mode``.
     """
-    n_queries, n_neighbors = neighbor_labels.shape
-    for i in prange(n_queries):
+    n_neighbors = neighbor_labels.shape[1]
+    for i in range(first, last):
         out_votes[i, :] = 0.0
         has_zero = False
         if weighting == INVERSE_DISTANCE:
