@@ -15,12 +15,12 @@ from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
 from ._pruning import choose_algorithm, pruned_search
 from ._search import (
     METRIC_ALIASES,
-    class_votes,
     as_search_dtype,
+    class_votes,
+    prepare_euclidean,
     rdist_to_dist,
     resolve_metric,
     search,
-    squared_norms,
 )
 
 
@@ -181,7 +181,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self._y = encoded
 
         self._fit_X = as_search_dtype(X)
-        self._fit_sqnorms = squared_norms(self._fit_X) if self.effective_metric_ == "euclidean" else None
+        self._euclidean_train = prepare_euclidean(self._fit_X) if self.effective_metric_ == "euclidean" else None
         self.n_samples_fit_ = self._fit_X.shape[0]
         self.fit_method_, self._pruned_index = choose_algorithm(
             self.algorithm, self._fit_X, self.effective_metric_, power, self.n_neighbors, n_jobs=self.n_jobs
@@ -241,7 +241,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         else:
             rdist, neigh_ind = search(
                 queries, self._fit_X, n_neighbors, metric, power,
-                train_sqnorms=self._fit_sqnorms, n_jobs=self.n_jobs,
+                euclidean_train=self._euclidean_train, n_jobs=self.n_jobs,
             )
         neigh_dist = rdist_to_dist(rdist, metric, power)
 

@@ -276,3 +276,37 @@ def test_peak_memory_is_bounded_by_the_working_memory(monkeypatch, metric):
     np.testing.assert_array_equal(indices[rows], expected_indices[:, :3])
     np.testing.assert_allclose(rdist[rows], expected_rdist[:, :3], rtol=1e-14)
     assert math.isfinite(rdist.sum())
+
+
+@pytest.mark.parametrize("constant_value", [0.0, 5.0, -1e3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_constant_training_columns_leave_the_product_not_the_result(constant_value, dtype):
+    """Columns holding one value in every training row are left out of the
+    matrix product; neighbours and distances stay exact (the queries do vary
+    in those columns, and integer data makes ties abound)."""
+    rng = np.random.default_rng(0)
+    train = rng.integers(-3, 4, size=(300, 12)).astype(dtype)
+    train[:, [0, 5, 6, 11]] = constant_value
+    queries = rng.integers(-3, 4, size=(40, 12)).astype(dtype)
+    prepared = _search.prepare_euclidean(train)
+    np.testing.assert_array_equal(prepared.columns, [1, 2, 3, 4, 7, 8, 9, 10])
+    np.testing.assert_array_equal(prepared.cross_train, train[:, prepared.columns])
+    for n_neighbors in (1, 9, 300):
+        rdist, indices = search(queries, train, n_neighbors, "euclidean", None, euclidean_train=prepared)
+        expected_rdist, expected_indices = naive.sorted_neighbors(queries, train, "euclidean")
+        np.testing.assert_array_equal(indices, expected_indices[:, :n_neighbors])
+        np.testing.assert_array_equal(rdist, expected_rdist[:, :n_neighbors])
+
+
+def test_prepare_euclidean_keeps_every_column_when_dropping_does_not_pay():
+    rng = np.random.default_rng(0)
+    varied = rng.normal(size=(50, 40))
+    assert _search.prepare_euclidean(varied).columns is None
+    one_constant = varied.copy()
+    one_constant[:, 3] = 1.0  # 1 of 40 columns: under MIN_CONSTANT_FRACTION
+    assert _search.prepare_euclidean(one_constant).columns is None
+    identical_rows = np.repeat(varied[:1], 50, axis=0)  # every column constant
+    prepared = _search.prepare_euclidean(identical_rows)
+    assert prepared.columns is None and prepared.cross_train is identical_rows
+    single_row = varied[:1]
+    assert _search.prepare_euclidean(single_row).columns is None

@@ -278,7 +278,9 @@ def _select_nearest(first, last, approx, queries, train, lower_offsets, lower_sc
 
 
 @jit()
-def _select_nearest_gemm(first, last, queries, train, query_terms, train_lower, train_upper, out_rdist, out_index):
+def _select_nearest_gemm(
+    first, last, queries, train, cross_queries, cross_train, query_terms, train_lower, train_upper, out_rdist, out_index
+):
     """Exact Euclidean k nearest training rows, the cross terms computed block by block.
 
     Parameters
@@ -289,6 +291,13 @@ def _select_nearest_gemm(first, last, queries, train, query_terms, train_lower, 
     queries : ndarray of shape (n_queries, n_features)
     train : ndarray of shape (n_train, n_features)
         C-contiguous, same float dtype as ``queries``.
+    cross_queries : ndarray of shape (n_queries, n_columns)
+    cross_train : ndarray of shape (n_train, n_columns)
+        The columns of ``queries`` and ``train`` that enter the cross terms:
+        all of them, or those where the training rows are not all equal. A
+        column where every training row holds the same value adds the same
+        amount to every cross term of a query, which shifts all of its
+        bounds alike and changes no comparison between them.
     query_terms : ndarray of shape (n_queries,), float64
         ``2 r |q|^2`` per query, ``r`` the relative rounding error bound of
         the cross terms.
@@ -319,7 +328,7 @@ def _select_nearest_gemm(first, last, queries, train, query_terms, train_lower, 
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
     size = last - first
-    block_queries = queries[first:last]
+    block_queries = cross_queries[first:last]
     cross_buffer = np.empty(size * min(GEMM_TRAIN_BLOCK, n_train), dtype=queries.dtype)
     bound_values = np.empty((size, n_neighbors), dtype=np.float64)
     bound_values.fill(NO_BOUND)
@@ -332,7 +341,7 @@ def _select_nearest_gemm(first, last, queries, train, query_terms, train_lower, 
         train_stop = min(train_start + GEMM_TRAIN_BLOCK, n_train)
         width = train_stop - train_start
         cross = cross_buffer[: size * width].reshape((size, width))
-        np.dot(block_queries, train[train_start:train_stop].T, cross)
+        np.dot(block_queries, cross_train[train_start:train_stop].T, cross)
         for i in range(size):
             if n_candidates[i] + width > capacity:
                 threshold = bound_values[i, 0] + query_terms[first + i]
