@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._kernels.distances import _rdist_tiles
 from ._kernels.pruning import PCA, POOLED, _pooled_rows, _pruned_select
-from ._search import _METRIC_IDS, blas_limit, chunk_size, fast_pass_may_overflow, search, thread_limit
+from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_blocks, search, thread_limit
 
 # PCA dimensions of the two Euclidean stages.
 COARSE_COMPONENTS = 32
@@ -33,8 +32,11 @@ AUTO_MAX_SURVIVING = 0.2
 AUTO_MIN_TRAIN = 2000
 AUTO_PROBE = 16
 AUTO_PROBE_SAMPLE = 2048
-# Queries per chunk of the pruned search.
-PRUNED_CHUNK = 128
+# Queries per task of the pruned search: at most this many, and few enough
+# that the task's stage-1 bounds (float64, one per query and training row)
+# fit PRUNED_BOUNDS_BYTES.
+PRUNED_BLOCK = 64
+PRUNED_BOUNDS_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -52,9 +54,9 @@ class PrunedIndex:
     coarse_groups: tuple = None  # (group_of_feature, group_scale)
     fine_groups: tuple = None
     # Per training row
-    train_coarse: np.ndarray = None
+    train_coarse: np.ndarray = None  # PCA: (n_train, n_coarse); POOLED: (n_coarse, n_train)
     train_fine: np.ndarray = None
-    train_info: np.ndarray = None
+    train_info: np.ndarray = None  # (4, n_train), see _pca_features
 
 
 def _orthonormal_basis(centred, n_components, random_state=0):
@@ -148,7 +150,8 @@ def build_index(train, metric, p):
             kind=PCA, metric=metric, p=p, mean=mean, components=components,
             n_coarse=min(COARSE_COMPONENTS, components.shape[1]),
         )
-        index.train_fine, index.train_info = _pca_features(index, train64)
+        index.train_fine, info = _pca_features(index, train64)
+        index.train_info = np.ascontiguousarray(info.T)
         index.train_coarse = np.ascontiguousarray(index.train_fine[:, : index.n_coarse])
         return index
     n_features = train.shape[1]
@@ -159,9 +162,10 @@ def build_index(train, metric, p):
         coarse_groups=(coarse_of, _group_scale(coarse_sizes, metric, p)),
         fine_groups=(fine_of, _group_scale(fine_sizes, metric, p)),
     )
-    index.train_coarse = _pool(train, index.coarse_groups)
+    # Transposed: the stage-1 loop runs along training rows.
+    index.train_coarse = np.ascontiguousarray(_pool(train, index.coarse_groups).T)
     index.train_fine = _pool(train, index.fine_groups)
-    index.train_info = np.empty((train.shape[0], 4), dtype=np.float64)
+    index.train_info = np.empty((4, train.shape[0]), dtype=np.float64)
     return index
 
 
@@ -186,33 +190,47 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     counts = np.empty((n_queries, 2), dtype=np.int64)
     n_seeds = min(n_train, 2 * n_neighbors)
-    # Small chunks: the stage-1 block is written by BLAS and read back at
-    # once by the selection kernel, so it should stay in cache.
-    step = min(PRUNED_CHUNK, chunk_size(n_queries, n_train, 8))
-    coarse = np.empty((step, n_train), dtype=np.float64)
-    # BLAS runs single-threaded here: its small products alternate with the
-    # parallel numba kernel, and idle BLAS threads spinning between calls
-    # would compete with numba's threads for the cores.
-    with thread_limit(n_jobs), blas_limit(1):
-        for start in range(0, n_queries, step):
-            stop = min(start + step, n_queries)
-            chunk = queries[start:stop]
-            block = coarse[: stop - start]
-            if index.kind == PCA:
-                queries_fine, query_info = _pca_features(index, chunk.astype(np.float64))
-                np.dot(np.ascontiguousarray(queries_fine[:, : index.n_coarse]), index.train_coarse.T, out=block)
-            else:
-                queries_fine = _pool(chunk, index.fine_groups)
-                query_info = np.empty((stop - start, 4), dtype=np.float64)
-                _rdist_tiles(_pool(chunk, index.coarse_groups), index.train_coarse, metric_id, power, int(power) if power.is_integer() else 0, block)
-            _pruned_select(
-                block, chunk, train, queries_fine, index.train_fine, query_info, index.train_info,
-                index.kind, metric_id, power, n_seeds, 4 * numba.get_num_threads(),
-                rdist[start:stop], indices[start:stop], counts[start:stop],
-            )
+    if index.kind == PCA:
+        queries_fine = np.empty((n_queries, index.train_fine.shape[1]), dtype=np.float64)
+        query_info = np.empty((n_queries, 4), dtype=np.float64)
+        queries_coarse = np.empty((n_queries, index.n_coarse), dtype=np.float64)
+    else:
+        # Pooling is itself a parallel numba kernel: it runs here, not in
+        # the blocks' threads (numba's workqueue layer forbids concurrent
+        # parallel launches).
+        queries_coarse = _pool(queries, index.coarse_groups)
+        queries_fine = _pool(queries, index.fine_groups)
+        query_info = np.empty((n_queries, 4), dtype=np.float64)
+
+    def search_block(first, last):
+        if index.kind == PCA:
+            # Projected here, in the block's thread: a multi-threaded BLAS
+            # call before the blocks would leave BLAS threads spinning on the
+            # cores the blocks need.
+            fine, info = _pca_features(index, queries[first:last].astype(np.float64))
+            queries_fine[first:last], query_info[first:last] = fine, info
+            queries_coarse[first:last] = fine[:, : index.n_coarse]
+        _pruned_select(
+            first, last, queries, train, queries_coarse, index.train_coarse, queries_fine, index.train_fine,
+            query_info, index.train_info, index.kind, metric_id, power, n_seeds, rdist, indices, counts,
+        )
+
+    with thread_limit(n_jobs):
+        n_threads = numba.get_num_threads()
+        # Each thread runs its own small products: BLAS must not start
+        # threads of its own inside them.
+        with blas_limit(1):
+            run_query_blocks(search_block, n_queries, pruned_query_block(n_queries, n_train, n_threads), n_threads)
     if return_counts:
         return rdist, indices, counts
     return rdist, indices
+
+
+def pruned_query_block(n_queries, n_train, n_threads):
+    """Queries per task of :func:`pruned_search`: at most ``PRUNED_BLOCK``, two
+    tasks a thread or more, and stage-1 bounds within ``PRUNED_BOUNDS_BYTES``."""
+    fits = PRUNED_BOUNDS_BYTES // (8 * max(1, n_train))
+    return int(max(1, min(PRUNED_BLOCK, -(-n_queries // (2 * max(1, n_threads))), fits)))
 
 
 def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
