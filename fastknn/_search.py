@@ -199,7 +199,7 @@ def prepare_euclidean(train):
     n_constant = int(constant.sum())
     if n_constant < MIN_CONSTANT_FRACTION * train.shape[1] or n_constant == train.shape[1]:
         return EuclideanTrain(sqnorms, None, train)
-    columns = np.flatnonzero(~constant)
+    columns = np.flatnonzero(~constant).astype(np.int64)
     return EuclideanTrain(sqnorms, columns, np.take(train, columns, axis=1))
 
 
@@ -300,9 +300,10 @@ def gemm_query_block(n_queries, n_neighbors, n_threads, working_memory=None):
     """Queries per task of ``_select_nearest_gemm``.
 
     About two blocks per thread, so that a thread finishing early takes
-    another; at most 512, as larger blocks gain nothing (measured on the
-    packaged digits: 256 to 1,000 queries, whose cross terms with
-    ``GEMM_TRAIN_BLOCK`` training rows fit the shared cache), and small enough that the tasks' heaps and candidate lists, about
+    another; at most 512, as larger blocks gained nothing on the packaged
+    digits (256 to 1,000 queries were measured; the cross terms of 512
+    queries with ``GEMM_TRAIN_BLOCK`` training rows fit the shared cache);
+    and few enough that the tasks' heaps and candidate lists, about
     ``32 (GEMM_TRAIN_BLOCK + n_neighbors)`` bytes a query, fit
     ``working_memory`` together.
     """
@@ -365,9 +366,9 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
             train_lower = train_sqnorms * (1.0 - relative_error) - absolute_error
             train_upper = train_sqnorms * (1.0 + relative_error) + absolute_error
             query_terms = 2.0 * relative_error * query_sqnorms
-            cross_queries = queries
-            if euclidean_train.columns is not None:
-                cross_queries = np.take(queries, euclidean_train.columns, axis=1)
+            columns = euclidean_train.columns
+            if columns is None:
+                columns = np.empty(0, dtype=np.int64)
             n_threads = numba.get_num_threads()
             block = gemm_query_block(n_queries, n_neighbors, n_threads)
             # Each thread runs its own small products: BLAS must not start
@@ -375,7 +376,7 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
             with blas_limit(1):
                 run_query_blocks(
                     _select_nearest_gemm, n_queries, block, n_threads,
-                    queries, train, cross_queries, euclidean_train.cross_train,
+                    queries, train, columns, euclidean_train.cross_train,
                     query_terms, train_lower, train_upper, rdist, indices,
                 )
             return rdist, indices

@@ -48,6 +48,48 @@ def median_time(function, repeats):
     return float(np.median(times)), result
 
 
+# Pause before each timed call of ``interleaved_medians``. After a call,
+# OpenBLAS's worker threads busy-wait for 2**28 clock cycles (its default
+# THREAD_TIMEOUT, about 0.1 s; OpenMathLib/OpenBLAS#5171) and OpenMP's do
+# likewise for a while: without a pause, whichever method runs next shares
+# the cores with them (measured: fastknn's predict 0.196 s right after a
+# numpy sgemm, 0.155 s after a pause).
+SETTLE_SECONDS = 0.25
+
+
+def interleaved_medians(functions, settle_seconds=SETTLE_SECONDS):
+    """Median wall time of each function, the functions run in turn.
+
+    Parameters
+    ----------
+    functions : dict
+        Name -> ``(function, repeats)``. Round r runs, in order, every
+        function that has had fewer than ``repeats`` runs, so that the
+        functions compared share the machine's conditions (a shared,
+        noisy machine drifts between consecutive blocks of runs).
+    settle_seconds : float, default=SETTLE_SECONDS
+        Pause before each timed call, so that every call starts with the
+        threads of the previous one idle.
+
+    Returns
+    -------
+    medians : dict
+        Name -> median seconds.
+    results : dict
+        Name -> result of the last call.
+    """
+    times = {name: [] for name in functions}
+    results = {}
+    for round_ in range(max(repeats for _, repeats in functions.values())):
+        for name, (function, repeats) in functions.items():
+            if round_ < repeats:
+                time.sleep(settle_seconds)
+                start = time.perf_counter()
+                results[name] = function()
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}, results
+
+
 def fresh_process_seconds(cache_dir):
     """Seconds for a new interpreter to import fastknn and predict once.
 
@@ -152,20 +194,27 @@ def run_bench(repeats=5, reference_repeats=3, slow_reference_repeats=1, memory_q
     for metric, p in METRICS:
         ours = KNNClassifier(n_neighbors=K, metric=metric, p=p)
         ours.fit(train[:50], train_labels[:50]).predict(queries[:5])  # compile outside timing
-        fastknn_time, ours_pred = median_time(lambda: ours.fit(train, train_labels).predict(queries), repeats)
         theirs = KNeighborsClassifier(n_neighbors=K, metric=metric, p=p, algorithm="brute")
         n_ref = slow_reference_repeats if metric == "minkowski" else reference_repeats
-        sklearn_time, theirs_pred = median_time(lambda: theirs.fit(train, train_labels).predict(queries), n_ref)
-        timings = {"fastknn": fastknn_time, "sklearn_brute": sklearn_time}
-        ratios = {"sklearn_brute / fastknn": sklearn_time / fastknn_time}
+        functions = {
+            "fastknn": (lambda: ours.fit(train, train_labels).predict(queries), repeats),
+            "sklearn_brute": (lambda: theirs.fit(train, train_labels).predict(queries), n_ref),
+        }
         if metric == "euclidean":
-            sgemm_time, _ = median_time(lambda: queries @ train.T, repeats)
-            timings["sgemm"] = sgemm_time
-            ratios["fastknn / sgemm"] = fastknn_time / sgemm_time
+            functions["sgemm"] = (lambda: queries @ train.T, repeats)
             if _faiss_available():
-                faiss_time, _ = median_time(lambda: _faiss_predict(train, train_labels, queries, K), reference_repeats)
-                timings["faiss_flat_l2"] = faiss_time
-                ratios["faiss_flat_l2 / fastknn"] = faiss_time / fastknn_time
+                functions["faiss_flat_l2"] = (
+                    lambda: _faiss_predict(train, train_labels, queries, K),
+                    reference_repeats,
+                )
+        timings, predictions = interleaved_medians(functions)
+        ours_pred, theirs_pred = predictions["fastknn"], predictions["sklearn_brute"]
+        fastknn_time = timings["fastknn"]
+        ratios = {"sklearn_brute / fastknn": timings["sklearn_brute"] / fastknn_time}
+        if metric == "euclidean":
+            ratios["fastknn / sgemm"] = fastknn_time / timings["sgemm"]
+            if "faiss_flat_l2" in timings:
+                ratios["faiss_flat_l2 / fastknn"] = timings["faiss_flat_l2"] / fastknn_time
         results["timings"][metric] = timings
         results["ratios"][metric] = ratios
         results["agreement"][metric] = float(np.mean(ours_pred == theirs_pred))
@@ -194,7 +243,7 @@ def run_pruning_bench(train, train_labels, queries, repeats=3, quick=False):
     data (20,000 x 256), where pruning cannot pay.
     """
     from ._pruning import build_index, pruned_search
-    from ._search import search
+    from ._search import prepare_euclidean, search
 
     report = {}
     for metric in ("euclidean", "manhattan"):
@@ -202,25 +251,33 @@ def run_pruning_bench(train, train_labels, queries, repeats=3, quick=False):
         index = build_index(train, metric, None)
         build_seconds = time.perf_counter() - start
         pruned_search(queries[:5], train, index, 1)  # compile outside timing
+        # Brute force gets its fit-time precomputation too.
+        prepared = prepare_euclidean(train) if metric == "euclidean" else None
+        flat = None
+        if metric == "euclidean" and _faiss_available():
+            import faiss
+
+            flat = faiss.IndexFlatL2(train.shape[1])
+            flat.add(train)
         for k in PRUNING_KS:
-            brute_time, _ = median_time(lambda: search(queries, train, k, metric, None), repeats)
-            pruned_time, (_, _, counts) = median_time(
-                lambda: pruned_search(queries, train, index, k, return_counts=True), repeats
-            )
+            functions = {
+                "brute": (lambda: search(queries, train, k, metric, None, euclidean_train=prepared), repeats),
+                "pruned": (lambda: pruned_search(queries, train, index, k, return_counts=True), repeats),
+            }
+            if flat is not None:
+                functions["faiss"] = (lambda: flat.search(queries, k), repeats)
+            timings, results = interleaved_medians(functions)
+            counts = results["pruned"][2]
             entry = {
-                "brute_seconds": brute_time,
-                "pruned_seconds": pruned_time,
+                "brute_seconds": timings["brute"],
+                "pruned_seconds": timings["pruned"],
                 "build_seconds": build_seconds,
-                "speedup": brute_time / pruned_time,
+                "speedup": timings["brute"] / timings["pruned"],
                 "fraction_pruned_stage1": 1.0 - counts[:, 0].mean() / len(train),
                 "fraction_pruned_stage2": 1.0 - counts[:, 1].mean() / len(train),
             }
-            if metric == "euclidean" and _faiss_available():
-                import faiss
-
-                flat = faiss.IndexFlatL2(train.shape[1])
-                flat.add(train)
-                entry["faiss_seconds"], _ = median_time(lambda: flat.search(queries, k), repeats)
+            if flat is not None:
+                entry["faiss_seconds"] = timings["faiss"]
             report[f"{metric} k={k}"] = entry
 
     from .estimators import KNNClassifier
@@ -275,7 +332,7 @@ def run_augment_bench(train, train_labels, queries, repeats=3, quick=False):
     unexpanded one; and pruned against brute-force search on the expanded set.
     """
     from ._pruning import build_index, pruned_search
-    from ._search import search
+    from ._search import prepare_euclidean, search
     from .augment import deskew, shift_images
     from .datasets import load_mnist
     from .estimators import KNNClassifier
@@ -297,16 +354,21 @@ def run_augment_bench(train, train_labels, queries, repeats=3, quick=False):
     plain = KNNClassifier(n_neighbors=K, algorithm="brute").fit(train, train_labels)
     big = KNNClassifier(n_neighbors=K, algorithm="brute").fit(expanded, expanded_labels)
     report["expanded_rows"] = len(expanded)
-    report["predict_seconds"], _ = median_time(lambda: plain.predict(queries), repeats)
-    report["expanded_predict_seconds"], _ = median_time(lambda: big.predict(queries), repeats)
+    timings, _ = interleaved_medians(
+        {"plain": (lambda: plain.predict(queries), repeats), "expanded": (lambda: big.predict(queries), repeats)}
+    )
+    report["predict_seconds"], report["expanded_predict_seconds"] = timings["plain"], timings["expanded"]
     report["expanded_cost_ratio"] = report["expanded_predict_seconds"] / report["predict_seconds"]
 
     for metric in ("euclidean", "manhattan"):
         index = build_index(expanded, metric, None)
         pruned_search(queries[:5], expanded, index, K)
-        brute_time, _ = median_time(lambda: search(queries, expanded, K, metric, None), repeats)
-        pruned_time, _ = median_time(lambda: pruned_search(queries, expanded, index, K), repeats)
-        report[f"expanded {metric} pruned speedup"] = brute_time / pruned_time
+        prepared = prepare_euclidean(expanded) if metric == "euclidean" else None
+        timings, _ = interleaved_medians({
+            "brute": (lambda: search(queries, expanded, K, metric, None, euclidean_train=prepared), repeats),
+            "pruned": (lambda: pruned_search(queries, expanded, index, K), repeats),
+        })
+        report[f"expanded {metric} pruned speedup"] = timings["brute"] / timings["pruned"]
     return report
 
 

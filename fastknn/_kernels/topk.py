@@ -279,7 +279,7 @@ def _select_nearest(first, last, approx, queries, train, lower_offsets, lower_sc
 
 @jit()
 def _select_nearest_gemm(
-    first, last, queries, train, cross_queries, cross_train, query_terms, train_lower, train_upper, out_rdist, out_index
+    first, last, queries, train, columns, cross_train, query_terms, train_lower, train_upper, out_rdist, out_index
 ):
     """Exact Euclidean k nearest training rows, the cross terms computed block by block.
 
@@ -291,13 +291,14 @@ def _select_nearest_gemm(
     queries : ndarray of shape (n_queries, n_features)
     train : ndarray of shape (n_train, n_features)
         C-contiguous, same float dtype as ``queries``.
-    cross_queries : ndarray of shape (n_queries, n_columns)
+    columns : ndarray of shape (n_columns,), int64
+        The columns that enter the cross terms, or an empty array for all of
+        them. A column where every training row holds the same value adds
+        the same amount to every cross term of a query, which shifts all of
+        its bounds alike and changes no comparison between them: such
+        columns can be left out.
     cross_train : ndarray of shape (n_train, n_columns)
-        The columns of ``queries`` and ``train`` that enter the cross terms:
-        all of them, or those where the training rows are not all equal. A
-        column where every training row holds the same value adds the same
-        amount to every cross term of a query, which shifts all of its
-        bounds alike and changes no comparison between them.
+        ``train`` restricted to ``columns`` (``train`` itself if all).
     query_terms : ndarray of shape (n_queries,), float64
         ``2 r |q|^2`` per query, ``r`` the relative rounding error bound of
         the cross terms.
@@ -328,7 +329,9 @@ def _select_nearest_gemm(
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
     size = last - first
-    block_queries = cross_queries[first:last]
+    block_queries = queries[first:last]
+    if columns.shape[0]:
+        block_queries = _take_columns(queries, first, last, columns)
     cross_buffer = np.empty(size * min(GEMM_TRAIN_BLOCK, n_train), dtype=queries.dtype)
     bound_values = np.empty((size, n_neighbors), dtype=np.float64)
     bound_values.fill(NO_BOUND)
@@ -367,6 +370,18 @@ def _select_nearest_gemm(
             bound_values[i, 0] + query_terms[first + i], EUCLIDEAN, 2.0,
             best_values, best_indices, out_rdist[first + i], out_index[first + i],
         )
+
+
+@jit()
+def _take_columns(rows, first, last, columns):
+    """``rows[first:last][:, columns]`` as a new C-contiguous array."""
+    out = np.empty((last - first, columns.shape[0]), dtype=rows.dtype)
+    for i in range(last - first):
+        row = rows[first + i]
+        taken = out[i]
+        for c in range(columns.shape[0]):
+            taken[c] = row[columns[c]]
+    return out
 
 
 @jit()
