@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._kernels.pruning import PCA, POOLED, _pooled_rows, _pruned_select
+from ._kernels.pruning import BOUND_MARGIN, PCA, POOLED, _pooled_rows, _pruned_select
 from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_blocks, search, thread_limit
 
 # PCA dimensions of the two Euclidean stages.
@@ -46,6 +46,8 @@ class PrunedIndex:
     kind: int
     metric: str
     p: float
+    # Relative safety margins of the stage-1 and stage-2 bounds.
+    margins: np.ndarray = None
     # PCA
     mean: np.ndarray = None
     components: np.ndarray = None  # (n_features, FINE_COMPONENTS)
@@ -82,6 +84,30 @@ def _orthonormal_basis(centred, n_components, random_state=0):
     basis = basis @ eigenvectors[:, ::-1]
     basis, _ = np.linalg.qr(basis)  # restore orthonormality after the product
     return basis
+
+
+def pca_bound_margin(n_features, n_components):
+    """Relative safety margin of the PCA bound ``|P(q - t)|^2 + (r_q - r_t)^2``.
+
+    The residual norm ``r = sqrt(max(0, |x'|^2 - |P x'|^2))`` of a centred row
+    ``x'`` comes from a difference of float64 sums whose error is at most
+    ``kappa |x'|^2``, with ``kappa = (3 n sqrt(m) + 8) u`` (``n`` features,
+    ``m`` components, ``u = 2**-53``: each projected coordinate is a dot
+    product of length ``n`` with a unit vector). Since
+    ``|sqrt(a) - sqrt(b)| <= sqrt(|a - b|)``, the computed residual is within
+    ``sqrt(kappa) |x'|`` of the true one: rounding can move it by far more
+    than its own relative precision when the row lies almost inside the
+    subspace. The residual term is then off by at most
+    ``(2 sqrt(kappa) + kappa) 2 S`` with ``S = |q'|^2 + |t'|^2``, and the
+    projected term by ``8 sqrt(m) n u S``; the margin covers both twice over.
+    (A margin of 1e-9, as for the pooled bounds, was measured to fail: a
+    query built with a residual of 1e-8 of its norm got a bound above its
+    exact distance by 2.6e-8 S.)
+    """
+    unit_roundoff = float(np.finfo(np.float64).eps) / 2.0
+    kappa = (3.0 * n_features * math.sqrt(n_components) + 8.0) * unit_roundoff
+    projected = 8.0 * math.sqrt(n_components) * n_features * unit_roundoff
+    return 2.0 * (2.0 * (2.0 * math.sqrt(kappa) + kappa) + projected)
 
 
 def _feature_groups(n_features, block):
@@ -146,9 +172,12 @@ def build_index(train, metric, p):
         train64 = train.astype(np.float64)
         mean = train64.mean(axis=0)
         components = _orthonormal_basis(train64 - mean, FINE_COMPONENTS)
+        n_coarse = min(COARSE_COMPONENTS, components.shape[1])
+        margins = np.array([
+            pca_bound_margin(train.shape[1], n_coarse), pca_bound_margin(train.shape[1], components.shape[1])
+        ])
         index = PrunedIndex(
-            kind=PCA, metric=metric, p=p, mean=mean, components=components,
-            n_coarse=min(COARSE_COMPONENTS, components.shape[1]),
+            kind=PCA, metric=metric, p=p, margins=margins, mean=mean, components=components, n_coarse=n_coarse,
         )
         index.train_fine, info = _pca_features(index, train64)
         index.train_info = np.ascontiguousarray(info.T)
@@ -158,7 +187,7 @@ def build_index(train, metric, p):
     coarse_of, coarse_sizes = _feature_groups(n_features, COARSE_BLOCK)
     fine_of, fine_sizes = _feature_groups(n_features, FINE_BLOCK)
     index = PrunedIndex(
-        kind=POOLED, metric=metric, p=p,
+        kind=POOLED, metric=metric, p=p, margins=np.array([BOUND_MARGIN, BOUND_MARGIN]),
         coarse_groups=(coarse_of, _group_scale(coarse_sizes, metric, p)),
         fine_groups=(fine_of, _group_scale(fine_sizes, metric, p)),
     )
@@ -212,7 +241,8 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
             queries_coarse[first:last] = fine[:, : index.n_coarse]
         _pruned_select(
             first, last, queries, train, queries_coarse, index.train_coarse, queries_fine, index.train_fine,
-            query_info, index.train_info, index.kind, metric_id, power, n_seeds, rdist, indices, counts,
+            query_info, index.train_info, index.kind, metric_id, power, index.margins, n_seeds,
+            rdist, indices, counts,
         )
 
     with thread_limit(n_jobs):

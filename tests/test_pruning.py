@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastknn import KNNClassifier, kneighbors
-from fastknn._pruning import build_index, choose_algorithm, pruned_search
+from fastknn._kernels.pruning import PCA, _fill_pca_bounds, _stage2_bound
+from fastknn._pruning import _pca_features, build_index, choose_algorithm, pruned_search
 from fastknn._search import search
 from fastknn.datasets import load_mnist_split
 
@@ -115,3 +116,39 @@ def test_huge_values_fall_back_to_exact_search():
     train = rng.random((50, 10)) * 1e300
     queries = rng.random((5, 10)) * 1e300
     assert_same_as_brute(queries, train, "manhattan", None, 3)
+
+
+@pytest.mark.parametrize("stage", ["coarse", "fine"])
+def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
+    """A query whose residual is a tiny fraction of its norm, pointing along a
+    training row's residual: the bound then equals the exact distance in
+    exact arithmetic, and rounding of the residual (a square root of a
+    difference) must not lift it above. A 1e-9 margin failed this."""
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(300, 784))
+    index = build_index(train, "euclidean", None)
+    n_components = index.n_coarse if stage == "coarse" else index.components.shape[1]
+    basis = index.components[:, :n_components]
+    worst = -np.inf
+    for _ in range(100):
+        j = rng.integers(len(train))
+        centred = train[j] - index.mean
+        residual = centred - basis @ (basis.T @ centred)
+        coefficients = rng.normal(size=n_components) * np.linalg.norm(centred) / np.sqrt(n_components)
+        size = 10 ** rng.uniform(-10, -6) * np.linalg.norm(coefficients)
+        query = index.mean + basis @ coefficients + size * residual / np.linalg.norm(residual)
+        fine, info = _pca_features(index, query[None, :])
+        exact = ((query - train) ** 2).sum(axis=1)
+        scale = info[0, 2] + index.train_info[2]
+        if stage == "coarse":
+            bounds = np.empty(len(train))
+            cross = fine[0, :n_components] @ index.train_coarse.T
+            norms, residuals, scales = index.train_info[:3]
+            _fill_pca_bounds(cross, info[0], norms, residuals, scales, index.margins[0], bounds)
+        else:
+            bounds = np.array([
+                _stage2_bound(PCA, 0, t, fine, index.train_fine, info, index.train_info, 0, 0.0, index.margins[1])
+                for t in range(len(train))
+            ])
+        worst = max(worst, ((bounds - exact) / scale).max())
+    assert worst <= 0.0, f"a bound exceeded the exact distance by {worst:.2e} of the scale"

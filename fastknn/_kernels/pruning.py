@@ -31,9 +31,11 @@ from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse
 PCA = 0
 POOLED = 1
 
-# Relative safety margin of every bound: float64 rounding of the sums behind
-# a bound is below n_features * 2**-53 (about 1e-11 for 1e5 features), so a
-# bound shrunk by this much stays below the exact distance.
+# Relative safety margin of the pooled bounds: float64 rounding of the sums
+# behind a bound is below n_features * 2**-53 (about 1e-11 for 1e5
+# features), so a bound shrunk by this much stays below the exact distance.
+# The PCA bounds need a wider margin, which depends on the shapes (see
+# ``_pruning.pca_bound_margin``).
 BOUND_MARGIN = 1e-9
 
 # Training rows per block of the pruning scan: a block none of whose stage-1
@@ -66,13 +68,14 @@ def _pooled_rows(rows, group_of_feature, group_scale, out):
 
 
 @jit()
-def _coarse_bounds(first, last, kind, metric, p, queries_coarse, train_coarse, query_info, train_info, bounds):
+def _coarse_bounds(first, last, kind, metric, p, margin, queries_coarse, train_coarse, query_info, train_info, bounds):
     """Stage-1 lower bounds of queries ``first`` to ``last - 1`` against every training row.
 
     PCA: the cross terms of the stage-1 projections come from one matrix
     product (BLAS); POOLED: the reduced distances between coarse pooled rows
     are summed feature by feature along contiguous runs of training rows
     (``train_coarse`` is stored transposed), which vectorises across rows.
+    ``margin`` is the relative safety margin of the bounds.
     """
     n_train = bounds.shape[1]
     size = last - first
@@ -82,28 +85,30 @@ def _coarse_bounds(first, last, kind, metric, p, queries_coarse, train_coarse, q
         residuals_t = train_info[1]
         scales_t = train_info[2]
         for b in range(size):
-            _fill_pca_bounds(cross[b], query_info[first + b], norms_t, residuals_t, scales_t, bounds[b])
+            _fill_pca_bounds(cross[b], query_info[first + b], norms_t, residuals_t, scales_t, margin, bounds[b])
         return
     for train_start in range(0, n_train, POOLED_TRAIN_BLOCK):
         train_stop = min(train_start + POOLED_TRAIN_BLOCK, n_train)
         for b in range(size):
-            _fill_pooled_bounds(queries_coarse[first + b], train_coarse, train_start, train_stop, metric, p, bounds[b])
+            _fill_pooled_bounds(
+                queries_coarse[first + b], train_coarse, train_start, train_stop, metric, p, margin, bounds[b]
+            )
 
 
 @jit(fastmath=True)
-def _fill_pca_bounds(cross, query_info_row, norms_t, residuals_t, scales_t, out):
-    """``|P(q - t)|^2 + (|r_q| - |r_t|)^2``, less the margin, for one query and every row."""
+def _fill_pca_bounds(cross, query_info_row, norms_t, residuals_t, scales_t, margin, out):
+    """``|P(q - t)|^2 + (|r_q| - |r_t|)^2``, less ``margin (|q'|^2 + |t'|^2)``, for one query and every row."""
     norm_q = query_info_row[0]
     residual_q = query_info_row[1]
     scale_q = query_info_row[2]
     for j in range(out.shape[0]):
         projected = max(0.0, norm_q + norms_t[j] - 2.0 * cross[j])
         residual = residual_q - residuals_t[j]
-        out[j] = projected + residual * residual - BOUND_MARGIN * (scale_q + scales_t[j])
+        out[j] = projected + residual * residual - margin * (scale_q + scales_t[j])
 
 
 @jit(fastmath=True)
-def _fill_pooled_bounds(query_coarse, train_coarse, start, stop, metric, p, out):
+def _fill_pooled_bounds(query_coarse, train_coarse, start, stop, metric, p, margin, out):
     """Reduced distances between one pooled query and pooled rows ``start:stop``, less the margin.
 
     ``train_coarse`` has shape (n_groups, n_train): each inner loop runs along
@@ -129,7 +134,7 @@ def _fill_pooled_bounds(query_coarse, train_coarse, start, stop, metric, p, out)
             for j in range(n_rows):
                 total[j] += abs(value - column[j]) ** p
     for j in range(n_rows):
-        out[start + j] = total[j] * (1.0 - BOUND_MARGIN)
+        out[start + j] = total[j] * (1.0 - margin)
 
 
 @jit(fastmath=True)
@@ -142,7 +147,7 @@ def _count_within(bounds, start, stop, threshold):
 
 
 @jit()
-def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p):
+def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margin):
     """Stage-2 lower bound of the reduced distance of query i and row j."""
     if kind == PCA:
         total = 0.0
@@ -151,9 +156,9 @@ def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, 
             total += diff * diff
         residual = query_info[i, 3] - train_info[3, j]
         bound = total + residual * residual
-        return bound - BOUND_MARGIN * (query_info[i, 2] + train_info[2, j])
+        return bound - margin * (query_info[i, 2] + train_info[2, j])
     bound = _exact_rdist(queries_fine[i], train_fine[j], metric, p)
-    return bound * (1.0 - BOUND_MARGIN)
+    return bound * (1.0 - margin)
 
 
 @jit()
@@ -171,6 +176,7 @@ def _pruned_select(
     kind,
     metric,
     p,
+    margins,
     n_seeds,
     out_rdist,
     out_index,
@@ -200,6 +206,8 @@ def _pruned_select(
         ``PCA`` or ``POOLED``.
     metric : int
     p : float
+    margins : ndarray of shape (2,), float64
+        Relative safety margins of the stage-1 and stage-2 bounds.
     n_seeds : int
         Rows of smallest stage-1 bound computed exactly first (>= k).
     out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
@@ -210,7 +218,7 @@ def _pruned_select(
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
     bounds = np.empty((last - first, n_train), dtype=np.float64)
-    _coarse_bounds(first, last, kind, metric, p, queries_coarse, train_coarse, query_info, train_info, bounds)
+    _coarse_bounds(first, last, kind, metric, p, margins[0], queries_coarse, train_coarse, query_info, train_info, bounds)
     visited = np.zeros(n_train, dtype=np.bool_)
     seed_values = np.empty(n_seeds, dtype=np.float64)
     seed_indices = np.zeros(n_seeds, dtype=np.int64)
@@ -252,7 +260,9 @@ def _pruned_select(
                 if row[j] > best_values[0] or visited[j]:
                     continue
                 n_coarse += 1
-                fine = _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p)
+                fine = _stage2_bound(
+                    kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margins[1]
+                )
                 if fine > best_values[0]:
                     continue
                 n_exact += 1
