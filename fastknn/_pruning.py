@@ -46,7 +46,8 @@ class PrunedIndex:
     kind: int
     metric: str
     p: float
-    # Relative safety margins of the stage-1 and stage-2 bounds.
+    # Relative safety margins of the stage-1 and stage-2 bounds, and the
+    # rounding factor of single-precision pooled features.
     margins: np.ndarray = None
     # PCA
     mean: np.ndarray = None
@@ -108,6 +109,36 @@ def pca_bound_margin(n_features, n_components):
     kappa = (3.0 * n_features * math.sqrt(n_components) + 8.0) * unit_roundoff
     projected = 8.0 * math.sqrt(n_components) * n_features * unit_roundoff
     return 2.0 * (2.0 * (2.0 * math.sqrt(kappa) + kappa) + projected)
+
+
+def _pooled_dtype(metric, pooled):
+    """dtype of the coarse pooled features.
+
+    float32 for Manhattan, where the stage-1 sums are plain sums of
+    differences whose single-precision rounding ``pooled_rounding`` bounds
+    (twice the SIMD lanes of float64), unless the sums could overflow it.
+    """
+    if metric != "manhattan" or _may_overflow_float32(pooled):
+        return np.float64
+    return np.float32
+
+
+def _may_overflow_float32(pooled):
+    """Whether L1 sums of pooled rows of this size could overflow float32."""
+    largest = float(np.abs(pooled).max()) if pooled.size else 0.0
+    return 2.0 * largest * pooled.shape[1] > float(np.finfo(np.float32).max) / 8.0
+
+
+def pooled_rounding(dtype, n_groups):
+    """Rounding factor of stage 1 with ``dtype`` pooled features (0 for float64).
+
+    See ``_kernels.pruning._fill_pooled_bounds``: the computed distance is
+    within ``(n_groups + 3) u (M_q + M_t)``; this takes 1.5 times that.
+    """
+    if dtype == np.float64:
+        return 0.0
+    unit_roundoff = float(np.finfo(np.float32).eps) / 2.0
+    return 1.5 * (n_groups + 3.0) * unit_roundoff
 
 
 def _feature_groups(n_features, block):
@@ -174,7 +205,7 @@ def build_index(train, metric, p):
         components = _orthonormal_basis(train64 - mean, FINE_COMPONENTS)
         n_coarse = min(COARSE_COMPONENTS, components.shape[1])
         margins = np.array([
-            pca_bound_margin(train.shape[1], n_coarse), pca_bound_margin(train.shape[1], components.shape[1])
+            pca_bound_margin(train.shape[1], n_coarse), pca_bound_margin(train.shape[1], components.shape[1]), 0.0
         ])
         index = PrunedIndex(
             kind=PCA, metric=metric, p=p, margins=margins, mean=mean, components=components, n_coarse=n_coarse,
@@ -187,14 +218,19 @@ def build_index(train, metric, p):
     coarse_of, coarse_sizes = _feature_groups(n_features, COARSE_BLOCK)
     fine_of, fine_sizes = _feature_groups(n_features, FINE_BLOCK)
     index = PrunedIndex(
-        kind=POOLED, metric=metric, p=p, margins=np.array([BOUND_MARGIN, BOUND_MARGIN]),
+        kind=POOLED, metric=metric, p=p,
         coarse_groups=(coarse_of, _group_scale(coarse_sizes, metric, p)),
         fine_groups=(fine_of, _group_scale(fine_sizes, metric, p)),
     )
+    coarse = _pool(train, index.coarse_groups)
+    dtype = _pooled_dtype(metric, coarse)
+    index.margins = np.array([BOUND_MARGIN, BOUND_MARGIN, pooled_rounding(dtype, coarse.shape[1])])
+    # train_info[0]: sum of absolute coarse features, for pooled_rounding.
+    index.train_info = np.zeros((4, train.shape[0]), dtype=np.float64)
+    index.train_info[0] = np.abs(coarse).sum(axis=1)
     # Transposed: the stage-1 loop runs along training rows.
-    index.train_coarse = np.ascontiguousarray(_pool(train, index.coarse_groups).T)
+    index.train_coarse = np.ascontiguousarray(coarse.T, dtype=dtype)
     index.train_fine = _pool(train, index.fine_groups)
-    index.train_info = np.empty((4, train.shape[0]), dtype=np.float64)
     return index
 
 
@@ -209,10 +245,7 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     scale = max(float(np.abs(train).max()), float(np.abs(queries).max())) if n_queries else 0.0
     if fast_pass_may_overflow(index.metric if index.metric != "euclidean" else "manhattan", 2.0 if index.metric == "euclidean" else index.p, np.float64, n_features, scale, scale):
         # Bounds could overflow float64: brute force computes each distance exactly.
-        rdist, indices = search(queries, train, n_neighbors, index.metric, index.p, n_jobs=n_jobs)
-        if return_counts:
-            return rdist, indices, np.full((n_queries, 2), n_train, dtype=np.int64)
-        return rdist, indices
+        return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
     metric_id = _METRIC_IDS[index.metric]
     power = 0.0 if index.p is None else float(index.p)
     rdist = np.empty((n_queries, n_neighbors), dtype=np.float64)
@@ -227,9 +260,14 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
         # Pooling is itself a parallel numba kernel: it runs here, not in
         # the blocks' threads (numba's workqueue layer forbids concurrent
         # parallel launches).
-        queries_coarse = _pool(queries, index.coarse_groups)
+        coarse = _pool(queries, index.coarse_groups)
+        if index.train_coarse.dtype == np.float32 and _may_overflow_float32(coarse):
+            # These queries' pooled sums could overflow the index's float32.
+            return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
+        queries_coarse = coarse.astype(index.train_coarse.dtype)
         queries_fine = _pool(queries, index.fine_groups)
-        query_info = np.empty((n_queries, 4), dtype=np.float64)
+        query_info = np.zeros((n_queries, 4), dtype=np.float64)
+        query_info[:, 0] = np.abs(coarse).sum(axis=1)
 
     def search_block(first, last):
         if index.kind == PCA:
@@ -253,6 +291,14 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
             run_query_blocks(search_block, n_queries, pruned_query_block(n_queries, n_train, n_threads), n_threads)
     if return_counts:
         return rdist, indices, counts
+    return rdist, indices
+
+
+def _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts):
+    """Brute-force search with ``pruned_search``'s outputs (every row counted as computed)."""
+    rdist, indices = search(queries, train, n_neighbors, index.metric, index.p, n_jobs=n_jobs)
+    if return_counts:
+        return rdist, indices, np.full((queries.shape[0], 2), train.shape[0], dtype=np.int64)
     return rdist, indices
 
 

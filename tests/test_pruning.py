@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastknn import KNNClassifier, kneighbors
-from fastknn._kernels.pruning import PCA, _fill_pca_bounds, _stage2_bound
-from fastknn._pruning import _pca_features, build_index, choose_algorithm, pruned_search
+from fastknn._kernels.distances import MANHATTAN
+from fastknn._kernels.pruning import PCA, POOLED, _coarse_bounds, _fill_pca_bounds, _stage2_bound
+from fastknn._pruning import _pca_features, _pool, build_index, choose_algorithm, pruned_search
 from fastknn._search import search
 from fastknn.datasets import load_mnist_split
 
@@ -152,3 +153,43 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
             ])
         worst = max(worst, ((bounds - exact) / scale).max())
     assert worst <= 0.0, f"a bound exceeded the exact distance by {worst:.2e} of the scale"
+
+
+def test_single_precision_pooled_bounds_hold_for_near_duplicates():
+    """Manhattan's stage 1 runs on float32 pooled features. A query equal to
+    a training row but for one feature moved by a hair has a pooled distance
+    equal to its exact one, so the rounding allowance must keep the bound
+    below it however small the move."""
+    rng = np.random.default_rng(0)
+    train = rng.uniform(0, 1, size=(200, 64)) * rng.choice([1.0, 1e3], size=(200, 1))
+    index = build_index(train, "manhattan", None)
+    assert index.train_coarse.dtype == np.float32 and index.margins[2] > 0
+    queries = train[rng.integers(0, len(train), size=60)].copy()
+    columns = rng.integers(0, train.shape[1], size=len(queries))
+    queries[np.arange(len(queries)), columns] += 10.0 ** rng.uniform(-9, -3, size=len(queries))
+    coarse = _pool(queries, index.coarse_groups)
+    query_info = np.zeros((len(queries), 4))
+    query_info[:, 0] = np.abs(coarse).sum(axis=1)
+    bounds = np.empty((len(queries), len(train)))
+    _coarse_bounds(
+        0, len(queries), POOLED, MANHATTAN, 0.0, index.margins[0], index.margins[2],
+        coarse.astype(np.float32), index.train_coarse, query_info, index.train_info, bounds,
+    )
+    exact = np.abs(queries[:, None, :] - train[None, :, :]).sum(axis=2)
+    assert np.all(bounds <= exact)
+    # Without the allowance, some bound would exceed its exact distance.
+    tight = bounds + index.margins[2] * (query_info[:, :1] + index.train_info[0][None, :])
+    assert np.any(tight > exact)
+
+
+def test_queries_too_large_for_the_float32_index_fall_back_to_brute_force():
+    rng = np.random.default_rng(0)
+    train = rng.random((300, 16))
+    index = build_index(train, "manhattan", None)
+    assert index.train_coarse.dtype == np.float32
+    queries = rng.random((7, 16)) * 1e37  # pooled sums beyond float32, not float64
+    rdist, indices, counts = pruned_search(queries, train, index, 3, return_counts=True)
+    brute_rdist, brute_indices = search(queries, train, 3, "manhattan", None)
+    np.testing.assert_array_equal(indices, brute_indices)
+    np.testing.assert_array_equal(rdist, brute_rdist)
+    assert np.all(counts == len(train))

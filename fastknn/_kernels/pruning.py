@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
-from .distances import CHEBYSHEV, MANHATTAN, _exact_rdist
+from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, _exact_rdist
 from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse
 
 PCA = 0
@@ -68,14 +68,17 @@ def _pooled_rows(rows, group_of_feature, group_scale, out):
 
 
 @jit()
-def _coarse_bounds(first, last, kind, metric, p, margin, queries_coarse, train_coarse, query_info, train_info, bounds):
+def _coarse_bounds(
+    first, last, kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_info, bounds
+):
     """Stage-1 lower bounds of queries ``first`` to ``last - 1`` against every training row.
 
     PCA: the cross terms of the stage-1 projections come from one matrix
     product (BLAS); POOLED: the reduced distances between coarse pooled rows
     are summed feature by feature along contiguous runs of training rows
     (``train_coarse`` is stored transposed), which vectorises across rows.
-    ``margin`` is the relative safety margin of the bounds.
+    ``margin`` is the relative safety margin of the bounds, ``rounding``
+    that of single-precision pooled features (see ``_fill_pooled_bounds``).
     """
     n_train = bounds.shape[1]
     size = last - first
@@ -91,7 +94,8 @@ def _coarse_bounds(first, last, kind, metric, p, margin, queries_coarse, train_c
         train_stop = min(train_start + POOLED_TRAIN_BLOCK, n_train)
         for b in range(size):
             _fill_pooled_bounds(
-                queries_coarse[first + b], train_coarse, train_start, train_stop, metric, p, margin, bounds[b]
+                queries_coarse[first + b], train_coarse, train_start, train_stop, metric, p, margin,
+                rounding, query_info[first + b, 0], train_info[0], bounds[b],
             )
 
 
@@ -108,15 +112,26 @@ def _fill_pca_bounds(cross, query_info_row, norms_t, residuals_t, scales_t, marg
 
 
 @jit(fastmath=True)
-def _fill_pooled_bounds(query_coarse, train_coarse, start, stop, metric, p, margin, out):
-    """Reduced distances between one pooled query and pooled rows ``start:stop``, less the margin.
+def _fill_pooled_bounds(
+    query_coarse, train_coarse, start, stop, metric, p, margin, rounding, query_magnitude, train_magnitude, out
+):
+    """Reduced distances between one pooled query and pooled rows ``start:stop``, less the margins.
 
     ``train_coarse`` has shape (n_groups, n_train): each inner loop runs along
     contiguous rows, into a fresh local accumulator. (Accumulating into
     ``out`` directly keeps LLVM from vectorising: 4x slower, measured.)
+
+    The pooled features may be single precision (Manhattan), with sums in
+    single precision: the computed distance ``S~`` is then within
+    ``rounding (M_q + M_t)`` of the distance between the float64 features,
+    ``M`` being the sum of a row's absolute pooled features
+    (``query_magnitude``, ``train_magnitude``): each term errs by at most
+    ``3 u (|a_g| + |b_g|)`` (rounding of both features and of the
+    difference) and the sum of ``G`` terms by ``G u`` of their total
+    (Higham, section 3.1, in any order). ``rounding`` is 0 for float64.
     """
     n_rows = stop - start
-    total = np.zeros(n_rows, dtype=np.float64)
+    total = np.zeros(n_rows, dtype=train_coarse.dtype)
     for g in range(query_coarse.shape[0]):
         value = query_coarse[g]
         column = train_coarse[g, start:stop]
@@ -134,7 +149,8 @@ def _fill_pooled_bounds(query_coarse, train_coarse, start, stop, metric, p, marg
             for j in range(n_rows):
                 total[j] += abs(value - column[j]) ** p
     for j in range(n_rows):
-        out[start + j] = total[j] * (1.0 - margin)
+        widened = rounding * (query_magnitude + train_magnitude[start + j])
+        out[start + j] = np.float64(total[j]) * (1.0 - margin) - widened
 
 
 @jit(fastmath=True)
@@ -150,12 +166,9 @@ def _count_within(bounds, start, stop, threshold):
 def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margin):
     """Stage-2 lower bound of the reduced distance of query i and row j."""
     if kind == PCA:
-        total = 0.0
-        for c in range(queries_fine.shape[1]):
-            diff = queries_fine[i, c] - train_fine[j, c]
-            total += diff * diff
+        projected = _exact_rdist(queries_fine[i], train_fine[j], EUCLIDEAN, 2.0)  # vectorised
         residual = query_info[i, 3] - train_info[3, j]
-        bound = total + residual * residual
+        bound = projected + residual * residual
         return bound - margin * (query_info[i, 2] + train_info[2, j])
     bound = _exact_rdist(queries_fine[i], train_fine[j], metric, p)
     return bound * (1.0 - margin)
@@ -191,23 +204,26 @@ def _pruned_select(
     ----------
     first, last : int
     queries, train : ndarray of shape (n_queries | n_train, n_features)
-    queries_coarse : ndarray of shape (n_queries, n_coarse), float64
+    queries_coarse : ndarray of shape (n_queries, n_coarse)
         Stage-1 projections (PCA) or coarse pooled rows (POOLED).
-    train_coarse : ndarray, float64
+    train_coarse : ndarray
         PCA: shape (n_train, n_coarse). POOLED: shape (n_coarse, n_train),
-        transposed.
+        transposed. Same dtype as ``queries_coarse``: float64, or float32
+        for pooled Manhattan.
     queries_fine, train_fine : ndarray of shape (n_queries | n_train, n_fine), float64
         Stage-2 projections (PCA) or fine pooled rows (POOLED).
     query_info : ndarray of shape (n_queries, 4), float64
     train_info : ndarray of shape (4, n_train), float64
-        PCA only: squared norm of the stage-1 projection, stage-1 residual
-        norm, squared norm of the centred row, stage-2 residual norm.
+        PCA: squared norm of the stage-1 projection, stage-1 residual norm,
+        squared norm of the centred row, stage-2 residual norm. POOLED: the
+        first holds the sum of absolute coarse features.
     kind : int
         ``PCA`` or ``POOLED``.
     metric : int
     p : float
-    margins : ndarray of shape (2,), float64
-        Relative safety margins of the stage-1 and stage-2 bounds.
+    margins : ndarray of shape (3,), float64
+        Relative safety margins of the stage-1 and stage-2 bounds, and the
+        rounding factor of single-precision pooled features.
     n_seeds : int
         Rows of smallest stage-1 bound computed exactly first (>= k).
     out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
@@ -218,7 +234,10 @@ def _pruned_select(
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
     bounds = np.empty((last - first, n_train), dtype=np.float64)
-    _coarse_bounds(first, last, kind, metric, p, margins[0], queries_coarse, train_coarse, query_info, train_info, bounds)
+    _coarse_bounds(
+        first, last, kind, metric, p, margins[0], margins[2], queries_coarse, train_coarse, query_info, train_info,
+        bounds,
+    )
     visited = np.zeros(n_train, dtype=np.bool_)
     seed_values = np.empty(n_seeds, dtype=np.float64)
     seed_indices = np.zeros(n_seeds, dtype=np.int64)
