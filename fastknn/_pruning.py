@@ -111,6 +111,26 @@ def pca_bound_margin(n_features, n_components):
     return 2.0 * (2.0 * (2.0 * math.sqrt(kappa) + kappa) + projected)
 
 
+def _pca_may_overflow_float32(centred_sqnorms):
+    """Whether single-precision products of projections of rows this long could overflow."""
+    largest = float(centred_sqnorms.max()) if centred_sqnorms.size else 0.0
+    return largest > float(np.finfo(np.float32).max) / 64.0
+
+
+def pca_single_rounding(dtype, n_components):
+    """Extra stage-1 margin, relative to ``|q'|^2 + |t'|^2``, for float32 projections.
+
+    Rounding both projections to float32 and their ``m``-term dot product in
+    float32 moves the cross term by at most ``(m + 3) u |Pq'| |Pt'|``, that is
+    ``(m + 3) u (|q'|^2 + |t'|^2) / 2``, and the bound by twice that; this
+    takes 1.5 times it. 0 for float64.
+    """
+    if dtype == np.float64:
+        return 0.0
+    unit_roundoff = float(np.finfo(np.float32).eps) / 2.0
+    return 1.5 * (n_components + 3.0) * unit_roundoff
+
+
 def _pooled_dtype(metric, pooled):
     """dtype of the coarse pooled features.
 
@@ -204,15 +224,18 @@ def build_index(train, metric, p):
         mean = train64.mean(axis=0)
         components = _orthonormal_basis(train64 - mean, FINE_COMPONENTS)
         n_coarse = min(COARSE_COMPONENTS, components.shape[1])
-        margins = np.array([
-            pca_bound_margin(train.shape[1], n_coarse), pca_bound_margin(train.shape[1], components.shape[1]), 0.0
-        ])
-        index = PrunedIndex(
-            kind=PCA, metric=metric, p=p, margins=margins, mean=mean, components=components, n_coarse=n_coarse,
-        )
+        index = PrunedIndex(kind=PCA, metric=metric, p=p, mean=mean, components=components, n_coarse=n_coarse)
         index.train_fine, info = _pca_features(index, train64)
         index.train_info = np.ascontiguousarray(info.T)
-        index.train_coarse = np.ascontiguousarray(index.train_fine[:, : index.n_coarse])
+        # Stage 1 in single precision (an sgemm) unless the products could
+        # overflow it; the stage-1 margin then also covers its rounding.
+        dtype = np.float64 if _pca_may_overflow_float32(info[:, 2]) else np.float32
+        index.train_coarse = np.ascontiguousarray(index.train_fine[:, :n_coarse], dtype=dtype)
+        index.margins = np.array([
+            pca_bound_margin(train.shape[1], n_coarse) + pca_single_rounding(dtype, n_coarse),
+            pca_bound_margin(train.shape[1], components.shape[1]),
+            0.0,
+        ])
         return index
     n_features = train.shape[1]
     coarse_of, coarse_sizes = _feature_groups(n_features, COARSE_BLOCK)
@@ -253,9 +276,12 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     counts = np.empty((n_queries, 2), dtype=np.int64)
     n_seeds = min(n_train, 2 * n_neighbors)
     if index.kind == PCA:
+        if index.train_coarse.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
+            # These queries' projections could overflow the index's float32.
+            return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
         queries_fine = np.empty((n_queries, index.train_fine.shape[1]), dtype=np.float64)
         query_info = np.empty((n_queries, 4), dtype=np.float64)
-        queries_coarse = np.empty((n_queries, index.n_coarse), dtype=np.float64)
+        queries_coarse = np.empty((n_queries, index.n_coarse), dtype=index.train_coarse.dtype)
     else:
         # Pooling is itself a parallel numba kernel: it runs here, not in
         # the blocks' threads (numba's workqueue layer forbids concurrent

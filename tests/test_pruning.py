@@ -143,7 +143,8 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
         scale = info[0, 2] + index.train_info[2]
         if stage == "coarse":
             bounds = np.empty(len(train))
-            cross = fine[0, :n_components] @ index.train_coarse.T
+            # As the kernel multiplies them: in the index's precision (float32 here).
+            cross = (fine[0, :n_components].astype(index.train_coarse.dtype) @ index.train_coarse.T).astype(float)
             norms, residuals, scales = index.train_info[:3]
             _fill_pca_bounds(cross, info[0], norms, residuals, scales, index.margins[0], bounds)
         else:
@@ -182,14 +183,16 @@ def test_single_precision_pooled_bounds_hold_for_near_duplicates():
     assert np.any(tight > exact)
 
 
-def test_queries_too_large_for_the_float32_index_fall_back_to_brute_force():
+@pytest.mark.parametrize("metric, size", [("manhattan", 1e37), ("euclidean", 1e18)])
+def test_queries_too_large_for_the_float32_index_fall_back_to_brute_force(metric, size):
+    """Sums (Manhattan) or products (Euclidean) beyond float32, not float64."""
     rng = np.random.default_rng(0)
     train = rng.random((300, 16))
-    index = build_index(train, "manhattan", None)
+    index = build_index(train, metric, None)
     assert index.train_coarse.dtype == np.float32
-    queries = rng.random((7, 16)) * 1e37  # pooled sums beyond float32, not float64
+    queries = rng.random((7, 16)) * size
     rdist, indices, counts = pruned_search(queries, train, index, 3, return_counts=True)
-    brute_rdist, brute_indices = search(queries, train, 3, "manhattan", None)
+    brute_rdist, brute_indices = search(queries, train, 3, metric, None)
     np.testing.assert_array_equal(indices, brute_indices)
     np.testing.assert_array_equal(rdist, brute_rdist)
     assert np.all(counts == len(train))
