@@ -47,7 +47,7 @@ class PrunedIndex:
     metric: str
     p: float
     # Relative safety margins of the stage-1 and stage-2 bounds, and the
-    # rounding factor of single-precision pooled features.
+    # rounding factors of single-precision pooled features at both stages.
     margins: np.ndarray = None
     # PCA
     mean: np.ndarray = None
@@ -123,7 +123,11 @@ def pca_single_rounding(dtype, n_components):
     Rounding both projections to float32 and their ``m``-term dot product in
     float32 moves the cross term by at most ``(m + 3) u |Pq'| |Pt'|``, that is
     ``(m + 3) u (|q'|^2 + |t'|^2) / 2``, and the bound by twice that; this
-    takes 1.5 times it. 0 for float64.
+    takes 1.5 times it. With ``m = 0`` it covers stage 2, whose differences
+    are summed in float64: rounding the projections moves ``|Pq' - Pt'|`` by
+    at most ``u (|q'| + |t'|)``, hence its square by at most
+    ``2 u (1 + u) (|q'| + |t'|)^2 <= 4 u (1 + u) S``, under ``4.5 u S``.
+    0 for float64.
     """
     if dtype == np.float64:
         return 0.0
@@ -225,15 +229,18 @@ def build_index(train, metric, p):
         components = _orthonormal_basis(train64 - mean, FINE_COMPONENTS)
         n_coarse = min(COARSE_COMPONENTS, components.shape[1])
         index = PrunedIndex(kind=PCA, metric=metric, p=p, mean=mean, components=components, n_coarse=n_coarse)
-        index.train_fine, info = _pca_features(index, train64)
+        fine, info = _pca_features(index, train64)
         index.train_info = np.ascontiguousarray(info.T)
-        # Stage 1 in single precision (an sgemm) unless the products could
-        # overflow it; the stage-1 margin then also covers its rounding.
+        # Projections in single precision (stage 1 an sgemm, stage 2 half the
+        # memory traffic) unless their products could overflow it; the
+        # margins then also cover their rounding.
         dtype = np.float64 if _pca_may_overflow_float32(info[:, 2]) else np.float32
-        index.train_coarse = np.ascontiguousarray(index.train_fine[:, :n_coarse], dtype=dtype)
+        index.train_coarse = np.ascontiguousarray(fine[:, :n_coarse], dtype=dtype)
+        index.train_fine = np.ascontiguousarray(fine, dtype=dtype)
         index.margins = np.array([
             pca_bound_margin(train.shape[1], n_coarse) + pca_single_rounding(dtype, n_coarse),
-            pca_bound_margin(train.shape[1], components.shape[1]),
+            pca_bound_margin(train.shape[1], components.shape[1]) + pca_single_rounding(dtype, 0),
+            0.0,
             0.0,
         ])
         return index
@@ -246,14 +253,22 @@ def build_index(train, metric, p):
         fine_groups=(fine_of, _group_scale(fine_sizes, metric, p)),
     )
     coarse = _pool(train, index.coarse_groups)
-    dtype = _pooled_dtype(metric, coarse)
-    index.margins = np.array([BOUND_MARGIN, BOUND_MARGIN, pooled_rounding(dtype, coarse.shape[1])])
-    # train_info[0]: sum of absolute coarse features, for pooled_rounding.
+    fine = _pool(train, index.fine_groups)
+    dtype = np.float64 if np.float64 in (_pooled_dtype(metric, coarse), _pooled_dtype(metric, fine)) else np.float32
+    # Stage 2 sums its differences in float64: only the rounding of the two
+    # features remains, at most u (|a_g| + |b_g|) a term, within
+    # pooled_rounding(dtype, 0) = 4.5 u (M_q + M_t).
+    index.margins = np.array([
+        BOUND_MARGIN, BOUND_MARGIN, pooled_rounding(dtype, coarse.shape[1]), pooled_rounding(dtype, 0),
+    ])
+    # train_info[0] and [1]: sums of absolute coarse and fine features, for
+    # the rounding allowances.
     index.train_info = np.zeros((4, train.shape[0]), dtype=np.float64)
     index.train_info[0] = np.abs(coarse).sum(axis=1)
+    index.train_info[1] = np.abs(fine).sum(axis=1)
     # Transposed: the stage-1 loop runs along training rows.
     index.train_coarse = np.ascontiguousarray(coarse.T, dtype=dtype)
-    index.train_fine = _pool(train, index.fine_groups)
+    index.train_fine = np.ascontiguousarray(fine, dtype=dtype)
     return index
 
 
@@ -279,7 +294,7 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
         if index.train_coarse.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
             # These queries' projections could overflow the index's float32.
             return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
-        queries_fine = np.empty((n_queries, index.train_fine.shape[1]), dtype=np.float64)
+        queries_fine = np.empty((n_queries, index.train_fine.shape[1]), dtype=index.train_fine.dtype)
         query_info = np.empty((n_queries, 4), dtype=np.float64)
         queries_coarse = np.empty((n_queries, index.n_coarse), dtype=index.train_coarse.dtype)
     else:
@@ -287,13 +302,15 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
         # the blocks' threads (numba's workqueue layer forbids concurrent
         # parallel launches).
         coarse = _pool(queries, index.coarse_groups)
-        if index.train_coarse.dtype == np.float32 and _may_overflow_float32(coarse):
+        fine = _pool(queries, index.fine_groups)
+        if index.train_coarse.dtype == np.float32 and (_may_overflow_float32(coarse) or _may_overflow_float32(fine)):
             # These queries' pooled sums could overflow the index's float32.
             return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
         queries_coarse = coarse.astype(index.train_coarse.dtype)
-        queries_fine = _pool(queries, index.fine_groups)
+        queries_fine = fine.astype(index.train_fine.dtype)
         query_info = np.zeros((n_queries, 4), dtype=np.float64)
         query_info[:, 0] = np.abs(coarse).sum(axis=1)
+        query_info[:, 1] = np.abs(fine).sum(axis=1)
 
     def search_block(first, last):
         if index.kind == PCA:

@@ -149,7 +149,10 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
             _fill_pca_bounds(cross, info[0], norms, residuals, scales, index.margins[0], bounds)
         else:
             bounds = np.array([
-                _stage2_bound(PCA, 0, t, fine, index.train_fine, info, index.train_info, 0, 0.0, index.margins[1])
+                _stage2_bound(
+                    PCA, 0, t, fine.astype(index.train_fine.dtype), index.train_fine, info, index.train_info,
+                    0, 0.0, index.margins[1], 0.0,
+                )
                 for t in range(len(train))
             ])
         worst = max(worst, ((bounds - exact) / scale).max())
@@ -180,6 +183,24 @@ def test_single_precision_pooled_bounds_hold_for_near_duplicates():
     assert np.all(bounds <= exact)
     # Without the allowance, some bound would exceed its exact distance.
     tight = bounds + index.margins[2] * (query_info[:, :1] + index.train_info[0][None, :])
+    assert np.any(tight > exact)
+    # Stage 2, on float32 fine features summed in float64.
+    assert index.train_fine.dtype == np.float32 and index.margins[3] > 0
+    fine = _pool(queries, index.fine_groups)
+    query_info[:, 1] = np.abs(fine).sum(axis=1)
+    fine32 = fine.astype(np.float32)
+    fine_bounds = np.array([
+        [
+            _stage2_bound(
+                POOLED, i, j, fine32, index.train_fine, query_info, index.train_info, MANHATTAN, 0.0,
+                index.margins[1], index.margins[3],
+            )
+            for j in range(len(train))
+        ]
+        for i in range(len(queries))
+    ])
+    assert np.all(fine_bounds <= exact)
+    tight = fine_bounds + index.margins[3] * (query_info[:, 1:2] + index.train_info[1][None, :])
     assert np.any(tight > exact)
 
 

@@ -163,15 +163,19 @@ def _count_within(bounds, start, stop, threshold):
 
 
 @jit()
-def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margin):
-    """Stage-2 lower bound of the reduced distance of query i and row j."""
+def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
+    """Stage-2 lower bound of the reduced distance of query i and row j.
+
+    ``rounding`` as in ``_fill_pooled_bounds``, with the fine features' sums
+    of absolute values in ``query_info[:, 1]`` and ``train_info[1]``.
+    """
     if kind == PCA:
         projected = _exact_rdist(queries_fine[i], train_fine[j], EUCLIDEAN, 2.0)  # vectorised
         residual = query_info[i, 3] - train_info[3, j]
         bound = projected + residual * residual
         return bound - margin * (query_info[i, 2] + train_info[2, j])
     bound = _exact_rdist(queries_fine[i], train_fine[j], metric, p)
-    return bound * (1.0 - margin)
+    return bound * (1.0 - margin) - rounding * (query_info[i, 1] + train_info[1, j])
 
 
 @jit()
@@ -210,20 +214,21 @@ def _pruned_select(
         PCA: shape (n_train, n_coarse). POOLED: shape (n_coarse, n_train),
         transposed. Same dtype as ``queries_coarse``: float64, or float32
         for pooled Manhattan.
-    queries_fine, train_fine : ndarray of shape (n_queries | n_train, n_fine), float64
-        Stage-2 projections (PCA) or fine pooled rows (POOLED).
+    queries_fine, train_fine : ndarray of shape (n_queries | n_train, n_fine)
+        Stage-2 projections (PCA) or fine pooled rows (POOLED), float32 or
+        float64 as the index chose.
     query_info : ndarray of shape (n_queries, 4), float64
     train_info : ndarray of shape (4, n_train), float64
         PCA: squared norm of the stage-1 projection, stage-1 residual norm,
         squared norm of the centred row, stage-2 residual norm. POOLED: the
-        first holds the sum of absolute coarse features.
+        sums of absolute coarse and fine features.
     kind : int
         ``PCA`` or ``POOLED``.
     metric : int
     p : float
-    margins : ndarray of shape (3,), float64
+    margins : ndarray of shape (4,), float64
         Relative safety margins of the stage-1 and stage-2 bounds, and the
-        rounding factor of single-precision pooled features.
+        rounding factors of single-precision pooled features at both stages.
     n_seeds : int
         Rows of smallest stage-1 bound computed exactly first (>= k).
     out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
@@ -280,7 +285,7 @@ def _pruned_select(
                     continue
                 n_coarse += 1
                 fine = _stage2_bound(
-                    kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margins[1]
+                    kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margins[1], margins[3]
                 )
                 if fine > best_values[0]:
                     continue
