@@ -33,7 +33,7 @@ AUTO_MIN_TRAIN = 2000
 AUTO_PROBE = 16
 AUTO_PROBE_SAMPLE = 2048
 # Queries per task of the pruned search: at most this many, and few enough
-# that the task's stage-1 bounds (float64, one per query and training row)
+# that the task's stage-1 bounds (float32, one per query and training row)
 # fit PRUNED_BOUNDS_BYTES.
 PRUNED_BLOCK = 64
 PRUNED_BOUNDS_BYTES = 4 * 2**20
@@ -348,7 +348,7 @@ def _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts):
 def pruned_query_block(n_queries, n_train, n_threads):
     """Queries per task of :func:`pruned_search`: at most ``PRUNED_BLOCK``, two
     tasks a thread or more, and stage-1 bounds within ``PRUNED_BOUNDS_BYTES``."""
-    fits = PRUNED_BOUNDS_BYTES // (8 * max(1, n_train))
+    fits = PRUNED_BOUNDS_BYTES // (4 * max(1, n_train))
     return int(max(1, min(PRUNED_BLOCK, -(-n_queries // (2 * max(1, n_threads))), fits)))
 
 

@@ -142,7 +142,7 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
         exact = ((query - train) ** 2).sum(axis=1)
         scale = info[0, 2] + index.train_info[2]
         if stage == "coarse":
-            bounds = np.empty(len(train))
+            bounds = np.empty(len(train), dtype=np.float32)  # as _pruned_select stores them
             # As the kernel multiplies them: in the index's precision (float32 here).
             cross = (fine[0, :n_components].astype(index.train_coarse.dtype) @ index.train_coarse.T).astype(float)
             norms, residuals, scales = index.train_info[:3]
@@ -174,7 +174,7 @@ def test_single_precision_pooled_bounds_hold_for_near_duplicates():
     coarse = _pool(queries, index.coarse_groups)
     query_info = np.zeros((len(queries), 4))
     query_info[:, 0] = np.abs(coarse).sum(axis=1)
-    bounds = np.empty((len(queries), len(train)))
+    bounds = np.empty((len(queries), len(train)), dtype=np.float32)
     _coarse_bounds(
         0, len(queries), POOLED, MANHATTAN, 0.0, index.margins[0], index.margins[2],
         coarse.astype(np.float32), index.train_coarse, query_info, index.train_info, bounds,

@@ -42,6 +42,13 @@ BOUND_MARGIN = 1e-9
 # bounds is within the threshold is skipped after one vectorised count.
 SCAN_BLOCK = 32
 
+# Stage-1 bounds are stored in float32 (half the memory traffic of the two
+# passes over them, twice the SIMD lanes), rounded down: lowered by one
+# float32 ulp before rounding to nearest, and kept within float32's range
+# (a lower bound may always be lowered; any negative bound prunes nothing).
+FLOAT32_ULP = 2.0**-23
+FLOAT32_LIMIT = float(np.finfo(np.float32).max) / 2.0
+
 # Training rows per run of the pooled stage-1 loop: the run of every coarse
 # feature (n_groups x this many float64) stays in the core's cache while the
 # queries of a block stream by.
@@ -108,7 +115,7 @@ def _fill_pca_bounds(cross, query_info_row, norms_t, residuals_t, scales_t, marg
     for j in range(out.shape[0]):
         projected = max(0.0, norm_q + norms_t[j] - 2.0 * cross[j])
         residual = residual_q - residuals_t[j]
-        out[j] = projected + residual * residual - margin * (scale_q + scales_t[j])
+        out[j] = _round_down_float32(projected + residual * residual - margin * (scale_q + scales_t[j]))
 
 
 @jit(fastmath=True)
@@ -150,7 +157,14 @@ def _fill_pooled_bounds(
                 total[j] += abs(value - column[j]) ** p
     for j in range(n_rows):
         widened = rounding * (query_magnitude + train_magnitude[start + j])
-        out[start + j] = np.float64(total[j]) * (1.0 - margin) - widened
+        out[start + j] = _round_down_float32(np.float64(total[j]) * (1.0 - margin) - widened)
+
+
+@jit()
+def _round_down_float32(value):
+    """A float32 no greater than ``value`` (see FLOAT32_ULP)."""
+    lowered = value - abs(value) * FLOAT32_ULP
+    return np.float32(min(max(lowered, -FLOAT32_LIMIT), FLOAT32_LIMIT))
 
 
 @jit(fastmath=True)
@@ -238,7 +252,7 @@ def _pruned_select(
     """
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
-    bounds = np.empty((last - first, n_train), dtype=np.float64)
+    bounds = np.empty((last - first, n_train), dtype=np.float32)
     _coarse_bounds(
         first, last, kind, metric, p, margins[0], margins[2], queries_coarse, train_coarse, query_info, train_info,
         bounds,
