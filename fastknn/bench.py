@@ -288,13 +288,18 @@ def run_pruning_bench(train, train_labels, queries, repeats=3, quick=False):
     gaussian_labels = rng.integers(0, 10, n_rows)
     gaussian_queries = rng.standard_normal((500 if quick else 2000, 256)).astype(np.float32)
     timings = {}
-    for algorithm in ("brute", "auto"):
-        for metric in ("euclidean", "manhattan"):
+    for metric in ("euclidean", "manhattan"):
+        functions = {}
+        for algorithm in ("brute", "auto"):
             clf = KNNClassifier(n_neighbors=5, metric=metric, algorithm=algorithm)
             clf.fit(gaussian[:100], gaussian_labels[:100]).predict(gaussian_queries[:5])
-            timings[(algorithm, metric)], _ = median_time(
-                lambda: clf.fit(gaussian, gaussian_labels).predict(gaussian_queries), repeats
+            functions[algorithm] = (
+                lambda clf=clf: clf.fit(gaussian, gaussian_labels).predict(gaussian_queries),
+                repeats,
             )
+        medians, _ = interleaved_medians(functions)
+        for algorithm, seconds in medians.items():
+            timings[(algorithm, metric)] = seconds
     report["gaussian auto / brute"] = {
         metric: timings[("auto", metric)] / timings[("brute", metric)] for metric in ("euclidean", "manhattan")
     }
