@@ -355,9 +355,9 @@ def pruned_query_block(n_queries, n_train, n_threads):
 def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
     """The search to use and its index: ``("brute", None)`` or ``("pruned", index)``.
 
-    ``"auto"`` keeps brute force for Euclidean (its matrix product was not
-    beaten by pruning in fastknn's measurements) and for small training sets,
-    and otherwise prunes when :func:`pruning_pays`.
+    ``"auto"`` keeps brute force for Euclidean (the PCA index costs more at
+    fit than pruning saves on one predict of a few thousand queries) and for
+    small training sets, and otherwise prunes when :func:`pruning_pays`.
     """
     if algorithm == "brute":
         return "brute", None

@@ -93,9 +93,10 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
 
     With ``algorithm="auto"``, pruning is used for the Manhattan, Chebyshev
     and Minkowski metrics when the training set has at least 2,000 rows and,
-    searching a probe of 64 training rows at fit, at most a fifth of the
-    training rows survive the first bound; Euclidean search runs on a BLAS
-    matrix product, which pruning did not beat in fastknn's measurements.
+    searching a probe of 16 training rows at fit, at most a fifth of the
+    training rows survive the first bound. Euclidean search keeps brute force:
+    its PCA index costs more at fit than pruning saves on a predict of a few
+    thousand queries (``algorithm="pruned"`` chooses it explicitly).
 
     float32 training data stays float32; integers of at most 16 bits are
     stored as float32 (exactly); other numeric data as float64. Queries are

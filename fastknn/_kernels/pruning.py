@@ -15,10 +15,12 @@ query, from coarse to fine:
 For each query, the k rows of smallest stage-1 bound (twice k of them) are
 computed exactly, which gives the threshold: the k-th best exact distance
 found so far. A row is then computed exactly only if both of its bounds are
-within the threshold, which falls as better rows are found. Bounds carry a
-relative safety margin far above float64 rounding, so no true neighbour is
-ever pruned, and the result equals brute force: same neighbours, same order,
-ties to the lower training index.
+within the threshold, which falls as better rows are found. Each bound is
+lowered by a margin that covers the rounding of every step behind it (see
+``_pruning.pca_bound_margin``, ``pca_single_rounding`` and
+``pooled_rounding``), so no true neighbour is ever pruned, and the result
+equals brute force: same neighbours, same order, ties to the lower training
+index.
 """
 
 import numpy as np
