@@ -28,7 +28,7 @@ from numba import prange
 
 from .._config import jit
 from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, _exact_rdist
-from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse
+from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse, _new_heap
 
 PCA = 0
 POOLED = 1
@@ -260,10 +260,8 @@ def _pruned_select(
         bounds,
     )
     visited = np.zeros(n_train, dtype=np.bool_)
-    seed_values = np.empty(n_seeds, dtype=np.float64)
-    seed_indices = np.zeros(n_seeds, dtype=np.int64)
-    best_values = np.empty(n_neighbors, dtype=np.float64)
-    best_indices = np.empty(n_neighbors, dtype=np.int64)
+    seed_values, seed_indices = _new_heap(n_seeds)
+    best_values, best_indices = _new_heap(n_neighbors)
     for i in range(first, last):
         row = bounds[i - first]
 

@@ -46,6 +46,12 @@ def _is_worse(value_a, index_a, value_b, index_b):
 
 
 @jit()
+def _new_heap(size):
+    """Value and index arrays for a heap of ``size`` items (contents unset)."""
+    return np.empty(size, dtype=np.float64), np.zeros(size, dtype=np.int64)
+
+
+@jit()
 def _heap_push(values, indices, size, value, index):
     """Add an item to a max-heap holding ``size`` items (room must exist)."""
     position = size
@@ -258,10 +264,8 @@ def _select_nearest(first, last, approx, queries, train, lower_offsets, lower_sc
     """
     n_train = approx.shape[1]
     n_neighbors = out_rdist.shape[1]
-    bound_values = np.empty(n_neighbors, dtype=np.float64)
-    bound_indices = np.zeros(n_neighbors, dtype=np.int64)
-    best_values = np.empty(n_neighbors, dtype=np.float64)
-    best_indices = np.empty(n_neighbors, dtype=np.int64)
+    bound_values, bound_indices = _new_heap(n_neighbors)
+    best_values, best_indices = _new_heap(n_neighbors)
     candidate_rows = np.empty(n_train, dtype=np.int64)
     candidate_lower = np.empty(n_train, dtype=np.float64)
     for i in range(first, last):
@@ -285,12 +289,8 @@ def _select_nearest_gemm(
 
     Parameters
     ----------
-    first, last : int
-        The queries handled: ``first`` to ``last - 1``. One call runs on one
-        thread and releases the GIL; the driver runs blocks in threads.
-    queries : ndarray of shape (n_queries, n_features)
-    train : ndarray of shape (n_train, n_features)
-        C-contiguous, same float dtype as ``queries``.
+    first, last, queries, train
+        As for ``_select_nearest`` (same float dtype, C-contiguous).
     columns : ndarray of shape (n_columns,), int64
         The columns that enter the cross terms, or an empty array for all of
         them. A column where every training row holds the same value adds
@@ -362,8 +362,7 @@ def _select_nearest_gemm(
                 query_terms[first + i], bound_values[i], bound_indices[i],
                 candidate_rows[i], candidate_lower[i], n_candidates[i],
             )
-    best_values = np.empty(n_neighbors, dtype=np.float64)
-    best_indices = np.empty(n_neighbors, dtype=np.int64)
+    best_values, best_indices = _new_heap(n_neighbors)
     for i in range(size):
         _rerank(
             queries[first + i], train, candidate_rows[i], candidate_lower[i], n_candidates[i],
