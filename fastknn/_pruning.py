@@ -16,7 +16,7 @@ from ._kernels.pruning import BOUND_MARGIN, PCA, POOLED, _pooled_rows, _pruned_s
 from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_blocks, search, thread_limit
 
 # PCA dimensions of the two Euclidean stages.
-COARSE_COMPONENTS = 32
+COARSE_COMPONENTS = 64
 FINE_COMPONENTS = 128
 # Rows used to estimate the principal subspace (any orthonormal basis gives
 # valid bounds; a better one only prunes more).
