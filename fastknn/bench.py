@@ -147,15 +147,17 @@ def peak_memory_predict(train, labels, n_queries):
     return peak
 
 
-def run_bench(repeats=5, reference_repeats=3, slow_reference_repeats=1, memory_queries=100_000, quick=False):
+def run_bench(repeats=7, reference_repeats=5, slow_reference_repeats=1, memory_queries=100_000, quick=False):
     """Measure fastknn against its references; return the figures as a dict.
 
     Parameters
     ----------
-    repeats : int, default=5
+    repeats : int, default=7
         Runs per fastknn and sgemm measurement.
-    reference_repeats : int, default=3
-        Runs per scikit-learn and FAISS measurement.
+    reference_repeats : int, default=5
+        Runs per scikit-learn and FAISS measurement. (Single calls on a
+        shared virtual machine were seen to vary by 50% within a minute:
+        fewer runs let one slow spell move a median.)
     slow_reference_repeats : int, default=1
         Runs of scikit-learn's Minkowski p=3, which takes minutes.
     memory_queries : int, default=100_000
@@ -492,7 +494,7 @@ def main(args):
 
 def add_arguments(parser):
     """Register the options of ``fastknn bench`` on an argparse parser."""
-    parser.add_argument("--repeats", type=int, default=5, help="runs per fastknn measurement (median)")
+    parser.add_argument("--repeats", type=int, default=7, help="runs per fastknn measurement (median)")
     parser.add_argument("--memory-queries", type=int, default=100_000, help="queries for the peak-memory check (0 skips)")
     parser.add_argument("--quick", action="store_true", help="small shapes and single runs, for smoke tests")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
