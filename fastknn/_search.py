@@ -164,6 +164,8 @@ def squared_norms(rows):
 # least this fraction of the columns is constant: below it, the copy of the
 # training set costs more memory than the product saves time.
 MIN_CONSTANT_FRACTION = 0.05
+# Training rows compared at a time when looking for constant columns.
+CONSTANT_SCAN_ROWS = 4096
 
 
 class EuclideanTrain(NamedTuple):
@@ -195,7 +197,14 @@ def prepare_euclidean(train):
     blank in every one of 10,000 training images.
     """
     sqnorms = squared_norms(train)
-    constant = np.all(train == train[:1], axis=0) if train.shape[0] else np.zeros(train.shape[1], dtype=bool)
+    constant = np.full(train.shape[1], train.shape[0] > 0)
+    # In chunks of rows, so that the comparison never holds a boolean copy of
+    # the whole training set; most data have no constant column left after
+    # the first chunk.
+    for start in range(0, train.shape[0], CONSTANT_SCAN_ROWS):
+        if not constant.any():
+            break
+        constant &= np.all(train[start : start + CONSTANT_SCAN_ROWS] == train[:1], axis=0)
     n_constant = int(constant.sum())
     if n_constant < MIN_CONSTANT_FRACTION * train.shape[1] or n_constant == train.shape[1]:
         return EuclideanTrain(sqnorms, None, train)

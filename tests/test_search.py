@@ -298,6 +298,18 @@ def test_constant_training_columns_leave_the_product_not_the_result(constant_val
         np.testing.assert_array_equal(rdist, expected_rdist[:, :n_neighbors])
 
 
+def test_constant_columns_are_found_chunk_by_chunk(monkeypatch):
+    """Constant columns are looked for a few rows at a time; a column that
+    varies only in the last chunk is not constant."""
+    monkeypatch.setattr(_search, "CONSTANT_SCAN_ROWS", 7)
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(50, 20))
+    train[:, [2, 9, 15]] = 3.0
+    train[49, 15] = 4.0
+    prepared = _search.prepare_euclidean(train)
+    np.testing.assert_array_equal(prepared.columns, [c for c in range(20) if c not in (2, 9)])
+
+
 def test_prepare_euclidean_keeps_every_column_when_dropping_does_not_pay():
     rng = np.random.default_rng(0)
     varied = rng.normal(size=(50, 40))
