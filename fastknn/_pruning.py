@@ -60,6 +60,8 @@ class PrunedIndex:
     train_coarse: np.ndarray = None  # PCA: (n_train, n_coarse); POOLED: (n_coarse, n_train)
     train_fine: np.ndarray = None
     train_info: np.ndarray = None  # (4, n_train), see _pca_features
+    # Largest absolute value in the training rows, for the overflow checks.
+    train_scale: float = 0.0
 
 
 def _orthonormal_basis(centred, n_components, random_state=0):
@@ -243,6 +245,7 @@ def build_index(train, metric, p):
             0.0,
             0.0,
         ])
+        index.train_scale = _largest_magnitude(train)
         return index
     n_features = train.shape[1]
     coarse_of, coarse_sizes = _feature_groups(n_features, COARSE_BLOCK)
@@ -269,6 +272,7 @@ def build_index(train, metric, p):
     # Transposed: the stage-1 loop runs along training rows.
     index.train_coarse = np.ascontiguousarray(coarse.T, dtype=dtype)
     index.train_fine = np.ascontiguousarray(fine, dtype=dtype)
+    index.train_scale = _largest_magnitude(train)
     return index
 
 
@@ -280,8 +284,11 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     """
     n_queries, n_features = queries.shape
     n_train = train.shape[0]
-    scale = max(float(np.abs(train).max()), float(np.abs(queries).max())) if n_queries else 0.0
-    if fast_pass_may_overflow(index.metric if index.metric != "euclidean" else "manhattan", 2.0 if index.metric == "euclidean" else index.p, np.float64, n_features, scale, scale):
+    # The training side was measured at fit: no pass over (or copy of) the
+    # training set here.
+    scale = max(index.train_scale, _largest_magnitude(queries))
+    overflow_metric, overflow_power = ("manhattan", 2.0) if index.metric == "euclidean" else (index.metric, index.p)
+    if fast_pass_may_overflow(overflow_metric, overflow_power, np.float64, n_features, scale, scale):
         # Bounds could overflow float64: brute force computes each distance exactly.
         return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
     metric_id = _METRIC_IDS[index.metric]
@@ -335,6 +342,13 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     if return_counts:
         return rdist, indices, counts
     return rdist, indices
+
+
+def _largest_magnitude(rows):
+    """Largest absolute value in ``rows`` (0 if empty), without an ``abs`` copy."""
+    if rows.size == 0:
+        return 0.0
+    return max(float(rows.max()), -float(rows.min()))
 
 
 def _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts):
