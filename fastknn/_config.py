@@ -29,7 +29,7 @@ WORKING_MEMORY_BYTES = 128 * 2**20
 # kernel's source file, not by a change to this one.
 
 
-def jit(*, parallel=False, fastmath=False, finite=False):
+def jit(*, parallel=False, fastmath=False, finite=False, inline=False):
     """Compile a kernel with on-disk caching, or in memory when impossible.
 
     Numba caches next to the source file, or in a user cache directory when
@@ -45,6 +45,11 @@ def jit(*, parallel=False, fastmath=False, finite=False):
         Use :data:`FASTMATH` when true.
     finite : bool, default=False
         Use :data:`FASTMATH_FINITE` when true (inputs must be finite).
+    inline : bool, default=False
+        Inline the function into its callers at numba's level
+        (``inline="always"``), so that arguments constant at a call site
+        fold into the inlined code: a caller can compile one copy of a body
+        per metric.
 
     Returns
     -------
@@ -52,6 +57,8 @@ def jit(*, parallel=False, fastmath=False, finite=False):
         Decorator turning a Python function into a numba dispatcher.
     """
     options = {"parallel": parallel, "nogil": True, "error_model": "numpy"}
+    if inline:
+        options["inline"] = "always"
     if finite:
         options["fastmath"] = set(FASTMATH_FINITE)
     elif fastmath:

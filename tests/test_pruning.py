@@ -8,10 +8,21 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from fastknn import KNNClassifier, kneighbors
 from fastknn._kernels.distances import MANHATTAN
-from fastknn._kernels.pruning import PCA, POOLED, _coarse_bounds, _fill_pca_bounds, _stage2_bound
+from fastknn._kernels.prefetch import _prefetch_row
+from fastknn._kernels.pruning import (
+    PCA,
+    POOLED,
+    SCAN_BLOCK,
+    _block_minima,
+    _coarse_bounds,
+    _fill_pca_bounds,
+    _smallest_bounds,
+    _stage2_bound,
+)
 from fastknn._pruning import _pca_features, _pool, build_index, choose_algorithm, pruned_search
 from fastknn._search import search
 from fastknn.datasets import load_mnist_split
@@ -217,3 +228,45 @@ def test_queries_too_large_for_the_float32_index_fall_back_to_brute_force(metric
     np.testing.assert_array_equal(indices, brute_indices)
     np.testing.assert_array_equal(rdist, brute_rdist)
     assert np.all(counts == len(train))
+
+
+@pytest.mark.parametrize("n_train", [1, SCAN_BLOCK - 3, 10 * SCAN_BLOCK + 5])
+@pytest.mark.parametrize("n_distinct", [1, 3, 10_000])
+def test_seeds_are_rows_of_smallest_bound(n_train, n_distinct):
+    """Whatever the ties and however many seeds (up to every row), the seeds
+    are distinct rows whose bounds are the smallest ones."""
+    rng = np.random.default_rng(n_train + n_distinct)
+    row = rng.integers(0, n_distinct, n_train).astype(np.float32) - 2.5
+    minima = np.empty(-(-n_train // SCAN_BLOCK), dtype=np.float32)
+    _block_minima(row, minima)
+    np.testing.assert_array_equal(minima, [row[b : b + SCAN_BLOCK].min() for b in range(0, n_train, SCAN_BLOCK)])
+    for n_seeds in sorted({1, min(n_train, 2), min(n_train, 50), n_train}):
+        seed_bounds = np.empty(n_train, dtype=np.float32)
+        seed_rows = np.empty(n_train, dtype=np.int64)
+        _smallest_bounds(row, minima, n_seeds, seed_bounds, seed_rows)
+        seeds = seed_rows[:n_seeds]
+        assert len(set(seeds)) == n_seeds
+        np.testing.assert_array_equal(np.sort(row[seeds]), np.sort(row)[:n_seeds])
+
+
+def test_prefetch_is_a_hint_with_no_effect():
+    """The prefetch intrinsic compiles for 2-D arrays of any dtype and layout
+    and leaves data and results alone; it refuses what is not a 2-D array."""
+
+    @njit
+    def prefetch_then_sum(array):
+        for row in range(array.shape[0]):
+            _prefetch_row(array, row, 4)
+        return array.sum()
+
+    for array in (np.arange(12.0).reshape(3, 4), np.ones((5, 300), np.float32), np.ones((4, 6), np.int8)[:, ::2]):
+        before = array.copy()
+        assert prefetch_then_sum(array) == before.sum()
+        np.testing.assert_array_equal(array, before)
+
+    @njit
+    def prefetch_vector(vector):
+        _prefetch_row(vector, 0, 1)
+
+    with pytest.raises(Exception, match="(?i)typing|resolution|invalid"):
+        prefetch_vector(np.ones(3))

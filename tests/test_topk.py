@@ -6,7 +6,14 @@ import pytest
 
 from fastknn import _search
 from fastknn._kernels.distances import EUCLIDEAN
-from fastknn._kernels.topk import GEMM_TRAIN_BLOCK, _heap_push, _heap_replace_top, _is_worse, _select_nearest
+from fastknn._kernels.topk import (
+    GEMM_TRAIN_BLOCK,
+    _heap_push,
+    _heap_replace_top,
+    _is_worse,
+    _keep_smallest,
+    _select_nearest,
+)
 
 import naive
 
@@ -68,6 +75,23 @@ def test_heap_replace_top_keeps_the_smallest(n_keep, seed):
         assert_max_heap(values, indices, size)
     expected = sorted(zip(items_values, items_indices))[:n_keep]
     assert sorted(zip(values, indices)) == expected
+
+
+@pytest.mark.parametrize("n_distinct", [2, 1000])
+@pytest.mark.parametrize("m", [1, 7, 50, 300])
+def test_keep_smallest_moves_the_m_smallest_first(n_distinct, m):
+    rng = np.random.default_rng(m)
+    size = 300
+    # Few distinct values: the partition must cope with long runs of ties.
+    values = rng.integers(0, n_distinct, size).astype(np.float32)
+    indices = np.arange(size, dtype=np.int64)
+    original = values.copy()
+    largest = _keep_smallest(values, indices, size, m)
+    assert sorted(values[:m]) == sorted(original)[:m]
+    assert largest == max(values[:m])
+    assert (values[m:] >= largest).all()
+    np.testing.assert_array_equal(original[indices], values)  # indices travel with their values
+    assert sorted(indices) == list(range(size))
 
 
 def test_heap_replace_top_on_partial_heap():

@@ -88,6 +88,44 @@ def _heap_replace_top(values, indices, size, value, index):
 
 
 @jit()
+def _keep_smallest(values, indices, size, m):
+    """Move the ``m`` smallest of the first ``size`` values to the front; return the largest of them.
+
+    A quickselect (Hoare partition, median-of-three pivot) that carries
+    ``indices`` along; the ``m`` items in front come in no particular order.
+    ``values`` must hold no NaN and ``1 <= m <= size``. Selecting this way
+    costs a few passes over the items, where keeping a heap of ``m`` costs a
+    sift (and its mispredicted branches) per item that enters it.
+    """
+    target = m - 1
+    low = 0
+    high = size - 1
+    while low < high:
+        middle = (low + high) // 2
+        a, b, c = values[low], values[middle], values[high]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i = low
+        j = high
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                indices[i], indices[j] = indices[j], indices[i]
+                i += 1
+                j -= 1
+        if target <= j:
+            high = j
+        elif target >= i:
+            low = i
+        else:
+            break
+    return values[target]
+
+
+@jit()
 def _heap_drain_sorted(values, indices, out_values, out_indices):
     """Empty a full max-heap into ascending (value, index) order.
 
