@@ -119,29 +119,40 @@ def _pca_may_overflow_float32(centred_sqnorms):
     return largest > float(np.finfo(np.float32).max) / 64.0
 
 
-def pca_single_rounding(dtype, n_components):
-    """Extra stage-1 margin, relative to ``|q'|^2 + |t'|^2``, for float32 projections.
+def single_precision_rounding(dtype, n_terms):
+    """Relative allowance for an ``n_terms``-term sum of float32 features (0 for float64).
 
-    Rounding both projections to float32 and their ``m``-term dot product in
-    float32 moves the cross term by at most ``(m + 3) u |Pq'| |Pt'|``, that is
-    ``(m + 3) u (|q'|^2 + |t'|^2) / 2``, and the bound by twice that; this
-    takes 1.5 times it. With ``m = 0`` it covers stage 2, whose differences
-    are summed in float64: rounding the projections moves ``|Pq' - Pt'|`` by
-    at most ``u (|q'| + |t'|)``, hence its square by at most
-    ``2 u (1 + u) (|q'| + |t'|)^2 <= 4 u (1 + u) S``, under ``4.5 u S``.
-    0 for float64.
+    A sum of ``n`` terms, each computed in float32 from features rounded to
+    float32 (one rounding of each feature, of their difference or product,
+    of the term), errs by at most ``(n + 3) u`` times the sum of the terms'
+    magnitudes (Higham, section 3.1, in any order of summation; ``u`` is
+    float32's unit roundoff); this returns 1.5 times that factor. The
+    magnitudes are:
+
+    - PCA stage 1, the cross term ``Pq'.Pt'`` of ``m`` components: at most
+      ``|Pq'| |Pt'| <= (|q'|^2 + |t'|^2) / 2``, and the bound holds twice
+      the cross term, so the allowance is relative to ``S = |q'|^2 + |t'|^2``.
+      With ``n = 0`` it covers stage 2's rounding of the projections:
+      ``|Pq' - Pt'|`` moves by at most ``u (|q'| + |t'|)``, its square by
+      at most ``4 u (1 + u) S``, under ``4.5 u S``.
+    - PCA stage 2, the squared distance of the projections summed in
+      float32: every term is non-negative, so the allowance is relative to
+      the computed distance itself.
+    - Pooled Manhattan, both stages: relative to ``M_q + M_t``, the sums of
+      the two rows' absolute pooled features (see
+      ``_kernels.pruning._fill_pooled_bounds``).
     """
     if dtype == np.float64:
         return 0.0
     unit_roundoff = float(np.finfo(np.float32).eps) / 2.0
-    return 1.5 * (n_components + 3.0) * unit_roundoff
+    return 1.5 * (n_terms + 3.0) * unit_roundoff
 
 
 def _pooled_dtype(metric, pooled):
     """dtype of the coarse pooled features.
 
     float32 for Manhattan, where the stage-1 sums are plain sums of
-    differences whose single-precision rounding ``pooled_rounding`` bounds
+    differences whose single-precision rounding ``single_precision_rounding`` bounds
     (twice the SIMD lanes of float64), unless the sums could overflow it.
     """
     if metric != "manhattan" or _may_overflow_float32(pooled):
@@ -153,18 +164,6 @@ def _may_overflow_float32(pooled):
     """Whether L1 sums of pooled rows of this size could overflow float32."""
     largest = float(np.abs(pooled).max()) if pooled.size else 0.0
     return 2.0 * largest * pooled.shape[1] > float(np.finfo(np.float32).max) / 8.0
-
-
-def pooled_rounding(dtype, n_groups):
-    """Rounding factor of stage 1 with ``dtype`` pooled features (0 for float64).
-
-    See ``_kernels.pruning._fill_pooled_bounds``: the computed distance is
-    within ``(n_groups + 3) u (M_q + M_t)``; this takes 1.5 times that.
-    """
-    if dtype == np.float64:
-        return 0.0
-    unit_roundoff = float(np.finfo(np.float32).eps) / 2.0
-    return 1.5 * (n_groups + 3.0) * unit_roundoff
 
 
 def _feature_groups(n_features, block):
@@ -239,11 +238,12 @@ def build_index(train, metric, p):
         dtype = np.float64 if _pca_may_overflow_float32(info[:, 2]) else np.float32
         index.train_coarse = np.ascontiguousarray(fine[:, :n_coarse], dtype=dtype)
         index.train_fine = np.ascontiguousarray(fine, dtype=dtype)
+        n_fine = components.shape[1]
         index.margins = np.array([
-            pca_bound_margin(train.shape[1], n_coarse) + pca_single_rounding(dtype, n_coarse),
-            pca_bound_margin(train.shape[1], components.shape[1]) + pca_single_rounding(dtype, 0),
+            pca_bound_margin(train.shape[1], n_coarse) + single_precision_rounding(dtype, n_coarse),
+            pca_bound_margin(train.shape[1], n_fine) + single_precision_rounding(dtype, 0),
             0.0,
-            0.0,
+            single_precision_rounding(dtype, n_fine),
         ])
         index.train_scale = _largest_magnitude(train)
         return index
@@ -258,11 +258,15 @@ def build_index(train, metric, p):
     coarse = _pool(train, index.coarse_groups)
     fine = _pool(train, index.fine_groups)
     dtype = np.float64 if np.float64 in (_pooled_dtype(metric, coarse), _pooled_dtype(metric, fine)) else np.float32
-    # Stage 2 sums its differences in float64: only the rounding of the two
-    # features remains, at most u (|a_g| + |b_g|) a term, within
-    # pooled_rounding(dtype, 0) = 4.5 u (M_q + M_t).
+    # Stage 2 sums Manhattan's float32 features in float32 too; other
+    # metrics sum in float64, where only the features' rounding remains
+    # (at most u (|a_g| + |b_g|) a term, the allowance for 0 terms).
+    n_stage2_terms = fine.shape[1] if metric == "manhattan" else 0
     index.margins = np.array([
-        BOUND_MARGIN, BOUND_MARGIN, pooled_rounding(dtype, coarse.shape[1]), pooled_rounding(dtype, 0),
+        BOUND_MARGIN,
+        BOUND_MARGIN,
+        single_precision_rounding(dtype, coarse.shape[1]),
+        single_precision_rounding(dtype, n_stage2_terms),
     ])
     # train_info[0] and [1]: sums of absolute coarse and fine features, for
     # the rounding allowances.

@@ -162,7 +162,7 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
             bounds = np.array([
                 _stage2_bound(
                     PCA, 0, t, fine.astype(index.train_fine.dtype), index.train_fine, info, index.train_info,
-                    0, 0.0, index.margins[1], 0.0,
+                    0, 0.0, index.margins[1], index.margins[3],
                 )
                 for t in range(len(train))
             ])

@@ -17,8 +17,7 @@ computed exactly, which gives the threshold: the k-th best exact distance
 found so far. A row is then computed exactly only if both of its bounds are
 within the threshold, which falls as better rows are found. Each bound is
 lowered by a margin that covers the rounding of every step behind it (see
-``_pruning.pca_bound_margin``, ``pca_single_rounding`` and
-``pooled_rounding``), so no true neighbour is ever pruned, and the result
+``_pruning.pca_bound_margin`` and ``single_precision_rounding``), so no true neighbour is ever pruned, and the result
 equals brute force: same neighbours, same order, ties to the lower training
 index.
 """
@@ -27,7 +26,7 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
-from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, _exact_rdist
+from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, _exact_rdist, _fast_rdist
 from .prefetch import _prefetch_row
 from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse, _keep_smallest, _new_heap
 
@@ -293,15 +292,22 @@ def _offer(best_values, best_indices, size, value, index):
 def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
     """Stage-2 lower bound of the reduced distance of query i and row j.
 
-    ``rounding`` as in ``_fill_pooled_bounds``, with the fine features' sums
-    of absolute values in ``query_info[:, 1]`` and ``train_info[1]``.
+    PCA and Manhattan sum in the features' own precision (vectorised; in
+    float32, twice the lanes of float64): ``rounding`` is the allowance of
+    that sum, relative to the distance (PCA) or, as in
+    ``_fill_pooled_bounds``, to the sums of absolute fine features in
+    ``query_info[:, 1]`` and ``train_info[1]`` (Manhattan). Other metrics
+    sum in float64, and ``rounding`` covers the features' rounding alone.
     """
     if kind == PCA:
-        projected = _exact_rdist(queries_fine[i], train_fine[j], EUCLIDEAN, 2.0)  # vectorised
+        projected = np.float64(_fast_rdist(queries_fine[i], train_fine[j], EUCLIDEAN, 2.0, 2)) * (1.0 - rounding)
         residual = query_info[i, 3] - train_info[3, j]
         bound = projected + residual * residual
         return bound - margin * (query_info[i, 2] + train_info[2, j])
-    bound = _exact_rdist(queries_fine[i], train_fine[j], metric, p)
+    if metric == MANHATTAN:
+        bound = np.float64(_fast_rdist(queries_fine[i], train_fine[j], MANHATTAN, 1.0, 1))
+    else:
+        bound = _exact_rdist(queries_fine[i], train_fine[j], metric, p)
     return bound * (1.0 - margin) - rounding * (query_info[i, 1] + train_info[1, j])
 
 
