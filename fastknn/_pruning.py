@@ -32,6 +32,10 @@ AUTO_MAX_SURVIVING = 0.2
 AUTO_MIN_TRAIN = 2000
 AUTO_PROBE = 16
 AUTO_PROBE_SAMPLE = 2048
+# Rows of smallest stage-1 bound computed exactly first, per neighbour
+# sought: their k-th best distance is the first pruning threshold.
+SEEDS_PER_NEIGHBOUR = 2
+
 # Queries per task of the pruned search: at most this many, and few enough
 # that the task's stage-1 bounds (float32, one per query and training row)
 # fit PRUNED_BOUNDS_BYTES. Larger tasks amortise the stage-1 product's
@@ -303,7 +307,7 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     rdist = np.empty((n_queries, n_neighbors), dtype=np.float64)
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     counts = np.empty((n_queries, 2), dtype=np.int64)
-    n_seeds = min(n_train, 2 * n_neighbors)
+    n_seeds = min(n_train, SEEDS_PER_NEIGHBOUR * n_neighbors)
     if index.kind == PCA:
         if index.train_coarse.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
             # These queries' projections could overflow the index's float32.
