@@ -52,6 +52,9 @@ PREFETCH_AHEAD = 4
 FINE_PREFETCH_LINES = 16
 EXACT_PREFETCH_LINES = 16
 
+# Rows of smallest stage-1 bound whose stage-2 bound is computed, per seed.
+SEED_CANDIDATES = 2
+
 # Most counts the seed selection makes over a query's block minima.
 SEED_BISECTIONS = 24
 
@@ -430,9 +433,21 @@ def _pruned_select_body(
         row = bounds[i - first]
         _block_minima(row, minima)
 
-        # Seeds: rows of smallest stage-1 bound, computed exactly; their
-        # k-th best distance is the first threshold.
-        _smallest_bounds(row, minima, n_seeds, seed_bounds, seed_rows)
+        # Seeds: among the rows of smallest stage-1 bound, those of smallest
+        # stage-2 bound, computed exactly; their k-th best distance is the
+        # first threshold.
+        n_candidates = min(n_train, SEED_CANDIDATES * n_seeds)
+        _smallest_bounds(row, minima, n_candidates, seed_bounds, seed_rows)
+        for s in range(n_candidates):
+            _prefetch_row(train_fine, seed_rows[min(s + PREFETCH_AHEAD, n_candidates - 1)], FINE_PREFETCH_LINES)
+            listed[s] = seed_rows[s]
+            listed_bounds[s] = _stage2_bound(
+                kind, i, seed_rows[s], queries_fine, train_fine, query_info, train_info, metric, p, margins[1],
+                margins[3],
+            )
+        if n_candidates > n_seeds:
+            _keep_smallest(listed_bounds, listed, n_candidates, n_seeds)
+        seed_rows[:n_seeds] = listed[:n_seeds]
         size = 0
         for s in range(n_seeds):
             _prefetch_row(train, seed_rows[min(s + PREFETCH_AHEAD, n_seeds - 1)], EXACT_PREFETCH_LINES)
