@@ -314,6 +314,50 @@ def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, 
     return bound * (1.0 - margin) - rounding * (query_info[i, 1] + train_info[1, j])
 
 
+@jit(inline=True)
+def _stage2_filter(
+    rows, n_rows, threshold, kind, i, queries_fine, train_fine, query_info, train_info, metric, p, margins, out_bounds
+):
+    """Stage-2 bounds of query i and ``rows[:n_rows]``; keep those within ``threshold``.
+
+    The kept rows move to the front of ``rows``, in order, with their bounds
+    in ``out_bounds``; returns how many. Rows a few places ahead are
+    prefetched. Inlined, so that a constant metric folds into the loop.
+    """
+    n_kept = 0
+    for position in range(n_rows):
+        _prefetch_row(train_fine, rows[min(position + PREFETCH_AHEAD, n_rows - 1)], FINE_PREFETCH_LINES)
+        j = rows[position]
+        bound = _stage2_bound(
+            kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margins[1], margins[3]
+        )
+        rows[n_kept] = j
+        out_bounds[n_kept] = bound
+        n_kept += bound <= threshold
+    return n_kept
+
+
+@jit(inline=True)
+def _offer_exact(rows, row_bounds, n_rows, query, train, metric, p, best_values, best_indices, size):
+    """Exact distances of ``rows[:n_rows]`` whose bound is within the k-th best so far, offered to the heap.
+
+    Every row is computed until the heap holds k; after that, a row whose
+    bound exceeds the heap's top (equal is kept: a lower index wins a tie)
+    is skipped. Rows a few places ahead are prefetched. Returns the heap's
+    new size and how many distances were computed.
+    """
+    n_neighbors = best_values.shape[0]
+    n_computed = 0
+    for position in range(n_rows):
+        _prefetch_row(train, rows[min(position + PREFETCH_AHEAD, n_rows - 1)], EXACT_PREFETCH_LINES)
+        if size == n_neighbors and row_bounds[position] > best_values[0]:
+            continue
+        j = rows[position]
+        n_computed += 1
+        size = _offer(best_values, best_indices, size, _exact_rdist(query, train[j], metric, p), j)
+    return size, n_computed
+
+
 @jit()
 def _pruned_select(
     first,
@@ -437,23 +481,18 @@ def _pruned_select_body(
         # stage-2 bound, computed exactly; their k-th best distance is the
         # first threshold.
         n_candidates = min(n_train, SEED_CANDIDATES * n_seeds)
-        _smallest_bounds(row, minima, n_candidates, seed_bounds, seed_rows)
-        for s in range(n_candidates):
-            _prefetch_row(train_fine, seed_rows[min(s + PREFETCH_AHEAD, n_candidates - 1)], FINE_PREFETCH_LINES)
-            listed[s] = seed_rows[s]
-            listed_bounds[s] = _stage2_bound(
-                kind, i, seed_rows[s], queries_fine, train_fine, query_info, train_info, metric, p, margins[1],
-                margins[3],
-            )
+        _smallest_bounds(row, minima, n_candidates, seed_bounds, listed)
+        _stage2_filter(
+            listed, n_candidates, np.inf, kind, i, queries_fine, train_fine, query_info, train_info, metric, p,
+            margins, listed_bounds,
+        )
         if n_candidates > n_seeds:
             _keep_smallest(listed_bounds, listed, n_candidates, n_seeds)
         seed_rows[:n_seeds] = listed[:n_seeds]
-        size = 0
-        for s in range(n_seeds):
-            _prefetch_row(train, seed_rows[min(s + PREFETCH_AHEAD, n_seeds - 1)], EXACT_PREFETCH_LINES)
-            j = seed_rows[s]
-            visited[j] = True
-            size = _offer(best_values, best_indices, size, _exact_rdist(queries[i], train[j], metric, p), j)
+        visited[seed_rows[:n_seeds]] = True
+        size, n_exact = _offer_exact(
+            listed, listed_bounds, n_seeds, queries[i], train, metric, p, best_values, best_indices, 0
+        )
 
         # Every other row is pruned unless both of its bounds are within the
         # threshold (equal is kept: a lower index wins a tie). First the
@@ -470,27 +509,14 @@ def _pruned_select_body(
             for j in range(block.shape[0]):
                 listed[n_listed] = start + j
                 n_listed += (block[j] <= threshold) & (not block_visited[j])
-        # Their stage-2 bounds, the rows a few places ahead prefetched;
-        # survivors are kept (in place, in order) with their bound.
-        n_kept = 0
-        for c in range(n_listed):
-            _prefetch_row(train_fine, listed[min(c + PREFETCH_AHEAD, n_listed - 1)], FINE_PREFETCH_LINES)
-            j = listed[c]
-            fine = _stage2_bound(
-                kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margins[1], margins[3]
-            )
-            listed[n_kept] = j
-            listed_bounds[n_kept] = fine
-            n_kept += fine <= threshold
-        # Exact distances of the survivors still within the falling threshold.
-        n_exact = n_seeds
-        for c in range(n_kept):
-            _prefetch_row(train, listed[min(c + PREFETCH_AHEAD, n_kept - 1)], EXACT_PREFETCH_LINES)
-            if listed_bounds[c] > best_values[0]:
-                continue
-            j = listed[c]
-            n_exact += 1
-            size = _offer(best_values, best_indices, size, _exact_rdist(queries[i], train[j], metric, p), j)
+        n_kept = _stage2_filter(
+            listed, n_listed, threshold, kind, i, queries_fine, train_fine, query_info, train_info, metric, p,
+            margins, listed_bounds,
+        )
+        size, n_survivors_exact = _offer_exact(
+            listed, listed_bounds, n_kept, queries[i], train, metric, p, best_values, best_indices, size
+        )
+        n_exact += n_survivors_exact
 
         for s in range(n_seeds):
             visited[seed_rows[s]] = False
