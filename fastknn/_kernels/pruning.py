@@ -12,14 +12,18 @@ query, from coarse to fine:
   for every block G (Hoelder); stage 1 pools coarse blocks, stage 2 finer
   ones.
 
-For each query, the k rows of smallest stage-1 bound (twice k of them) are
-computed exactly, which gives the threshold: the k-th best exact distance
-found so far. A row is then computed exactly only if both of its bounds are
-within the threshold, which falls as better rows are found. Each bound is
-lowered by a margin that covers the rounding of every step behind it (see
-``_pruning.pca_bound_margin`` and ``single_precision_rounding``), so no true neighbour is ever pruned, and the result
-equals brute force: same neighbours, same order, ties to the lower training
-index.
+For each query, seeds are computed exactly first: among the 4k rows of
+smallest stage-1 bound, the 2k of smallest stage-2 bound. Their k-th best
+distance is the threshold, which falls as better rows are found. Every other
+row is computed exactly only if both of its bounds are within it: the rows
+within it at stage 1 are listed (blocks of rows whose smallest bound is
+beyond it are skipped whole), then their stage-2 bounds computed, then the
+exact distances of the survivors, each loop prefetching the rows it is about
+to read. Each bound is lowered by a margin that covers the rounding of every
+step behind it (see ``_pruning.pca_bound_margin`` and
+``single_precision_rounding``), so no true neighbour is ever pruned, and the
+result equals brute force: same neighbours, same order, ties to the lower
+training index.
 """
 
 import numpy as np
@@ -410,7 +414,9 @@ def _pruned_select(
         Relative safety margins of the stage-1 and stage-2 bounds, and the
         rounding factors of single-precision pooled features at both stages.
     n_seeds : int
-        Rows of smallest stage-1 bound computed exactly first (>= k).
+        Rows computed exactly first (>= k): those of smallest stage-2 bound
+        among the ``SEED_CANDIDATES * n_seeds`` rows of smallest stage-1
+        bound.
     out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
         Exact reduced distances (ascending) and training indices.
     out_counts : ndarray of shape (n_queries, 2), int64
@@ -438,24 +444,8 @@ def _pruned_select(
 
 @jit(inline=True)
 def _pruned_select_body(
-    first,
-    last,
-    queries,
-    train,
-    queries_coarse,
-    train_coarse,
-    queries_fine,
-    train_fine,
-    query_info,
-    train_info,
-    kind,
-    metric,
-    p,
-    margins,
-    n_seeds,
-    out_rdist,
-    out_index,
-    out_counts,
+    first, last, queries, train, queries_coarse, train_coarse, queries_fine, train_fine, query_info, train_info,
+    kind, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
 ):
     """The search of ``_pruned_select``, inlined there once per case."""
     n_train = train.shape[0]
