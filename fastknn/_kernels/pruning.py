@@ -44,8 +44,9 @@ POOLED = 1
 # ``_pruning.pca_bound_margin``).
 BOUND_MARGIN = 1e-9
 
-# Training rows per block of the pruning scan: a block none of whose stage-1
-# bounds is within the threshold is skipped after one vectorised count.
+# Training rows per block of the pruning scan: each query's smallest
+# stage-1 bound per block is taken once (``_block_minima``), and a block
+# whose minimum is beyond the threshold is skipped whole.
 SCAN_BLOCK = 32
 
 # Rows prefetched ahead of the one being read, and at most how many cache
