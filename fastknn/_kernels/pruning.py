@@ -233,8 +233,9 @@ def _seed_limit(minima, n_seeds):
 
     Bisection on the value with vectorised counts: at most SEED_BISECTIONS
     counts over the block minima, stopping once at most twice ``n_seeds``
-    blocks are within. (A selection by partitioning costs more here: its
-    branches mispredict on every other item.) ``n_seeds < minima.shape[0]``.
+    blocks are within. (A quickselect over the digits' 313 block minima
+    took 2.8 us a query, against 0.6 us on input it had seen before: the
+    cost is mispredicted branches.) ``n_seeds < minima.shape[0]``.
     """
     low = minima[0]
     high = minima[0]
@@ -412,8 +413,10 @@ def _pruned_select(
     metric : int
     p : float
     margins : ndarray of shape (4,), float64
-        Relative safety margins of the stage-1 and stage-2 bounds, and the
-        rounding factors of single-precision pooled features at both stages.
+        Relative safety margins of the stage-1 and stage-2 bounds, then the
+        allowances for single-precision sums: stage-1 pooled sums (POOLED),
+        stage-2 sums (PCA and pooled Manhattan); see
+        ``_pruning.single_precision_rounding``.
     n_seeds : int
         Rows computed exactly first (>= k): those of smallest stage-2 bound
         among the ``SEED_CANDIDATES * n_seeds`` rows of smallest stage-1
