@@ -16,11 +16,11 @@ from fastknn._kernels.prefetch import _prefetch_row
 from fastknn._kernels.pruning import (
     PCA,
     POOLED,
-    SCAN_BLOCK,
-    _block_minima,
+    SEED_GROUP_ROWS,
     _coarse_bounds,
     _fill_pca_bounds,
     _smallest_bounds,
+    _strided_minima,
     _stage2_bound,
 )
 from fastknn._pruning import _pca_features, _pool, build_index, choose_algorithm, pruned_search
@@ -230,16 +230,16 @@ def test_queries_too_large_for_the_float32_index_fall_back_to_brute_force(metric
     assert np.all(counts == len(train))
 
 
-@pytest.mark.parametrize("n_train", [1, SCAN_BLOCK - 3, 10 * SCAN_BLOCK + 5])
+@pytest.mark.parametrize("n_train", [1, SEED_GROUP_ROWS - 3, 10 * SEED_GROUP_ROWS + 5])
 @pytest.mark.parametrize("n_distinct", [1, 3, 10_000])
 def test_seeds_are_rows_of_smallest_bound(n_train, n_distinct):
     """Whatever the ties and however many seeds (up to every row), the seeds
     are distinct rows whose bounds are the smallest ones."""
     rng = np.random.default_rng(n_train + n_distinct)
     row = rng.integers(0, n_distinct, n_train).astype(np.float32) - 2.5
-    minima = np.empty(-(-n_train // SCAN_BLOCK), dtype=np.float32)
-    _block_minima(row, minima)
-    np.testing.assert_array_equal(minima, [row[b : b + SCAN_BLOCK].min() for b in range(0, n_train, SCAN_BLOCK)])
+    minima = np.empty(-(-n_train // SEED_GROUP_ROWS), dtype=np.float32)
+    _strided_minima(row, minima)
+    np.testing.assert_array_equal(minima, [row[g :: len(minima)].min() for g in range(len(minima))])
     for n_seeds in sorted({1, min(n_train, 2), min(n_train, 50), n_train}):
         seed_bounds = np.empty(n_train, dtype=np.float32)
         seed_rows = np.empty(n_train, dtype=np.int64)
