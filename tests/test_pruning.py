@@ -15,7 +15,9 @@ from fastknn._kernels.distances import MANHATTAN
 from fastknn._kernels.prefetch import _prefetch_row
 from fastknn._kernels.pruning import (
     PCA,
+    PCA_TRAIN_BLOCK,
     POOLED,
+    POOLED_TRAIN_BLOCK,
     SEED_GROUP_ROWS,
     _coarse_bounds,
     _fill_pca_bounds,
@@ -54,6 +56,18 @@ def test_digits_equal_brute_force_and_prune(digits, metric, p, k):
     if metric in ("euclidean", "manhattan"):
         # Real digits are where the bounds pay: most rows are never computed.
         assert counts[:, 1].mean() < 0.2 * X_train.shape[0]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_training_sets_spanning_several_stage1_runs(metric):
+    """Stage 1 takes runs of PCA_TRAIN_BLOCK or POOLED_TRAIN_BLOCK rows, the last one shorter."""
+    rng = np.random.default_rng(3)
+    n_train = 2 * max(PCA_TRAIN_BLOCK, POOLED_TRAIN_BLOCK) + 77
+    centres = rng.random((12, 36))
+    train = (centres[rng.integers(0, 12, n_train)] + 0.05 * rng.standard_normal((n_train, 36))).astype(np.float32)
+    queries = (centres[rng.integers(0, 12, 40)] + 0.05 * rng.standard_normal((40, 36))).astype(np.float32)
+    counts = assert_same_as_brute(queries, train, metric, None, 5)
+    assert counts[:, 1].mean() < 0.5 * n_train
 
 
 @pytest.mark.parametrize("metric, p", METRICS)

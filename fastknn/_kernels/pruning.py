@@ -72,6 +72,13 @@ FLOAT32_ULP = 2.0**-23
 FLOAT32_LIMIT = float(np.finfo(np.float32).max) / 2.0
 SKIP = np.float32(np.finfo(np.float32).max)
 
+# Training rows per stage-1 product of the PCA bounds: the block's cross
+# terms (128 queries x 1,024 rows, 512 KiB) stay in the core's cache until
+# the bounds are taken from them, instead of a product over every row
+# (5 MB on the digits) written out and read back. With two threads on the
+# digits, 0.94 to 0.98 of the search time (two A/B runs; one thread: the same).
+PCA_TRAIN_BLOCK = 1024
+
 # Training rows per run of the pooled stage-1 loop: the run of every coarse
 # feature (n_groups x this many float64) stays in the core's cache while the
 # queries of a block stream by.
@@ -103,8 +110,8 @@ def _coarse_bounds(
 ):
     """Stage-1 lower bounds of queries ``first`` to ``last - 1`` against every training row.
 
-    PCA: the cross terms of the stage-1 projections come from one matrix
-    product (BLAS); POOLED: the reduced distances between coarse pooled rows
+    PCA: the cross terms of the stage-1 projections come from matrix
+    products (BLAS) against runs of ``PCA_TRAIN_BLOCK`` training rows; POOLED: the reduced distances between coarse pooled rows
     are summed feature by feature along contiguous runs of training rows
     (``train_coarse`` is stored transposed), which vectorises across rows.
     ``margin`` is the relative safety margin of the bounds, ``rounding``
@@ -113,12 +120,18 @@ def _coarse_bounds(
     n_train = bounds.shape[1]
     size = last - first
     if kind == PCA:
-        cross = np.dot(queries_coarse[first:last], train_coarse.T)
-        norms_t = train_info[0]
-        residuals_t = train_info[1]
-        scales_t = train_info[2]
-        for b in range(size):
-            _fill_pca_bounds(cross[b], query_info[first + b], norms_t, residuals_t, scales_t, margin, bounds[b])
+        block_queries = queries_coarse[first:last]
+        for train_start in range(0, n_train, PCA_TRAIN_BLOCK):
+            train_stop = min(train_start + PCA_TRAIN_BLOCK, n_train)
+            cross = np.dot(block_queries, train_coarse[train_start:train_stop].T)
+            norms_t = train_info[0, train_start:train_stop]
+            residuals_t = train_info[1, train_start:train_stop]
+            scales_t = train_info[2, train_start:train_stop]
+            for b in range(size):
+                _fill_pca_bounds(
+                    cross[b], query_info[first + b], norms_t, residuals_t, scales_t, margin,
+                    bounds[b, train_start:train_stop],
+                )
         return
     for train_start in range(0, n_train, POOLED_TRAIN_BLOCK):
         train_stop = min(train_start + POOLED_TRAIN_BLOCK, n_train)
