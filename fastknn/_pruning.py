@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._kernels.pruning import BOUND_MARGIN, PCA, POOLED, _pooled_rows, _pruned_select
+from ._kernels.pruning import BOUND_MARGIN, PCA, POOLED, _pca_project, _pooled_rows, _pruned_select
 from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_blocks, search, thread_limit
 
 # PCA dimensions of the two Euclidean stages. Stage 1's product over every
@@ -208,18 +208,11 @@ def _pool(rows, groups):
 
 
 def _pca_features(index, rows):
-    """Stage-2 projections and the (n, 4) info array of ``rows``."""
-    centred = rows - index.mean
-    projected = centred @ index.components
-    centred_sq = np.einsum("ij,ij->i", centred, centred)
-    coarse_sq = np.einsum("ij,ij->i", projected[:, : index.n_coarse], projected[:, : index.n_coarse])
-    fine_sq = np.einsum("ij,ij->i", projected, projected)
+    """Stage-2 projections (float64) and the (n, 4) info array of ``rows`` (see ``_pca_project``)."""
+    fine = np.empty((rows.shape[0], index.components.shape[1]), dtype=np.float64)
     info = np.empty((rows.shape[0], 4), dtype=np.float64)
-    info[:, 0] = coarse_sq
-    info[:, 1] = np.sqrt(np.maximum(centred_sq - coarse_sq, 0.0))
-    info[:, 2] = centred_sq
-    info[:, 3] = np.sqrt(np.maximum(centred_sq - fine_sq, 0.0))
-    return np.ascontiguousarray(projected), info
+    _pca_project(rows, index.mean, index.components, index.n_coarse, fine, fine[:, : index.n_coarse], info)
+    return fine, info
 
 
 def build_index(train, metric, p):
@@ -241,7 +234,7 @@ def build_index(train, metric, p):
         components = _orthonormal_basis(train64 - mean, FINE_COMPONENTS)
         n_coarse = min(COARSE_COMPONENTS, components.shape[1])
         index = PrunedIndex(kind=PCA, metric=metric, p=p, mean=mean, components=components, n_coarse=n_coarse)
-        fine, info = _pca_features(index, train64)
+        fine, info = _pca_features(index, train)
         index.train_info = np.ascontiguousarray(info.T)
         # Projections in single precision (stage 1 an sgemm, stage 2 half the
         # memory traffic) unless their products could overflow it; the
@@ -339,9 +332,10 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
             # Projected here, in the block's thread: a multi-threaded BLAS
             # call before the blocks would leave BLAS threads spinning on the
             # cores the blocks need.
-            fine, info = _pca_features(index, queries[first:last].astype(np.float64))
-            queries_fine[first:last], query_info[first:last] = fine, info
-            queries_coarse[first:last] = fine[:, : index.n_coarse]
+            _pca_project(
+                queries[first:last], index.mean, index.components, index.n_coarse, queries_fine[first:last],
+                queries_coarse[first:last], query_info[first:last],
+            )
         _pruned_select(
             first, last, queries, train, queries_coarse, index.train_coarse, queries_fine, index.train_fine,
             query_info, index.train_info, index.kind, metric_id, power, index.margins, n_seeds,
