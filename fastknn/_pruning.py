@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._kernels.pruning import BOUND_MARGIN, PCA, POOLED, _pca_project, _pooled_rows, _pruned_select
+from ._kernels.pruning import BOUND_MARGIN, PCA, PCA_FILL_ROUNDING, POOLED, _pca_project, _pooled_rows, _pruned_select
 from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_blocks, search, thread_limit
 
 # PCA dimensions of the two Euclidean stages. Stage 1's product over every
@@ -244,7 +244,7 @@ def build_index(train, metric, p):
         index.train_fine = np.ascontiguousarray(fine, dtype=dtype)
         n_fine = components.shape[1]
         index.margins = np.array([
-            pca_bound_margin(train.shape[1], n_coarse) + single_precision_rounding(dtype, n_coarse),
+            pca_bound_margin(train.shape[1], n_coarse) + single_precision_rounding(dtype, n_coarse) + PCA_FILL_ROUNDING,
             pca_bound_margin(train.shape[1], n_fine) + single_precision_rounding(dtype, 0),
             0.0,
             single_precision_rounding(dtype, n_fine),

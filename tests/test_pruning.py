@@ -20,7 +20,6 @@ from fastknn._kernels.pruning import (
     POOLED_TRAIN_BLOCK,
     SEED_GROUP_ROWS,
     _coarse_bounds,
-    _fill_pca_bounds,
     _smallest_bounds,
     _strided_minima,
     _stage2_bound,
@@ -167,11 +166,14 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
         exact = ((query - train) ** 2).sum(axis=1)
         scale = info[0, 2] + index.train_info[2]
         if stage == "coarse":
-            bounds = np.empty(len(train), dtype=np.float32)  # as _pruned_select stores them
-            # As the kernel multiplies them: in the index's precision (float32 here).
-            cross = (fine[0, :n_components].astype(index.train_coarse.dtype) @ index.train_coarse.T).astype(float)
-            norms, residuals, scales = index.train_info[:3]
-            _fill_pca_bounds(cross, info[0], norms, residuals, scales, index.margins[0], bounds)
+            # As _pruned_select takes them: in the index's precision (float32 here).
+            bounds = np.empty((1, len(train)), dtype=np.float32)
+            queries_coarse = fine[:, :n_components].astype(index.train_coarse.dtype)
+            _coarse_bounds(
+                0, 1, PCA, 0, 2.0, index.margins[0], 0.0, queries_coarse, index.train_coarse, info,
+                index.train_info, bounds,
+            )
+            bounds = bounds[0]
         else:
             bounds = np.array([
                 _stage2_bound(
