@@ -18,9 +18,10 @@ distance is the threshold, which falls as better rows are found. Every other
 row is computed exactly only if both of its bounds are within it: the rows
 within it at stage 1 are listed (through bit masks, ``bitscan``), then
 their stage-2 bounds computed, then the exact distances of the survivors,
-each loop prefetching the rows it is about to read. Each bound is lowered by a margin that covers the rounding of every
-step behind it (see ``_pruning.pca_bound_margin`` and
-``single_precision_rounding``), so no true neighbour is ever pruned, and the
+each loop prefetching the rows it is about to read. Each bound is lowered
+by a margin that covers the rounding of every step behind it (see
+``_pruning.pca_bound_margin`` and ``single_precision_rounding``), so no
+true neighbour is ever pruned, and the
 result equals brute force: same neighbours, same order, ties to the lower
 training index.
 """
@@ -84,7 +85,8 @@ PCA_FILL_ROUNDING = 48 * 2.0**-24
 # terms (128 queries x 1,024 rows, 512 KiB) stay in the core's cache until
 # the bounds are taken from them, instead of a product over every row
 # (5 MB on the digits) written out and read back. With two threads on the
-# digits, 0.94 to 0.98 of the search time (two A/B runs; one thread: the same).
+# digits, 0.94 to 0.98 of the search time (two A/B runs; one thread: the
+# same).
 PCA_TRAIN_BLOCK = 1024
 
 # Training rows per run of the pooled stage-1 loop: the run of every coarse
@@ -168,8 +170,9 @@ def _coarse_bounds(
     """Stage-1 lower bounds of queries ``first`` to ``last - 1`` against every training row.
 
     PCA: the cross terms of the stage-1 projections come from matrix
-    products (BLAS) against runs of ``PCA_TRAIN_BLOCK`` training rows; POOLED: the reduced distances between coarse pooled rows
-    are summed feature by feature along contiguous runs of training rows
+    products (BLAS) against runs of ``PCA_TRAIN_BLOCK`` training rows;
+    POOLED: the reduced distances between coarse pooled rows are summed
+    feature by feature along contiguous runs of training rows
     (``train_coarse`` is stored transposed), which vectorises across rows.
     ``margin`` is the relative safety margin of the bounds, ``rounding``
     that of single-precision pooled features (see ``_fill_pooled_bounds``).
@@ -348,7 +351,7 @@ def _seed_limit(minima, n_seeds):
 
     Bisection on the value with vectorised counts: at most SEED_BISECTIONS
     counts over the group minima, stopping once at most twice ``n_seeds``
-    groups are within. (A quickselect over the digits' 313 block minima
+    groups are within. (A quickselect over the digits' 313 minima
     took 2.8 us a query, against 0.6 us on input it had seen before: the
     cost is mispredicted branches.) ``n_seeds < minima.shape[0]``.
     """
@@ -378,9 +381,9 @@ def _smallest_bounds(row, minima, n_seeds, seed_bounds, seed_rows):
     """Put ``n_seeds`` rows of smallest bound in ``row`` first in ``seed_rows`` (any order).
 
     At least ``n_seeds`` rows are within ``_seed_limit`` (one per group of
-    ``minima``): they are listed (``bitscan._rows_within``), and a quickselect keeps the
-    ``n_seeds`` smallest. ``seed_bounds`` and ``seed_rows`` hold one item
-    per training row.
+    ``minima``): they are listed (``bitscan._rows_within``), and a
+    quickselect keeps the ``n_seeds`` smallest. ``seed_bounds`` and
+    ``seed_rows`` hold one item per training row.
     """
     limit = np.float32(FLOAT32_LIMIT)
     if n_seeds < minima.shape[0]:
