@@ -9,7 +9,9 @@ digits, k=3), this times fit (index and probe) and predict for each choice.
 Skipped on versions of fastknn without the ``algorithm`` parameter.
 """
 
-from .common import METRIC_PARAMS, Benchmark, K, digits, has_algorithm_parameter, warm_up
+import numpy as np
+
+from .common import METRIC_PARAMS, Benchmark, K, digits, has_algorithm_parameter, require_library, rng, warm_up
 
 
 class Algorithm(Benchmark):
@@ -33,3 +35,113 @@ class Algorithm(Benchmark):
 
     def time_predict(self, algorithm, metric):
         self.classifier.predict(self.queries)
+
+
+class Search(Benchmark):
+    """The search alone (``kneighbors``), as issue 7 states its figures.
+
+    Brute force, the pruned search and FAISS ``IndexFlatL2`` (Euclidean),
+    10,000 training x 2,000 query digits, k = 1, 5 and 25; the index is built
+    in ``setup``, as at fit.
+    """
+
+    params = (["brute", "pruned", "faiss"], ["euclidean", "manhattan"], [1, 5, 25])
+    param_names = ["method", "metric", "k"]
+
+    def setup(self, method, metric, k):
+        if not has_algorithm_parameter():
+            raise NotImplementedError("this version of fastknn has no algorithm parameter")
+        self.X, self.y, self.queries, _ = digits(10_000, 2000)
+        self.search = _searcher(method, metric, k, self.X, self.y)
+        self.search(self.queries[:8])
+
+    def time_search(self, method, metric, k):
+        self.search(self.queries)
+
+
+class RowsPruned:
+    """Fraction of the training rows each stage of the pruned search rules out (``Search``'s cases)."""
+
+    params = (["euclidean", "manhattan"], [1, 5, 25])
+    param_names = ["metric", "k"]
+    unit = "fraction of training rows"
+    timeout = 120
+
+    def setup(self, metric, k):
+        try:
+            from fastknn._pruning import build_index, pruned_search
+        except ImportError as error:
+            raise NotImplementedError("this version of fastknn has no pruned search") from error
+        X, _, queries, _ = digits(10_000, 2000)
+        _, _, counts = pruned_search(queries, X, build_index(X, metric, None), k, return_counts=True)
+        self.survived = counts.mean(axis=0) / len(X)
+
+    def track_pruned_by_stage_1(self, metric, k):
+        return 1.0 - self.survived[0]
+
+    def track_pruned_by_both_stages(self, metric, k):
+        return 1.0 - self.survived[1]
+
+
+class ExpandedSearch(Benchmark):
+    """Brute force against pruning on the training digits expanded 5x by shifts (50,000 rows, k=3)."""
+
+    params = (["brute", "pruned"], ["euclidean", "manhattan"])
+    param_names = ["method", "metric"]
+    timeout = 300
+
+    def setup(self, method, metric):
+        if not has_algorithm_parameter():
+            raise NotImplementedError("this version of fastknn has no algorithm parameter")
+        from fastknn.augment import shift_images
+
+        X, y, self.queries, _ = digits(10_000, 2000)
+        expanded, expanded_labels = shift_images(X, y, n_pixels=1, directions=4)
+        self.search = _searcher(method, metric, K, expanded, expanded_labels)
+        self.search(self.queries[:8])
+
+    def time_search(self, method, metric):
+        self.search(self.queries)
+
+
+class AutoOnGaussian(Benchmark):
+    """``algorithm="auto"`` against brute force on data where pruning cannot pay.
+
+    Random Gaussian rows, 20,000 x 256, 2,000 queries, k=5, fit + predict:
+    auto must choose brute force, at a cost of no more than its probe.
+    """
+
+    params = (["brute", "auto"], ["euclidean", "manhattan"])
+    param_names = ["algorithm", "metric"]
+
+    def setup(self, algorithm, metric):
+        if not has_algorithm_parameter():
+            raise NotImplementedError("this version of fastknn has no algorithm parameter")
+        from fastknn import KNNClassifier
+
+        generator = rng()
+        self.X = generator.standard_normal((20_000, 256)).astype(np.float32)
+        self.y = generator.integers(0, 10, len(self.X))
+        self.queries = generator.standard_normal((2000, 256)).astype(np.float32)
+        warm_up("fastknn", metric)
+        self.classifier = KNNClassifier(n_neighbors=5, algorithm=algorithm, metric=metric)
+        self.classifier.fit(self.X[:100], self.y[:100]).predict(self.queries[:5])
+
+    def time_fit_predict(self, algorithm, metric):
+        self.classifier.fit(self.X, self.y).predict(self.queries)
+
+
+def _searcher(method, metric, k, X, y):
+    """A function searching the k nearest rows of ``X`` for its argument, by ``method``."""
+    if method == "faiss":
+        require_library("faiss", metric)
+        import faiss
+
+        index = faiss.IndexFlatL2(X.shape[1])
+        index.add(X)
+        return lambda queries: index.search(queries, k)
+    from fastknn import KNNClassifier
+
+    warm_up("fastknn", metric)
+    classifier = KNNClassifier(n_neighbors=k, algorithm=method, metric=metric).fit(X, y)
+    return classifier.kneighbors
