@@ -19,7 +19,10 @@ from fastknn._kernels.pruning import (
     POOLED,
     POOLED_TRAIN_BLOCK,
     SEED_GROUP_ROWS,
+    FLOAT32_LIMIT,
+    SKIP,
     _coarse_bounds,
+    _float32_threshold,
     _smallest_bounds,
     _strided_minima,
     _stage2_bound,
@@ -263,6 +266,29 @@ def test_seeds_are_rows_of_smallest_bound(n_train, n_distinct):
         seeds = seed_rows[:n_seeds]
         assert len(set(seeds)) == n_seeds
         np.testing.assert_array_equal(np.sort(row[seeds]), np.sort(row)[:n_seeds])
+
+
+def test_float32_thresholds_never_fall_below_the_float64_one():
+    """Stage-1 listing compares float32 bounds with a float32 threshold: it
+    must round up (no bound within the float64 threshold is missed), stay
+    within a few float32 steps of it, and stay below SKIP, the bound of rows
+    already computed, however large."""
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        [0.0, 1e-45, 1e-38, 1.0, FLOAT32_LIMIT, 2 * FLOAT32_LIMIT, 1e300],
+        10.0 ** rng.uniform(-30, 38, 2000),
+        np.nextafter(np.float32(rng.random(200)).astype(np.float64), 2.0),  # just above a float32
+    ])
+    for value in values:
+        threshold = _float32_threshold(value)
+        assert threshold < SKIP
+        if value >= FLOAT32_LIMIT:
+            assert threshold == np.float32(FLOAT32_LIMIT)
+        else:
+            assert np.float64(threshold) >= value
+            # Lists at most the rows within 2**-21 of the threshold besides
+            # those within it (1e-45: float32's smallest step, for subnormals).
+            assert np.float64(threshold) <= value * (1 + 2.0**-21) + 1e-45
 
 
 def test_prefetch_is_a_hint_with_no_effect():
