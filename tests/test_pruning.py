@@ -292,19 +292,21 @@ def test_float32_thresholds_never_fall_below_the_float64_one():
 
 
 def test_prefetch_is_a_hint_with_no_effect():
-    """The prefetch intrinsic compiles for 2-D arrays of any dtype and layout
-    and leaves data and results alone; it refuses what is not a 2-D array."""
+    """The prefetch intrinsics (into L1 or into L2) compile for 2-D arrays of
+    any dtype and layout and leave data and results alone; they refuse what
+    is not a 2-D array."""
 
     @njit
-    def prefetch_then_sum(array):
+    def prefetch_then_sum(array, to_l2):
         for row in range(array.shape[0]):
-            _prefetch_row(array, row, 4)
+            _prefetch_row(array, row, 64, to_l2)
         return array.sum()
 
     for array in (np.arange(12.0).reshape(3, 4), np.ones((5, 300), np.float32), np.ones((4, 6), np.int8)[:, ::2]):
-        before = array.copy()
-        assert prefetch_then_sum(array) == before.sum()
-        np.testing.assert_array_equal(array, before)
+        for to_l2 in (False, True):
+            before = array.copy()
+            assert prefetch_then_sum(array, to_l2) == before.sum()
+            np.testing.assert_array_equal(array, before)
 
     @njit
     def prefetch_vector(vector):
