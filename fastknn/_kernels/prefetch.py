@@ -13,8 +13,8 @@ Whole digits (49 cache lines) are better prefetched into L2 than into L1:
 with rows out of L3 (a training set six times the digits), a distance took
 about 410 ns a row with its first 16 lines prefetched into L1 four rows
 ahead, 430 ns with all 49, and 280 to 290 ns with all 49 into L2, two or
-four rows ahead (one thread, the 50 nearest rows of each query). L1 has
-room for few outstanding misses; L2 for more.
+four rows ahead (one thread, the 50 nearest rows of each query).
+Presumably L1 can track fewer outstanding misses than L2 can.
 """
 
 from llvmlite import ir

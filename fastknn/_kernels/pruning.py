@@ -62,8 +62,9 @@ EXACT_PREFETCH_LINES = 64
 # against 69 exact distances a query at k=25 on the digits): taking the
 # seeds straight from stage 1 saves the stage-2 bounds of the other half
 # and a quickselect: 0.90 to 0.97 of the search time at k=25, 0.95 to 0.99
-# at k=5, the same at k=1 (A/B runs, one and two threads). The pooled bounds are weaker: with one candidate per
-# seed, Manhattan took 1.06 to 1.14 of the time at k=5 and k=25.
+# at k=5, the same at k=1 (A/B runs, one and two threads). The pooled
+# bounds are weaker: with one candidate per seed, Manhattan took 1.06 to
+# 1.14 of the time at k=5 and k=25.
 PCA_SEED_CANDIDATES = 1
 POOLED_SEED_CANDIDATES = 2
 
@@ -474,7 +475,8 @@ def _offer_exact(rows, row_bounds, n_rows, query, train, metric, p, best_values,
     """
     n_neighbors = best_values.shape[0]
     n_computed = 0
-    # The first rows are requested together, so that their reads overlap.
+    # The first rows are requested together, so that their reads overlap
+    # (0.94 to 0.99 of the search time at k=1 and k=5, A/B).
     for position in range(min(PREFETCH_AHEAD, n_rows)):
         _prefetch_row(train, rows[position], EXACT_PREFETCH_LINES, True)
     for position in range(n_rows):
@@ -593,9 +595,10 @@ def _pruned_select_body(
         _strided_minima(row, minima)
 
         # Seeds: among the rows of smallest stage-1 bound, those of smallest
-        # stage-2 bound, computed exactly; their k-th best distance is the
-        # first threshold.
-        n_candidates = min(n_train, (PCA_SEED_CANDIDATES if kind == PCA else POOLED_SEED_CANDIDATES) * n_seeds)
+        # stage-2 bound (PCA: all of them), computed exactly; their k-th
+        # best distance is the first threshold.
+        per_seed = PCA_SEED_CANDIDATES if kind == PCA else POOLED_SEED_CANDIDATES
+        n_candidates = min(n_train, per_seed * n_seeds)
         _smallest_bounds(row, minima, n_candidates, seed_bounds, listed)
         _stage2_filter(
             listed, n_candidates, np.inf, kind, i, queries_fine, train_fine, query_info, train_info, metric, p,
