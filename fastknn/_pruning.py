@@ -25,6 +25,8 @@ FINE_COMPONENTS = 128
 # Rows used to estimate the principal subspace (any orthonormal basis gives
 # valid bounds; a better one only prunes more).
 PCA_SAMPLE = 2048
+# Training rows projected per call at fit (see ``_pca_features``).
+PCA_PROJECT_ROWS = 4096
 # Block sides of the pooled stages for square images; flat rows use groups
 # of COARSE_BLOCK**2 and FINE_BLOCK**2 consecutive features.
 COARSE_BLOCK = 4
@@ -75,18 +77,20 @@ class PrunedIndex:
     train_scale: float = 0.0
 
 
-def _orthonormal_basis(centred, n_components, random_state=0):
-    """Orthonormal basis close to the top principal subspace of ``centred``.
+def _orthonormal_basis(rows, mean, n_components, random_state=0):
+    """Orthonormal basis close to the top principal subspace of ``rows - mean``.
 
     A randomized range finder with two power iterations on a row sample,
     ordered by explained variance. Exact orthonormality (to float64 rounding)
     is what the bounds need; closeness to the true PCA only makes them tight.
     """
     rng = np.random.default_rng(random_state)
-    n_rows, n_features = centred.shape
+    n_rows, n_features = rows.shape
     n_components = min(n_components, n_features, n_rows)
     if n_rows > PCA_SAMPLE:
-        centred = centred[rng.choice(n_rows, PCA_SAMPLE, replace=False)]
+        rows = rows[rng.choice(n_rows, PCA_SAMPLE, replace=False)]
+    # Only the sample is centred in float64, not a copy of the whole set.
+    centred = rows.astype(np.float64) - mean
     sketch = centred.T @ (centred @ rng.standard_normal((n_features, n_components)))
     for _ in range(2):
         sketch, _ = np.linalg.qr(sketch)
@@ -208,10 +212,19 @@ def _pool(rows, groups):
 
 
 def _pca_features(index, rows):
-    """Stage-2 projections (float64) and the (n, 4) info array of ``rows`` (see ``_pca_project``)."""
+    """Stage-2 projections (float64) and the (n, 4) info array of ``rows`` (see ``_pca_project``).
+
+    Projected PCA_PROJECT_ROWS rows at a time: the kernel's float64 copy of
+    the centred rows stays that small, however many rows there are.
+    """
     fine = np.empty((rows.shape[0], index.components.shape[1]), dtype=np.float64)
     info = np.empty((rows.shape[0], 4), dtype=np.float64)
-    _pca_project(rows, index.mean, index.components, index.n_coarse, fine, fine[:, : index.n_coarse], info)
+    for start in range(0, rows.shape[0], PCA_PROJECT_ROWS):
+        stop = min(start + PCA_PROJECT_ROWS, rows.shape[0])
+        _pca_project(
+            rows[start:stop], index.mean, index.components, index.n_coarse, fine[start:stop],
+            fine[start:stop, : index.n_coarse], info[start:stop],
+        )
     return fine, info
 
 
@@ -229,9 +242,8 @@ def build_index(train, metric, p):
     index : PrunedIndex
     """
     if metric == "euclidean":
-        train64 = train.astype(np.float64)
-        mean = train64.mean(axis=0)
-        components = _orthonormal_basis(train64 - mean, FINE_COMPONENTS)
+        mean = train.mean(axis=0, dtype=np.float64)
+        components = _orthonormal_basis(train, mean, FINE_COMPONENTS)
         n_coarse = min(COARSE_COMPONENTS, components.shape[1])
         index = PrunedIndex(kind=PCA, metric=metric, p=p, mean=mean, components=components, n_coarse=n_coarse)
         fine, info = _pca_features(index, train)

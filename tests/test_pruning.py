@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from fastknn import KNNClassifier, kneighbors
+from fastknn import KNNClassifier, _pruning, kneighbors
 from fastknn._kernels.distances import MANHATTAN
 from fastknn._kernels.prefetch import _prefetch_row
 from fastknn._kernels.pruning import (
@@ -58,6 +58,19 @@ def test_digits_equal_brute_force_and_prune(digits, metric, p, k):
     if metric in ("euclidean", "manhattan"):
         # Real digits are where the bounds pay: most rows are never computed.
         assert counts[:, 1].mean() < 0.2 * X_train.shape[0]
+
+
+def test_fit_projects_the_training_set_in_chunks(monkeypatch):
+    """_pca_features projects PCA_PROJECT_ROWS rows per call at fit: several
+    chunks, the last one shorter, give the features of a single call."""
+    rng = np.random.default_rng(5)
+    train = rng.random((103, 20)).astype(np.float32)
+    index = build_index(train, "euclidean", None)
+    whole_fine, whole_info = _pca_features(index, train)
+    monkeypatch.setattr(_pruning, "PCA_PROJECT_ROWS", 25)
+    chunked_fine, chunked_info = _pca_features(index, train)
+    np.testing.assert_allclose(chunked_fine, whole_fine, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(chunked_info, whole_info, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
