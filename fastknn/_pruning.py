@@ -1,9 +1,10 @@
 """Driver of the pruned exact search (``algorithm="pruned"``).
 
 :func:`build_index` runs at ``fit``: it computes the training rows' lower-bound
-features (PCA projections for Euclidean, block-pooled rows otherwise).
-:func:`pruned_search` then answers queries with the same results as
-``_search.search``; see ``_kernels/pruning.py`` for the method.
+features (PCA projections for Euclidean, block-pooled rows otherwise), and
+stores the rows grouped by locality. :func:`pruned_search` then answers
+queries, grouped the same way, with the same results as ``_search.search``;
+see ``_kernels/pruning.py`` for the method.
 """
 
 import math
@@ -51,6 +52,20 @@ SEEDS_PER_NEIGHBOUR = 2
 PRUNED_BLOCK = 128
 PRUNED_BOUNDS_BYTES = 16 * 2**20
 
+# Locality order (see ``_locality_centres``): the index stores the training
+# rows grouped by their nearest of LOCALITY_CLUSTERS centres, and the search
+# runs the queries grouped the same way, so that the rows one query computes
+# exactly are still in cache for the next ones. The centres come from
+# LOCALITY_ITERATIONS Lloyd iterations on LOCALITY_SAMPLE training rows.
+# On the digits (A/B runs in one process, two threads), Euclidean searches
+# took 0.88 to 0.91 of the time at k=25, 0.96 to 0.99 at k=5, 1.01 to 1.02
+# at k=1; Manhattan 0.90 to 0.95 at k=25. Each order alone gained at most
+# 2%. 8, 32 or 64 centres: 1.01 to 1.03 times the time of 16. The cost: a
+# second copy of the training set, and about 10 ms at fit for the digits.
+LOCALITY_CLUSTERS = 16
+LOCALITY_SAMPLE = 2048
+LOCALITY_ITERATIONS = 8
+
 
 @dataclass
 class PrunedIndex:
@@ -59,6 +74,11 @@ class PrunedIndex:
     kind: int
     metric: str
     p: float
+    # The training rows in locality order, the training index of each, and
+    # the centres that order the queries (None: no reordering).
+    rows: np.ndarray = None
+    row_ids: np.ndarray = None
+    centres: np.ndarray = None
     # Relative safety margins of the stage-1 and stage-2 bounds, and the
     # rounding factors of single-precision pooled features at both stages.
     margins: np.ndarray = None
@@ -222,13 +242,13 @@ def _pca_features(index, rows):
     for start in range(0, rows.shape[0], PCA_PROJECT_ROWS):
         stop = min(start + PCA_PROJECT_ROWS, rows.shape[0])
         _pca_project(
-            rows[start:stop], index.mean, index.components, index.n_coarse, fine[start:stop],
+            rows, np.arange(start, stop), index.mean, index.components, index.n_coarse, fine[start:stop],
             fine[start:stop, : index.n_coarse], info[start:stop],
         )
     return fine, info
 
 
-def build_index(train, metric, p):
+def build_index(train, metric, p, locality=True):
     """Lower-bound features of ``train`` for :func:`pruned_search`.
 
     Parameters
@@ -236,11 +256,60 @@ def build_index(train, metric, p):
     train : ndarray of shape (n_train, n_features), float32 or float64
     metric, p
         As returned by ``_search.resolve_metric``.
+    locality : bool, default=True
+        Store a copy of the training rows in locality order (see
+        ``LOCALITY_CLUSTERS``); without it, the index refers to ``train``
+        itself and the search keeps the queries' order.
 
     Returns
     -------
     index : PrunedIndex
     """
+    centres = None
+    row_ids = np.arange(train.shape[0])
+    if locality and train.shape[0] > LOCALITY_CLUSTERS:
+        centres = _locality_centres(train)
+        row_ids = np.argsort(_nearest_centre(train, centres), kind="stable")
+        train = train[row_ids]
+    index = _bound_features(train, metric, p)
+    index.rows, index.row_ids, index.centres = train, row_ids, centres
+    index.train_scale = _largest_magnitude(train)
+    return index
+
+
+def _locality_centres(train, random_state=0):
+    """Centres of ``LOCALITY_CLUSTERS`` groups of similar training rows, in ``train``'s dtype.
+
+    Lloyd iterations on a row sample, starting from sample rows, in the
+    rows' precision. Only an order comes of them: any centres give the same
+    search results, and tighter groups a faster search.
+    """
+    rng = np.random.default_rng(random_state)
+    n_rows = train.shape[0]
+    sample = train[rng.choice(n_rows, min(n_rows, LOCALITY_SAMPLE), replace=False)]
+    centres = sample[:LOCALITY_CLUSTERS].copy()
+    # Rows near the dtype's range may give infinite scores: still an order.
+    with np.errstate(all="ignore"):
+        for _ in range(LOCALITY_ITERATIONS):
+            nearest = _nearest_centre(sample, centres)
+            for cluster in range(centres.shape[0]):
+                members = sample[nearest == cluster]
+                if members.shape[0]:
+                    centres[cluster] = members.mean(axis=0)
+    return centres
+
+
+def _nearest_centre(rows, centres):
+    """Index of the nearest of ``centres`` (Euclidean, same dtype) to each of ``rows``."""
+    with np.errstate(all="ignore"):
+        scores = rows @ centres.T
+        scores *= -2.0
+        scores += np.einsum("ij,ij->i", centres, centres)
+    return scores.argmin(axis=1)
+
+
+def _bound_features(train, metric, p):
+    """The :class:`PrunedIndex` of ``train``'s rows in their order, less the locality fields."""
     if metric == "euclidean":
         mean = train.mean(axis=0, dtype=np.float64)
         components = _orthonormal_basis(train, mean, FINE_COMPONENTS)
@@ -261,7 +330,6 @@ def build_index(train, metric, p):
             0.0,
             single_precision_rounding(dtype, n_fine),
         ])
-        index.train_scale = _largest_magnitude(train)
         return index
     n_features = train.shape[1]
     coarse_of, coarse_sizes = _feature_groups(n_features, COARSE_BLOCK)
@@ -292,7 +360,6 @@ def build_index(train, metric, p):
     # Transposed: the stage-1 loop runs along training rows.
     index.train_coarse = np.ascontiguousarray(coarse.T, dtype=dtype)
     index.train_fine = np.ascontiguousarray(fine, dtype=dtype)
-    index.train_scale = _largest_magnitude(train)
     return index
 
 
@@ -321,9 +388,6 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
         if index.train_coarse.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
             # These queries' projections could overflow the index's float32.
             return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
-        queries_fine = np.empty((n_queries, index.train_fine.shape[1]), dtype=index.train_fine.dtype)
-        query_info = np.empty((n_queries, 4), dtype=np.float64)
-        queries_coarse = np.empty((n_queries, index.n_coarse), dtype=index.train_coarse.dtype)
     else:
         # Pooling is itself a parallel numba kernel: it runs here, not in
         # the blocks' threads (numba's workqueue layer forbids concurrent
@@ -340,17 +404,25 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
         query_info[:, 1] = np.abs(fine).sum(axis=1)
 
     def search_block(first, last):
+        # The task's queries, in locality order.
+        positions = query_order[first:last]
         if index.kind == PCA:
-            # Projected here, in the block's thread: a multi-threaded BLAS
-            # call before the blocks would leave BLAS threads spinning on the
-            # cores the blocks need.
+            # Projected here, in the task's thread: a multi-threaded BLAS
+            # call before the tasks would leave BLAS threads spinning on the
+            # cores the tasks need.
+            size = last - first
+            block_fine = np.empty((size, index.train_fine.shape[1]), dtype=index.train_fine.dtype)
+            block_coarse = np.empty((size, index.n_coarse), dtype=index.train_coarse.dtype)
+            block_info = np.empty((size, 4), dtype=np.float64)
             _pca_project(
-                queries[first:last], index.mean, index.components, index.n_coarse, queries_fine[first:last],
-                queries_coarse[first:last], query_info[first:last],
+                queries, positions, index.mean, index.components, index.n_coarse, block_fine, block_coarse, block_info
             )
+        else:
+            block_coarse = queries_coarse[positions]
+            block_fine, block_info = queries_fine[positions], query_info[positions]
         _pruned_select(
-            first, last, queries, train, queries_coarse, index.train_coarse, queries_fine, index.train_fine,
-            query_info, index.train_info, index.kind, metric_id, power, index.margins, n_seeds,
+            positions, queries, index.rows, index.row_ids, block_coarse, index.train_coarse, block_fine,
+            index.train_fine, block_info, index.train_info, index.kind, metric_id, power, index.margins, n_seeds,
             rdist, indices, counts,
         )
 
@@ -359,10 +431,31 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
         # Each thread runs its own small products: BLAS must not start
         # threads of its own inside them.
         with blas_limit(1):
+            query_order = _query_order(queries, index, n_threads)
             run_query_blocks(search_block, n_queries, pruned_query_block(n_queries, n_train, n_threads), n_threads)
     if return_counts:
         return rdist, indices, counts
     return rdist, indices
+
+
+def _query_order(queries, index, n_threads):
+    """The order in which to search ``queries``: by nearest centre of the index (see ``LOCALITY_CLUSTERS``).
+
+    Stable, so that queries keep their order within a group; the identity
+    for an index without centres.
+    """
+    n_queries = queries.shape[0]
+    if index.centres is None:
+        return np.arange(n_queries)
+    nearest = np.empty(n_queries, dtype=np.int64)
+
+    def assign_block(first, last):
+        nearest[first:last] = _nearest_centre(queries[first:last], index.centres)
+
+    # In the threads too: on one thread, this took 0.8 to 1.3 ms of a
+    # 55 ms search (2,000 digits, k=25, two threads).
+    run_query_blocks(assign_block, n_queries, -(-n_queries // n_threads), n_threads)
+    return np.argsort(nearest, kind="stable")
 
 
 def _largest_magnitude(rows):
@@ -417,6 +510,6 @@ def pruning_pays(train, metric, p, n_neighbors, random_state=0, n_jobs=None):
     chosen = rng.choice(n_train, min(n_train, AUTO_PROBE + AUTO_PROBE_SAMPLE), replace=False)
     probe, sample = train[chosen[:AUTO_PROBE]], np.ascontiguousarray(train[chosen[AUTO_PROBE:]])
     k = min(sample.shape[0], n_neighbors)
-    index = build_index(sample, metric, p)
+    index = build_index(sample, metric, p, locality=False)
     _, _, counts = pruned_search(np.ascontiguousarray(probe), sample, index, k, n_jobs=n_jobs, return_counts=True)
     return counts[:, 0].mean() / sample.shape[0] <= AUTO_MAX_SURVIVING

@@ -102,6 +102,38 @@ def test_many_duplicates_and_ties(metric, p):
     assert_same_as_brute(queries, train, metric, p, 7)
 
 
+def test_ties_go_to_the_lower_training_index_whatever_the_stored_order():
+    """The index stores the rows grouped by locality, not by training index:
+    exact duplicates stored out of order must still tie to the lower index."""
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 3, size=(40, 36)).astype(np.float32)
+    train = base[rng.integers(0, 40, size=400)]  # every row repeated ~10 times
+    index = build_index(train, "euclidean", None)
+    assert np.any(np.diff(index.row_ids) < 0)
+    np.testing.assert_array_equal(index.rows, train[index.row_ids])
+    for metric in ("euclidean", "manhattan"):
+        assert_same_as_brute(base[:10], train, metric, None, 12)
+
+
+def test_rows_and_queries_are_grouped_by_locality():
+    """Shuffled rows of four distant clusters are stored, and searched, a
+    cluster at a time: each locality group lies within one cluster."""
+    rng = np.random.default_rng(4)
+    centres = 10 * rng.standard_normal((4, 30))
+    train_labels, query_labels = rng.integers(0, 4, 2000), rng.integers(0, 4, 300)
+    train = (centres[train_labels] + rng.standard_normal((2000, 30))).astype(np.float32)
+    queries = (centres[query_labels] + rng.standard_normal((300, 30))).astype(np.float32)
+    index = build_index(train, "euclidean", None)
+    assert np.count_nonzero(np.diff(train_labels[index.row_ids])) <= _pruning.LOCALITY_CLUSTERS - 1
+    order = _pruning._query_order(queries, index, n_threads=2)
+    np.testing.assert_array_equal(np.sort(order), np.arange(300))
+    assert np.count_nonzero(np.diff(query_labels[order])) <= _pruning.LOCALITY_CLUSTERS - 1
+    # Without locality, the index keeps the training set itself, in order.
+    plain = build_index(train, "euclidean", None, locality=False)
+    assert plain.rows is train and plain.centres is None
+    np.testing.assert_array_equal(_pruning._query_order(queries, plain, n_threads=2), np.arange(300))
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n_train=st.integers(1, 60),
@@ -179,14 +211,14 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
         size = 10 ** rng.uniform(-10, -6) * np.linalg.norm(coefficients)
         query = index.mean + basis @ coefficients + size * residual / np.linalg.norm(residual)
         fine, info = _pca_features(index, query[None, :])
-        exact = ((query - train) ** 2).sum(axis=1)
+        exact = ((query - index.rows) ** 2).sum(axis=1)  # the index's row order
         scale = info[0, 2] + index.train_info[2]
         if stage == "coarse":
             # As _pruned_select takes them: in the index's precision (float32 here).
             bounds = np.empty((1, len(train)), dtype=np.float32)
             queries_coarse = fine[:, :n_components].astype(index.train_coarse.dtype)
             _coarse_bounds(
-                0, 1, PCA, 0, 2.0, index.margins[0], 0.0, queries_coarse, index.train_coarse, info,
+                PCA, 0, 2.0, index.margins[0], 0.0, queries_coarse, index.train_coarse, info,
                 index.train_info, bounds,
             )
             bounds = bounds[0]
@@ -219,10 +251,10 @@ def test_single_precision_pooled_bounds_hold_for_near_duplicates():
     query_info[:, 0] = np.abs(coarse).sum(axis=1)
     bounds = np.empty((len(queries), len(train)), dtype=np.float32)
     _coarse_bounds(
-        0, len(queries), POOLED, MANHATTAN, 0.0, index.margins[0], index.margins[2],
+        POOLED, MANHATTAN, 0.0, index.margins[0], index.margins[2],
         coarse.astype(np.float32), index.train_coarse, query_info, index.train_info, bounds,
     )
-    exact = np.abs(queries[:, None, :] - train[None, :, :]).sum(axis=2)
+    exact = np.abs(queries[:, None, :] - index.rows[None, :, :]).sum(axis=2)  # the index's row order
     assert np.all(bounds <= exact)
     # Without the allowance, some bound would exceed its exact distance.
     tight = bounds + index.margins[2] * (query_info[:, :1] + index.train_info[0][None, :])

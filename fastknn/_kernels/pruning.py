@@ -24,7 +24,9 @@ by a margin that covers the rounding of every step behind it (see
 ``_pruning.pca_bound_margin`` and ``single_precision_rounding``), so no
 true neighbour is ever pruned, and the
 result equals brute force: same neighbours, same order, ties to the lower
-training index.
+training index. The rows may be stored in another order than the training
+set's (the index groups them by locality, see ``_pruning``): each carries its
+training index, which the outputs and the tie-breaking use.
 """
 
 import numpy as np
@@ -108,15 +110,17 @@ POOLED_TRAIN_BLOCK = 1024
 
 
 @jit(fastmath=True)
-def _pca_project(rows, mean, components, n_coarse, out_fine, out_coarse, out_info):
-    """Projections of ``rows`` on the PCA basis, and the norms the bounds need.
+def _pca_project(rows, positions, mean, components, n_coarse, out_fine, out_coarse, out_info):
+    """Projections of ``rows[positions]`` on the PCA basis, and the norms the bounds need.
 
     Runs without the GIL, in the search's own threads (numpy's version of
     the same steps ran 1.36 times faster on two threads than on one).
 
     Parameters
     ----------
-    rows : ndarray of shape (n_rows, n_features)
+    rows : ndarray of shape (n_all_rows, n_features)
+    positions : ndarray of shape (n_rows,), int64
+        The rows to project, in the order of the outputs.
     mean : ndarray of shape (n_features,), float64
     components : ndarray of shape (n_features, n_components), float64
         Orthonormal columns; the first ``n_coarse`` are stage 1's.
@@ -130,11 +134,12 @@ def _pca_project(rows, mean, components, n_coarse, out_fine, out_coarse, out_inf
         squared norm of the centred row, stage-2 residual norm (the
         ``train_info`` rows of ``_pruned_select``).
     """
-    n_rows, n_features = rows.shape
+    n_rows, n_features = positions.shape[0], rows.shape[1]
     centred = np.empty((n_rows, n_features), dtype=np.float64)
     for i in range(n_rows):
+        row = rows[positions[i]]
         for f in range(n_features):
-            centred[i, f] = np.float64(rows[i, f]) - mean[f]
+            centred[i, f] = np.float64(row[f]) - mean[f]
     projected = np.dot(centred, components)
     for i in range(n_rows):
         centred_sq = 0.0
@@ -176,10 +181,8 @@ def _pooled_rows(rows, group_of_feature, group_scale, out):
 
 
 @jit()
-def _coarse_bounds(
-    first, last, kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_info, bounds
-):
-    """Stage-1 lower bounds of queries ``first`` to ``last - 1`` against every training row.
+def _coarse_bounds(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_info, bounds):
+    """Stage-1 lower bounds of every query of ``queries_coarse`` against every training row.
 
     PCA: the cross terms of the stage-1 projections come from matrix
     products (BLAS) against runs of ``PCA_TRAIN_BLOCK`` training rows;
@@ -190,20 +193,19 @@ def _coarse_bounds(
     that of single-precision pooled features (see ``_fill_pooled_bounds``).
     """
     n_train = bounds.shape[1]
-    size = last - first
+    size = queries_coarse.shape[0]
     if kind == PCA:
         # The bounds are taken in the projections' precision (see
         # ``_fill_pca_bounds``), with each row's margin precomputed.
         dtype = train_coarse.dtype
-        block_queries = queries_coarse[first:last]
         query_terms = np.empty((size, 3), dtype=dtype)
         for b in range(size):
-            query_terms[b, 0] = query_info[first + b, 0]
-            query_terms[b, 1] = query_info[first + b, 1]
-            query_terms[b, 2] = margin * query_info[first + b, 2]
+            query_terms[b, 0] = query_info[b, 0]
+            query_terms[b, 1] = query_info[b, 1]
+            query_terms[b, 2] = margin * query_info[b, 2]
         for train_start in range(0, n_train, PCA_TRAIN_BLOCK):
             train_stop = min(train_start + PCA_TRAIN_BLOCK, n_train)
-            cross = np.dot(block_queries, train_coarse[train_start:train_stop].T)
+            cross = np.dot(queries_coarse, train_coarse[train_start:train_stop].T)
             norms_t = train_info[0, train_start:train_stop].astype(dtype)
             residuals_t = train_info[1, train_start:train_stop].astype(dtype)
             margins_t = (margin * train_info[2, train_start:train_stop]).astype(dtype)
@@ -217,8 +219,8 @@ def _coarse_bounds(
         train_stop = min(train_start + POOLED_TRAIN_BLOCK, n_train)
         for b in range(size):
             _fill_pooled_bounds(
-                queries_coarse[first + b], train_coarse, train_start, train_stop, metric, p, margin,
-                rounding, query_info[first + b, 0], train_info[0], bounds[b],
+                queries_coarse[b], train_coarse, train_start, train_stop, metric, p, margin,
+                rounding, query_info[b, 0], train_info[0], bounds[b],
             )
 
 
@@ -419,8 +421,8 @@ def _offer(best_values, best_indices, size, value, index):
 
 
 @jit()
-def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
-    """Stage-2 lower bound of the reduced distance of query i and row j.
+def _stage2_bound(kind, b, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
+    """Stage-2 lower bound of the reduced distance of the task's query b and row j.
 
     PCA and Manhattan sum in the features' own precision (vectorised; in
     float32, twice the lanes of float64): ``rounding`` is the allowance of
@@ -430,22 +432,22 @@ def _stage2_bound(kind, i, j, queries_fine, train_fine, query_info, train_info, 
     sum in float64, and ``rounding`` covers the features' rounding alone.
     """
     if kind == PCA:
-        projected = np.float64(_fast_rdist(queries_fine[i], train_fine[j], EUCLIDEAN, 2.0, 2)) * (1.0 - rounding)
-        residual = query_info[i, 3] - train_info[3, j]
+        projected = np.float64(_fast_rdist(queries_fine[b], train_fine[j], EUCLIDEAN, 2.0, 2)) * (1.0 - rounding)
+        residual = query_info[b, 3] - train_info[3, j]
         bound = projected + residual * residual
-        return bound - margin * (query_info[i, 2] + train_info[2, j])
+        return bound - margin * (query_info[b, 2] + train_info[2, j])
     if metric == MANHATTAN:
-        bound = np.float64(_fast_rdist(queries_fine[i], train_fine[j], MANHATTAN, 1.0, 1))
+        bound = np.float64(_fast_rdist(queries_fine[b], train_fine[j], MANHATTAN, 1.0, 1))
     else:
-        bound = _exact_rdist(queries_fine[i], train_fine[j], metric, p)
-    return bound * (1.0 - margin) - rounding * (query_info[i, 1] + train_info[1, j])
+        bound = _exact_rdist(queries_fine[b], train_fine[j], metric, p)
+    return bound * (1.0 - margin) - rounding * (query_info[b, 1] + train_info[1, j])
 
 
 @jit(inline=True)
 def _stage2_filter(
-    rows, n_rows, threshold, kind, i, queries_fine, train_fine, query_info, train_info, metric, p, margins, out_bounds
+    rows, n_rows, threshold, kind, b, queries_fine, train_fine, query_info, train_info, metric, p, margins, out_bounds
 ):
-    """Stage-2 bounds of query i and ``rows[:n_rows]``; keep those within ``threshold``.
+    """Stage-2 bounds of the task's query b and ``rows[:n_rows]``; keep those within ``threshold``.
 
     The kept rows move to the front of ``rows``, in order, with their bounds
     in ``out_bounds``; returns how many. Rows a few places ahead are
@@ -456,7 +458,7 @@ def _stage2_filter(
         _prefetch_row(train_fine, rows[min(position + PREFETCH_AHEAD, n_rows - 1)], FINE_PREFETCH_LINES)
         j = rows[position]
         bound = _stage2_bound(
-            kind, i, j, queries_fine, train_fine, query_info, train_info, metric, p, margins[1], margins[3]
+            kind, b, j, queries_fine, train_fine, query_info, train_info, metric, p, margins[1], margins[3]
         )
         rows[n_kept] = j
         out_bounds[n_kept] = bound
@@ -465,8 +467,11 @@ def _stage2_filter(
 
 
 @jit(inline=True)
-def _offer_exact(rows, row_bounds, n_rows, query, train, metric, p, best_values, best_indices, size):
+def _offer_exact(rows, row_bounds, n_rows, query, train, train_ids, metric, p, best_values, best_indices, size):
     """Exact distances of ``rows[:n_rows]`` whose bound is within the k-th best so far, offered to the heap.
+
+    Row ``j`` is offered under its training index ``train_ids[j]``, which
+    also breaks ties.
 
     Every row is computed until the heap holds k; after that, a row whose
     bound exceeds the heap's top (equal is kept: a lower index wins a tie)
@@ -485,16 +490,16 @@ def _offer_exact(rows, row_bounds, n_rows, query, train, metric, p, best_values,
             continue
         j = rows[position]
         n_computed += 1
-        size = _offer(best_values, best_indices, size, _exact_rdist(query, train[j], metric, p), j)
+        size = _offer(best_values, best_indices, size, _exact_rdist(query, train[j], metric, p), train_ids[j])
     return size, n_computed
 
 
 @jit()
 def _pruned_select(
-    first,
-    last,
+    positions,
     queries,
     train,
+    train_ids,
     queries_coarse,
     train_coarse,
     queries_fine,
@@ -510,25 +515,31 @@ def _pruned_select(
     out_index,
     out_counts,
 ):
-    """Exact k nearest training rows of queries ``first`` to ``last - 1``, pruning with bounds.
+    """Exact k nearest training rows of the queries at ``positions``, pruning with bounds.
 
-    One call runs on one thread and releases the GIL; the driver runs blocks
+    One call runs on one thread and releases the GIL; the driver runs tasks
     of queries in threads.
 
     Parameters
     ----------
-    first, last : int
+    positions : ndarray of shape (n_task,), int64
+        The task's queries: rows of ``queries`` and of the outputs.
     queries, train : ndarray of shape (n_queries | n_train, n_features)
-    queries_coarse : ndarray of shape (n_queries, n_coarse)
-        Stage-1 projections (PCA) or coarse pooled rows (POOLED).
+    train_ids : ndarray of shape (n_train,), int64
+        Training index of each row of ``train`` (and of the features below),
+        which may be stored in another order: the outputs and the
+        tie-breaking use these indices.
+    queries_coarse : ndarray of shape (n_task, n_coarse)
+        Stage-1 projections (PCA) or coarse pooled rows (POOLED) of the
+        task's queries.
     train_coarse : ndarray
         PCA: shape (n_train, n_coarse). POOLED: shape (n_coarse, n_train),
         transposed. Same dtype as ``queries_coarse``: float64, or float32
         for pooled Manhattan.
-    queries_fine, train_fine : ndarray of shape (n_queries | n_train, n_fine)
+    queries_fine, train_fine : ndarray of shape (n_task | n_train, n_fine)
         Stage-2 projections (PCA) or fine pooled rows (POOLED), float32 or
         float64 as the index chose.
-    query_info : ndarray of shape (n_queries, 4), float64
+    query_info : ndarray of shape (n_task, 4), float64
     train_info : ndarray of shape (4, n_train), float64
         PCA: squared norm of the stage-1 projection, stage-1 residual norm,
         squared norm of the centred row, stage-2 residual norm. POOLED: the
@@ -557,41 +568,41 @@ def _pruned_select(
     # distances ran 1.3 to 2.5 times faster so, measured).
     if kind == PCA:
         _pruned_select_body(
-            first, last, queries, train, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
-            train_info, PCA, EUCLIDEAN, 2.0, margins, n_seeds, out_rdist, out_index, out_counts,
+            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
+            query_info, train_info, PCA, EUCLIDEAN, 2.0, margins, n_seeds, out_rdist, out_index, out_counts,
         )
     elif metric == MANHATTAN:
         _pruned_select_body(
-            first, last, queries, train, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
-            train_info, POOLED, MANHATTAN, 1.0, margins, n_seeds, out_rdist, out_index, out_counts,
+            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
+            query_info, train_info, POOLED, MANHATTAN, 1.0, margins, n_seeds, out_rdist, out_index, out_counts,
         )
     else:
         _pruned_select_body(
-            first, last, queries, train, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
-            train_info, POOLED, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
+            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
+            query_info, train_info, POOLED, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
         )
 
 
 @jit(inline=True)
 def _pruned_select_body(
-    first, last, queries, train, queries_coarse, train_coarse, queries_fine, train_fine, query_info, train_info,
-    kind, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
+    positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
+    train_info, kind, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
 ):
     """The search of ``_pruned_select``, inlined there once per case."""
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
-    bounds = np.empty((last - first, n_train), dtype=np.float32)
+    bounds = np.empty((positions.shape[0], n_train), dtype=np.float32)
     _coarse_bounds(
-        first, last, kind, metric, p, margins[0], margins[2], queries_coarse, train_coarse, query_info, train_info,
-        bounds,
+        kind, metric, p, margins[0], margins[2], queries_coarse, train_coarse, query_info, train_info, bounds
     )
     minima = np.empty(-(-n_train // SEED_GROUP_ROWS), dtype=np.float32)
     seed_bounds = np.empty(n_train, dtype=np.float32)
     listed = np.empty(n_train, dtype=np.int64)
     listed_bounds = np.empty(n_train, dtype=np.float64)
     best_values, best_indices = _new_heap(n_neighbors)
-    for i in range(first, last):
-        row = bounds[i - first]
+    for b in range(positions.shape[0]):
+        i = positions[b]
+        row = bounds[b]
         _strided_minima(row, minima)
 
         # Seeds: among the rows of smallest stage-1 bound, those of smallest
@@ -601,13 +612,13 @@ def _pruned_select_body(
         n_candidates = min(n_train, per_seed * n_seeds)
         _smallest_bounds(row, minima, n_candidates, seed_bounds, listed)
         _stage2_filter(
-            listed, n_candidates, np.inf, kind, i, queries_fine, train_fine, query_info, train_info, metric, p,
+            listed, n_candidates, np.inf, kind, b, queries_fine, train_fine, query_info, train_info, metric, p,
             margins, listed_bounds,
         )
         if n_candidates > n_seeds:
             _keep_smallest(listed_bounds, listed, n_candidates, n_seeds)
         size, n_exact = _offer_exact(
-            listed, listed_bounds, n_seeds, queries[i], train, metric, p, best_values, best_indices, 0
+            listed, listed_bounds, n_seeds, queries[i], train, train_ids, metric, p, best_values, best_indices, 0
         )
 
         # Every other row is pruned unless both of its bounds are within the
@@ -619,11 +630,11 @@ def _pruned_select_body(
         threshold = best_values[0]
         n_listed = _rows_within(row, _float32_threshold(threshold), listed)
         n_kept = _stage2_filter(
-            listed, n_listed, threshold, kind, i, queries_fine, train_fine, query_info, train_info, metric, p,
+            listed, n_listed, threshold, kind, b, queries_fine, train_fine, query_info, train_info, metric, p,
             margins, listed_bounds,
         )
         size, n_survivors_exact = _offer_exact(
-            listed, listed_bounds, n_kept, queries[i], train, metric, p, best_values, best_indices, size
+            listed, listed_bounds, n_kept, queries[i], train, train_ids, metric, p, best_values, best_indices, size
         )
         n_exact += n_survivors_exact
 
