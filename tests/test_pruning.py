@@ -134,6 +134,22 @@ def test_rows_and_queries_are_grouped_by_locality():
     np.testing.assert_array_equal(_pruning._query_order(queries, plain, n_threads=2), np.arange(300))
 
 
+@pytest.mark.parametrize(
+    "n_queries, n_train, n_threads, largest, expected",
+    [
+        (2000, 10_000, 2, 512, 334),  # bounds limit 419: 5 tasks, rounded up to 6
+        (2000, 10_000, 2, 128, 125),  # 16 tasks
+        (2000, 50_000, 2, 512, 77),  # bounds limit 83: 25 tasks, rounded up to 26
+        (10, 10_000, 4, 512, 2),  # two tasks a thread
+        (1, 10, 1, 128, 1),
+    ],
+)
+def test_pruned_tasks_are_balanced_across_threads(n_queries, n_train, n_threads, largest, expected):
+    block = _pruning.pruned_query_block(n_queries, n_train, n_threads, largest)
+    assert block == expected
+    assert block <= largest and 4 * block * n_train <= _pruning.PRUNED_BOUNDS_BYTES
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n_train=st.integers(1, 60),
