@@ -96,12 +96,14 @@ SINGLE_LIMIT = np.float32(FLOAT32_LIMIT)
 PCA_FILL_ROUNDING = 48 * 2.0**-24
 
 # Training rows per stage-1 product of the PCA bounds: the block's cross
-# terms (128 queries x 1,024 rows, 512 KiB) stay in the core's cache until
-# the bounds are taken from them, instead of a product over every row
-# (5 MB on the digits) written out and read back. With two threads on the
-# digits, 0.94 to 0.98 of the search time (two A/B runs; one thread: the
-# same).
-PCA_TRAIN_BLOCK = 1024
+# terms stay in the core's cache until the bounds are taken from them,
+# instead of a product over every row (13 MB for a task of 334 queries on
+# the digits) written out and read back; with 128-query tasks and blocks of
+# 1,024 rows, 0.94 to 0.98 of the search time. With 334-query tasks, blocks
+# of 512 rows (668 KiB of cross terms, within a 1 MiB L2) ran the product
+# at 93 GFLOP/s against 85 for 1,024 (one thread), and the search took 0.97
+# to 0.99 of the time (two A/B runs, two threads).
+PCA_TRAIN_BLOCK = 512
 
 # Training rows per run of the pooled stage-1 loop: the run of every coarse
 # feature (n_groups x this many float64) stays in the core's cache while the
