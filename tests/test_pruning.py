@@ -327,6 +327,8 @@ def test_seeds_are_rows_of_smallest_bound(n_train, n_distinct):
         seeds = seed_rows[:n_seeds]
         assert len(set(seeds)) == n_seeds
         np.testing.assert_array_equal(np.sort(row[seeds]), np.sort(row)[:n_seeds])
+        # Their bounds, in the same order: the search skips seeds by them.
+        np.testing.assert_array_equal(seed_bounds[:n_seeds], row[seeds])
 
 
 def test_float32_thresholds_never_fall_below_the_float64_one():
