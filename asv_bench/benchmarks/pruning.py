@@ -138,11 +138,11 @@ class AutoOnGaussian(Benchmark):
 def _let_blas_threads_settle():
     """Pause after a fit, before the timed search.
 
-    asv runs ``setup`` before every sample. After fit's multi-threaded
-    products, OpenBLAS's threads spin for about 0.1 s on the cores the
-    search needs: the first pruned search after fit took 80 to 88 ms at
-    k=25, the next ones 53 to 65 ms. As in ``fastknn bench``, the search is
-    timed after a pause.
+    asv runs ``setup`` before every sample. After a multi-threaded BLAS
+    call, OpenBLAS's threads spin for about 0.1 s on the cores the search
+    needs: before fastknn's index build ran on one BLAS thread, the first
+    pruned search after fit took 80 to 88 ms at k=25, the next ones 53 to
+    65 ms. As in ``fastknn bench``, the search is timed after a pause.
     """
     time.sleep(0.25)
 
