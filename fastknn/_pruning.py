@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._kernels.pair_products import BLOCK_PANELS, BLOCK_QUERIES, CODE_PAIRS, PANEL_ROWS
 from ._kernels.pruning import BOUND_MARGIN, PCA, PCA_FILL_ROUNDING, POOLED, _pca_project, _pooled_rows, _pruned_select
 from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_blocks, search, thread_limit
 
@@ -20,7 +21,8 @@ from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_
 # training row is most of a search's cost: with 48 components instead of 64,
 # twice the rows survive it (37 against 18 a query at k=1 on the digits)
 # but the search took 0.94 to 0.96 of the time at k=1 and 5, the same at
-# k=25 (three A/B runs in one process); 32 was slower from k=5.
+# k=25 (three A/B runs in one process); 32 was slower from k=5. Stage 1's
+# integer codes hold at most 2 * CODE_PAIRS components.
 COARSE_COMPONENTS = 48
 FINE_COMPONENTS = 128
 # Rows used to estimate the principal subspace (any orthonormal basis gives
@@ -97,9 +99,10 @@ class PrunedIndex:
     coarse_groups: tuple = None  # (group_of_feature, group_scale)
     fine_groups: tuple = None
     # Per training row
-    train_coarse: np.ndarray = None  # PCA: (n_train, n_coarse); POOLED: (n_coarse, n_train)
+    train_coarse: np.ndarray = None  # PCA: code panels (see _pca_code_panels); POOLED: (n_coarse, n_train)
     train_fine: np.ndarray = None
     train_info: np.ndarray = None  # (4, n_train), see _pca_features
+    train_terms: np.ndarray = None  # PCA: (5, n_train), the stage-1 terms; POOLED: train_info
     # Largest absolute value in the training rows, for the overflow checks.
     train_scale: float = 0.0
 
@@ -171,12 +174,11 @@ def single_precision_rounding(dtype, n_terms):
     float32's unit roundoff); this returns 1.5 times that factor. The
     magnitudes are:
 
-    - PCA stage 1, the cross term ``Pq'.Pt'`` of ``m`` components: at most
-      ``|Pq'| |Pt'| <= (|q'|^2 + |t'|^2) / 2``, and the bound holds twice
-      the cross term, so the allowance is relative to ``S = |q'|^2 + |t'|^2``.
-      With ``n = 0`` it covers stage 2's rounding of the projections:
-      ``|Pq' - Pt'|`` moves by at most ``u (|q'| + |t'|)``, its square by
-      at most ``4 u (1 + u) S``, under ``4.5 u S``.
+    - PCA, the projections rounded to float32 (``n = 0``): relative to
+      ``S = |q'|^2 + |t'|^2``, ``|Pq' - Pt'|`` moves by at most
+      ``u (|q'| + |t'|)``, its square by at most ``4 u (1 + u) S``, under
+      ``4.5 u S``. (Stage 1's cross terms are exact integer products, see
+      ``_kernels.pruning._quantise``.)
     - PCA stage 2, the squared distance of the projections summed in
       float32: every term is non-negative, so the allowance is relative to
       the computed distance itself.
@@ -239,7 +241,8 @@ def _pool(rows, groups):
 
 
 def _pca_features(index, rows):
-    """Stage-2 projections (float64) and the (n, 4) info array of ``rows`` (see ``_pca_project``).
+    """Stage-2 projections (float64), stage-1 codes (int16, rows zero-padded to a multiple of
+    ``PANEL_ROWS * BLOCK_PANELS``) and the (n, 6) info array of ``rows`` (see ``_pca_project``).
 
     Projected PCA_PROJECT_ROWS rows per call, the calls in numba's threads
     with single-threaded BLAS each: each call's float64 copy of the
@@ -247,18 +250,35 @@ def _pca_features(index, rows):
     BLAS thread is left spinning for the search that follows the fit (see
     ``build_index``).
     """
-    fine = np.empty((rows.shape[0], index.components.shape[1]), dtype=np.float64)
-    info = np.empty((rows.shape[0], 4), dtype=np.float64)
+    n_rows = rows.shape[0]
+    fine = np.empty((n_rows, index.components.shape[1]), dtype=np.float64)
+    codes = np.zeros((_round_up(n_rows, PANEL_ROWS * BLOCK_PANELS), 2 * CODE_PAIRS), dtype=np.int16)
+    info = np.empty((n_rows, 6), dtype=np.float64)
 
     def project(start, stop):
         _pca_project(
             rows, np.arange(start, stop), index.mean, index.components, index.n_coarse, fine[start:stop],
-            fine[start:stop, : index.n_coarse], info[start:stop],
+            codes[start:stop], info[start:stop],
         )
 
     with blas_limit(1):
-        run_query_blocks(project, rows.shape[0], PCA_PROJECT_ROWS, numba.get_num_threads())
-    return fine, info
+        run_query_blocks(project, n_rows, PCA_PROJECT_ROWS, numba.get_num_threads())
+    return fine, codes, info
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+def _pca_code_panels(codes):
+    """The training rows' stage-1 codes in ``pair_products``' panel layout.
+
+    ``codes``: int16, shape (n_rows, 2 * CODE_PAIRS), ``n_rows`` a multiple
+    of ``PANEL_ROWS``. Returns int32 code pairs of shape
+    (n_rows / PANEL_ROWS, CODE_PAIRS, PANEL_ROWS).
+    """
+    pairs = codes.view(np.int32)
+    return np.ascontiguousarray(pairs.reshape(-1, PANEL_ROWS, CODE_PAIRS).transpose(0, 2, 1))
 
 
 def build_index(train, metric, p, locality=True):
@@ -337,21 +357,24 @@ def _bound_features(train, metric, p):
         components = _orthonormal_basis(train, mean, FINE_COMPONENTS)
         n_coarse = min(COARSE_COMPONENTS, components.shape[1])
         index = PrunedIndex(kind=PCA, metric=metric, p=p, mean=mean, components=components, n_coarse=n_coarse)
-        fine, info = _pca_features(index, train)
-        index.train_info = np.ascontiguousarray(info.T)
-        # Projections in single precision (stage 1 an sgemm, stage 2 half the
-        # memory traffic) unless their products could overflow it; the
-        # margins then also cover their rounding.
+        fine, codes, info = _pca_features(index, train)
+        index.train_info = np.ascontiguousarray(info[:, :4].T)
+        index.train_coarse = _pca_code_panels(codes)
+        # Bounds taken in single precision (stage 2 on float32 projections,
+        # half the memory traffic) unless their products could overflow it;
+        # the margins then also cover their rounding.
         dtype = np.float64 if _pca_may_overflow_float32(info[:, 2]) else np.float32
-        index.train_coarse = np.ascontiguousarray(fine[:, :n_coarse], dtype=dtype)
         index.train_fine = np.ascontiguousarray(fine, dtype=dtype)
         n_fine = components.shape[1]
         index.margins = np.array([
-            pca_bound_margin(train.shape[1], n_coarse) + single_precision_rounding(dtype, n_coarse) + PCA_FILL_ROUNDING,
+            pca_bound_margin(train.shape[1], n_coarse) + PCA_FILL_ROUNDING,
             pca_bound_margin(train.shape[1], n_fine) + single_precision_rounding(dtype, 0),
             0.0,
             single_precision_rounding(dtype, n_fine),
         ])
+        index.train_terms = np.array(
+            [info[:, 0], info[:, 1], index.margins[0] * info[:, 2], info[:, 4], info[:, 5]], dtype=dtype
+        )
         return index
     n_features = train.shape[1]
     coarse_of, coarse_sizes = _feature_groups(n_features, COARSE_BLOCK)
@@ -379,6 +402,7 @@ def _bound_features(train, metric, p):
     index.train_info = np.zeros((4, train.shape[0]), dtype=np.float64)
     index.train_info[0] = np.abs(coarse).sum(axis=1)
     index.train_info[1] = np.abs(fine).sum(axis=1)
+    index.train_terms = index.train_info
     # Transposed: the stage-1 loop runs along training rows.
     index.train_coarse = np.ascontiguousarray(coarse.T, dtype=dtype)
     index.train_fine = np.ascontiguousarray(fine, dtype=dtype)
@@ -407,7 +431,7 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     counts = np.empty((n_queries, 2), dtype=np.int64)
     n_seeds = min(n_train, SEEDS_PER_NEIGHBOUR * n_neighbors)
     if index.kind == PCA:
-        if index.train_coarse.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
+        if index.train_fine.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
             # These queries' projections could overflow the index's float32.
             return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
     else:
@@ -434,18 +458,17 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
             # cores the tasks need.
             size = last - first
             block_fine = np.empty((size, index.train_fine.shape[1]), dtype=index.train_fine.dtype)
-            block_coarse = np.empty((size, index.n_coarse), dtype=index.train_coarse.dtype)
-            block_info = np.empty((size, 4), dtype=np.float64)
-            _pca_project(
-                queries, positions, index.mean, index.components, index.n_coarse, block_fine, block_coarse, block_info
-            )
+            codes = np.zeros((_round_up(size, BLOCK_QUERIES), 2 * CODE_PAIRS), dtype=np.int16)
+            block_info = np.empty((size, 6), dtype=np.float64)
+            _pca_project(queries, positions, index.mean, index.components, index.n_coarse, block_fine, codes, block_info)
+            block_coarse = codes.view(np.int32)
         else:
             block_coarse = queries_coarse[positions]
             block_fine, block_info = queries_fine[positions], query_info[positions]
         _pruned_select(
             positions, queries, index.rows, index.row_ids, block_coarse, index.train_coarse, block_fine,
-            index.train_fine, block_info, index.train_info, index.kind, metric_id, power, index.margins, n_seeds,
-            rdist, indices, counts,
+            index.train_fine, block_info, index.train_info, index.train_terms, index.kind, metric_id, power,
+            index.margins, n_seeds, rdist, indices, counts,
         )
 
     with thread_limit(n_jobs):

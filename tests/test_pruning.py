@@ -14,6 +14,7 @@ from fastknn import KNNClassifier, _pruning, kneighbors
 from fastknn._kernels.distances import MANHATTAN
 from fastknn._kernels.prefetch import _prefetch_row
 from fastknn._kernels.pruning import (
+    CODE_ROUNDING,
     PCA,
     PCA_TRAIN_BLOCK,
     POOLED,
@@ -23,6 +24,7 @@ from fastknn._kernels.pruning import (
     SKIP,
     _coarse_bounds,
     _float32_threshold,
+    _quantise,
     _smallest_bounds,
     _strided_minima,
     _stage2_bound,
@@ -66,11 +68,14 @@ def test_fit_projects_the_training_set_in_chunks(monkeypatch):
     rng = np.random.default_rng(5)
     train = rng.random((103, 20)).astype(np.float32)
     index = build_index(train, "euclidean", None)
-    whole_fine, whole_info = _pca_features(index, train)
+    whole_fine, whole_codes, whole_info = _pca_features(index, train)
     monkeypatch.setattr(_pruning, "PCA_PROJECT_ROWS", 25)
-    chunked_fine, chunked_info = _pca_features(index, train)
+    chunked_fine, chunked_codes, chunked_info = _pca_features(index, train)
     np.testing.assert_allclose(chunked_fine, whole_fine, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(chunked_info, whole_info, rtol=1e-12, atol=1e-12)
+    assert np.abs(chunked_codes.astype(np.int32) - whole_codes).max() <= 1
+    # The padding rows stay zero.
+    assert whole_codes.shape[0] % 32 == 0 and not whole_codes[len(train):].any()
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
@@ -226,16 +231,15 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
         coefficients = rng.normal(size=n_components) * np.linalg.norm(centred) / np.sqrt(n_components)
         size = 10 ** rng.uniform(-10, -6) * np.linalg.norm(coefficients)
         query = index.mean + basis @ coefficients + size * residual / np.linalg.norm(residual)
-        fine, info = _pca_features(index, query[None, :])
+        fine, codes, info = _pca_features(index, query[None, :])
         exact = ((query - index.rows) ** 2).sum(axis=1)  # the index's row order
         scale = info[0, 2] + index.train_info[2]
         if stage == "coarse":
-            # As _pruned_select takes them: in the index's precision (float32 here).
+            # As _pruned_select takes them: integer codes, then float32.
             bounds = np.empty((1, len(train)), dtype=np.float32)
-            queries_coarse = fine[:, :n_components].astype(index.train_coarse.dtype)
             _coarse_bounds(
-                PCA, 0, 2.0, index.margins[0], 0.0, queries_coarse, index.train_coarse, info,
-                index.train_info, bounds,
+                PCA, 0, 2.0, index.margins[0], 0.0, codes[:4].view(np.int32), index.train_coarse, info,
+                index.train_terms, bounds,
             )
             bounds = bounds[0]
         else:
@@ -301,7 +305,7 @@ def test_queries_too_large_for_the_float32_index_fall_back_to_brute_force(metric
     rng = np.random.default_rng(0)
     train = rng.random((300, 16))
     index = build_index(train, metric, None)
-    assert index.train_coarse.dtype == np.float32
+    assert index.train_fine.dtype == np.float32
     queries = rng.random((7, 16)) * size
     rdist, indices, counts = pruned_search(queries, train, index, 3, return_counts=True)
     brute_rdist, brute_indices = search(queries, train, 3, metric, None)
@@ -377,3 +381,28 @@ def test_prefetch_is_a_hint_with_no_effect():
 
     with pytest.raises(Exception, match="(?i)typing|resolution|invalid"):
         prefetch_vector(np.ones(3))
+
+
+@pytest.mark.parametrize("magnitude", [0.0, 1e-30, 1e-3, 1.0, 1e30])
+def test_codes_bound_the_stage1_cross_terms(magnitude):
+    """_quantise's codes: each coordinate within CODE_ROUNDING steps, norms
+    below 2**15 (no int32 overflow in their products), and every cross term
+    within the error terms of its integer product."""
+    rng = np.random.default_rng(int(magnitude > 1))
+    m = 48
+    projections = rng.normal(size=(60, m)) * magnitude * rng.uniform(0, 1, size=(60, 1))
+    projections[1, 1:] = 0.0  # all of the norm on one coordinate
+    projections[2] = projections[3] * (1 + 1e-15)  # near duplicates
+    codes = np.empty((len(projections), m), dtype=np.int16)
+    scales, errors = np.empty(len(projections)), np.empty(len(projections))
+    for i, x in enumerate(projections):
+        scales[i], errors[i] = _quantise(x, float(x @ x), codes[i])
+    assert np.all(np.linalg.norm(codes.astype(np.float64), axis=1) < 2**15)
+    assert np.all(np.abs(projections - scales[:, None] * codes) <= CODE_ROUNDING * scales[:, None] * (1 + 1e-12))
+    exact = projections @ projections.T
+    integer = codes.astype(np.int64) @ codes.astype(np.int64).T
+    estimate = scales[:, None] * scales[None, :] * integer
+    allowed = scales[None, :] * errors[:, None] + scales[:, None] * errors[None, :]
+    assert np.all(np.abs(exact - estimate) <= allowed * (1 + 1e-9) + 1e-300)
+    if magnitude == 0.0:
+        assert not codes.any() and not scales.any() and not errors.any()

@@ -6,7 +6,9 @@ query, from coarse to fine:
 - Euclidean: the distance within a low-dimensional orthonormal projection
   (PCA of the training set) plus the difference of the residual norms,
   ``|P(q - t)|^2 + (|r_q| - |r_t|)^2 <= |q - t|^2``; stage 1 uses the first
-  ``m1`` components, stage 2 the first ``m2``.
+  ``m1`` components, its cross terms taken exactly on 16-bit integer codes
+  of the projections (``pair_products``) and widened by the codes' error,
+  stage 2 the first ``m2``.
 - Manhattan, Minkowski, Chebyshev: the same metric between block-pooled
   rows, scaled so that ``|sum_G (a - b)|^p / |G|^(p - 1) <= sum_G |a - b|^p``
   for every block G (Hoelder); stage 1 pools coarse blocks, stage 2 finer
@@ -31,10 +33,12 @@ training index, which the outputs and the tie-breaking use.
 
 import numpy as np
 from numba import prange
+from numba.extending import overload
 
 from .._config import jit
 from .bitscan import _rows_within
 from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, _exact_rdist, _fast_rdist
+from .pair_products import BLOCK_PANELS, PANEL_ROWS, _pair_products
 from .prefetch import _prefetch_row
 from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse, _keep_smallest, _new_heap
 
@@ -91,19 +95,28 @@ SKIP = np.float32(np.finfo(np.float32).max)
 SINGLE_LIMIT = np.float32(FLOAT32_LIMIT)
 
 # Allowance, relative to ``|q'|^2 + |t'|^2``, for the stage-1 PCA bounds
-# taken in float32 (derived in ``_fill_pca_bounds``): 46 float32 unit
+# taken in float32 (derived in ``_fill_pca_bounds``): 56 float32 unit
 # roundoffs, rounded up.
-PCA_FILL_ROUNDING = 48 * 2.0**-24
+PCA_FILL_ROUNDING = 64 * 2.0**-24
+
+# Stage 1 takes the cross terms on 16-bit integer codes of the projections
+# (see ``pair_products``): each row's stage-1 projection x becomes the
+# integer vector Q = rint(x / s), with the scale s = |x| / CODE_NORM, so
+# that |Q| <= CODE_NORM + sqrt(2 CODE_PAIRS) / 2 < 2**15 and no sum of
+# products overflows int32. Each coordinate then errs by at most
+# CODE_ROUNDING s: half a step, plus 2**-20 of one, which covers the
+# float64 division behind the code (under 1e-11 of a step) and the float32
+# rounding of the error terms built from this bound (``_quantise``).
+CODE_NORM = 32763.0
+CODE_ROUNDING = 0.5 + 2.0**-20
 
 # Training rows per stage-1 product of the PCA bounds: the block's cross
-# terms stay in the core's cache until the bounds are taken from them,
-# instead of a product over every row (13 MB for a task of 334 queries on
-# the digits) written out and read back; with 128-query tasks and blocks of
-# 1,024 rows, 0.94 to 0.98 of the search time. With 334-query tasks, blocks
-# of 512 rows (668 KiB of cross terms, within a 1 MiB L2) ran the product
-# at 93 GFLOP/s against 85 for 1,024 (one thread), and the search took 0.97
-# to 0.99 of the time (two A/B runs, two threads).
-PCA_TRAIN_BLOCK = 512
+# terms stay in cache until the bounds are taken from them, instead of a
+# product over every row (13 MB for a task of 334 queries on the digits)
+# written out and read back. With the integer products, blocks of 1,024
+# rows took 0.97 to 0.98 of the search time of 512, 256 rows 1.03, 2,048
+# and 4,096 rows 1.01 to 1.05 (A/B runs, two threads, k = 1 and 25).
+PCA_TRAIN_BLOCK = 1024
 
 # Training rows per run of the pooled stage-1 loop: the run of every coarse
 # feature (n_groups x this many float64) stays in the core's cache while the
@@ -112,8 +125,8 @@ POOLED_TRAIN_BLOCK = 1024
 
 
 @jit(fastmath=True)
-def _pca_project(rows, positions, mean, components, n_coarse, out_fine, out_coarse, out_info):
-    """Projections of ``rows[positions]`` on the PCA basis, and the norms the bounds need.
+def _pca_project(rows, positions, mean, components, n_coarse, out_fine, out_codes, out_info):
+    """Projections of ``rows[positions]`` on the PCA basis, the stage-1 codes, and the norms the bounds need.
 
     Runs without the GIL, in the search's own threads (numpy's version of
     the same steps ran 1.36 times faster on two threads than on one).
@@ -129,12 +142,14 @@ def _pca_project(rows, positions, mean, components, n_coarse, out_fine, out_coar
     out_fine : ndarray of shape (n_rows, n_components)
         The projections of the centred rows, computed in float64 (one
         matrix product), stored in ``out_fine``'s dtype.
-    out_coarse : ndarray of shape (n_rows, n_coarse)
-        Their first ``n_coarse`` coordinates, likewise.
-    out_info : ndarray of shape (n_rows, 4), float64
+    out_codes : ndarray of shape (n_rows, 2 * CODE_PAIRS), int16
+        Integer codes of their first ``n_coarse`` coordinates, zero-padded
+        (see ``_quantise``).
+    out_info : ndarray of shape (n_rows, 6), float64
         Squared norm of the stage-1 projection, stage-1 residual norm,
         squared norm of the centred row, stage-2 residual norm (the
-        ``train_info`` rows of ``_pruned_select``).
+        ``train_info`` rows of ``_pruned_select``), then the codes' scale
+        and error term (``_quantise``).
     """
     n_rows, n_features = positions.shape[0], rows.shape[1]
     centred = np.empty((n_rows, n_features), dtype=np.float64)
@@ -155,12 +170,39 @@ def _pca_project(rows, positions, mean, components, n_coarse, out_fine, out_coar
             fine_sq += projected[i, c] * projected[i, c]
         for c in range(projected.shape[1]):
             out_fine[i, c] = projected[i, c]
-        for c in range(n_coarse):
-            out_coarse[i, c] = projected[i, c]
+        out_info[i, 4], out_info[i, 5] = _quantise(projected[i, :n_coarse], coarse_sq, out_codes[i])
         out_info[i, 0] = coarse_sq
         out_info[i, 1] = np.sqrt(max(centred_sq - coarse_sq, 0.0))
         out_info[i, 2] = centred_sq
         out_info[i, 3] = np.sqrt(max(centred_sq - fine_sq, 0.0))
+
+
+@jit()
+def _quantise(projection, norm_sq, out_codes):
+    """Integer codes of a stage-1 projection x into ``out_codes``; returns their scale s and error term.
+
+    ``Q = rint(x / s)`` with ``s = |x| / CODE_NORM`` (the norm from
+    ``norm_sq``, its float64 square), zero-padded; ``|x_c - s Q_c| <=
+    CODE_ROUNDING s`` for every coordinate. For a query q and a row t of m
+    coordinates, ``x_q . x_t`` is then within ``E = s_q s_t (h (L_q + L_t)
+    + m h^2)`` of ``s_q s_t Q_q . Q_t`` (``h = CODE_ROUNDING``, ``L`` the
+    codes' L1 norms): expand ``(s_q Q_q + e_q) . (s_t Q_t + e_t)``. The
+    error term returned is ``s (h L + m h^2 / 2)``, so that
+    ``E = s_t err_q + s_q err_t``. A zero projection gets zero codes, scale
+    and error term.
+    """
+    out_codes[:] = 0
+    norm = np.sqrt(norm_sq)
+    if norm == 0.0:
+        return 0.0, 0.0
+    scale = norm / CODE_NORM
+    codes_l1 = 0.0
+    for c in range(projection.shape[0]):
+        code = np.rint(projection[c] / scale)
+        out_codes[c] = np.int16(code)
+        codes_l1 += abs(code)
+    m = projection.shape[0]
+    return scale, scale * (CODE_ROUNDING * codes_l1 + 0.5 * m * CODE_ROUNDING * CODE_ROUNDING)
 
 
 @jit(parallel=True)
@@ -182,44 +224,97 @@ def _pooled_rows(rows, group_of_feature, group_scale, out):
             out[i, g] *= group_scale[g]
 
 
-@jit()
-def _coarse_bounds(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_info, bounds):
-    """Stage-1 lower bounds of every query of ``queries_coarse`` against every training row.
+def _coarse_bounds(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
+    """Stage-1 lower bounds of the first ``bounds.shape[0]`` queries of ``queries_coarse`` against every training row.
 
-    PCA: the cross terms of the stage-1 projections come from matrix
-    products (BLAS) against runs of ``PCA_TRAIN_BLOCK`` training rows;
-    POOLED: the reduced distances between coarse pooled rows are summed
-    feature by feature along contiguous runs of training rows
-    (``train_coarse`` is stored transposed), which vectorises across rows.
-    ``margin`` is the relative safety margin of the bounds, ``rounding``
-    that of single-precision pooled features (see ``_fill_pooled_bounds``).
+    PCA (``_pca_coarse_bounds``): ``queries_coarse`` holds the queries'
+    int32 code pairs, rows padded to a multiple of ``BLOCK_QUERIES``,
+    ``train_coarse`` the training rows' code panels (``pair_products``),
+    ``train_terms`` the rows' terms of the bound. POOLED
+    (``_pooled_coarse_bounds``): coarse pooled rows, ``train_coarse``
+    transposed, and ``train_terms`` the (4, n_train) ``train_info`` of
+    ``_pruned_select``. ``margin`` is the relative safety margin of the
+    bounds, ``rounding`` that of single-precision pooled features.
+
+    The two take arrays of different types, so compiled code picks one by
+    type (see the overload below): numba types both branches of a runtime
+    ``if``, and neither body types with the other's arrays.
+    """
+    if train_coarse.ndim == 3:
+        _pca_coarse_bounds(margin, queries_coarse, train_coarse, query_info, train_terms, bounds)
+    else:
+        _pooled_coarse_bounds(metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds)
+
+
+@overload(_coarse_bounds, jit_options={"nogil": True})
+def _coarse_bounds_by_type(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
+    if train_coarse.ndim == 3:
+
+        def pca(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
+            _pca_coarse_bounds(margin, queries_coarse, train_coarse, query_info, train_terms, bounds)
+
+        return pca
+
+    def pooled(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
+        _pooled_coarse_bounds(metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds)
+
+    return pooled
+
+
+@jit()
+def _pca_coarse_bounds(margin, queries_coarse, train_coarse, query_info, train_terms, bounds):
+    """PCA stage-1 bounds (see ``_coarse_bounds``).
+
+    The cross terms of the stage-1 projections are exact integer products
+    of their codes, taken against runs of ``PCA_TRAIN_BLOCK`` training rows
+    whose bounds are filled in while the products are in cache; the bounds
+    are then taken in ``train_terms``' precision (see ``_fill_pca_bounds``).
     """
     n_train = bounds.shape[1]
-    size = queries_coarse.shape[0]
-    if kind == PCA:
-        # The bounds are taken in the projections' precision (see
-        # ``_fill_pca_bounds``), with each row's margin precomputed.
-        dtype = train_coarse.dtype
-        query_terms = np.empty((size, 3), dtype=dtype)
+    size = bounds.shape[0]
+    # The query's terms of the bound, in the fill's precision.
+    dtype = train_terms.dtype
+    query_terms = np.empty((size, 5), dtype=dtype)
+    for b in range(size):
+        query_terms[b, 0] = query_info[b, 0]
+        query_terms[b, 1] = query_info[b, 1]
+        query_terms[b, 2] = margin * query_info[b, 2]
+        query_terms[b, 3] = query_info[b, 4]
+        query_terms[b, 4] = query_info[b, 5]
+    cross = np.empty((queries_coarse.shape[0], PCA_TRAIN_BLOCK), dtype=np.int32)
+    for train_start in range(0, n_train, PCA_TRAIN_BLOCK):
+        train_stop = min(train_start + PCA_TRAIN_BLOCK, n_train)
+        n_panels = -(-(train_stop - train_start) // PANEL_ROWS)
+        n_panels += -n_panels % BLOCK_PANELS
+        _pair_products(queries_coarse, train_coarse, train_start // PANEL_ROWS, n_panels, cross)
+        # Each row of terms sliced alone: contiguous, where rows of a 2-D
+        # slice would not be (the fill's loop then did not vectorise).
+        norms_t = train_terms[0, train_start:train_stop]
+        residuals_t = train_terms[1, train_start:train_stop]
+        margins_t = train_terms[2, train_start:train_stop]
+        scales_t = train_terms[3, train_start:train_stop]
+        errors_t = train_terms[4, train_start:train_stop]
         for b in range(size):
-            query_terms[b, 0] = query_info[b, 0]
-            query_terms[b, 1] = query_info[b, 1]
-            query_terms[b, 2] = margin * query_info[b, 2]
-        for train_start in range(0, n_train, PCA_TRAIN_BLOCK):
-            train_stop = min(train_start + PCA_TRAIN_BLOCK, n_train)
-            cross = np.dot(queries_coarse, train_coarse[train_start:train_stop].T)
-            norms_t = train_info[0, train_start:train_stop].astype(dtype)
-            residuals_t = train_info[1, train_start:train_stop].astype(dtype)
-            margins_t = (margin * train_info[2, train_start:train_stop]).astype(dtype)
-            for b in range(size):
-                _fill_pca_bounds(
-                    cross[b], query_terms[b, 0], query_terms[b, 1], query_terms[b, 2], norms_t, residuals_t,
-                    margins_t, bounds[b, train_start:train_stop],
-                )
-        return
+            _fill_pca_bounds(
+                cross[b], query_terms[b, 0], query_terms[b, 1], query_terms[b, 2], query_terms[b, 3],
+                query_terms[b, 4], norms_t, residuals_t, margins_t, scales_t, errors_t,
+                bounds[b, train_start:train_stop],
+            )
+
+
+@jit()
+def _pooled_coarse_bounds(metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_info, bounds):
+    """Pooled stage-1 bounds (see ``_coarse_bounds``).
+
+    The reduced distances between coarse pooled rows are summed feature by
+    feature along contiguous runs of training rows (``train_coarse`` is
+    stored transposed), which vectorises across rows; see
+    ``_fill_pooled_bounds`` for ``rounding``.
+    """
+    n_train = bounds.shape[1]
     for train_start in range(0, n_train, POOLED_TRAIN_BLOCK):
         train_stop = min(train_start + POOLED_TRAIN_BLOCK, n_train)
-        for b in range(size):
+        for b in range(bounds.shape[0]):
             _fill_pooled_bounds(
                 queries_coarse[b], train_coarse, train_start, train_stop, metric, p, margin,
                 rounding, query_info[b, 0], train_info[0], bounds[b],
@@ -227,23 +322,32 @@ def _coarse_bounds(kind, metric, p, margin, rounding, queries_coarse, train_coar
 
 
 @jit(fastmath=True)
-def _fill_pca_bounds(cross, norm_q, residual_q, margin_q, norms_t, residuals_t, margins_t, out):
+def _fill_pca_bounds(
+    cross, norm_q, residual_q, margin_q, scale_q, error_q, norms_t, residuals_t, margins_t, scales_t, errors_t, out
+):
     """``|P(q - t)|^2 + (|r_q| - |r_t|)^2``, less the margins of q and of every row t.
 
-    All inputs in the projections' precision, float32 on the digits (twice
-    the SIMD lanes and half the memory traffic of float64: 2.4 against
-    4.2 us a query for 10,000 rows, measured). The margin then also covers
-    that arithmetic: with ``S = |q'|^2 + |t'|^2`` and float32's unit
-    roundoff ``u``, rounding the norms to float32 moves the projected term
-    by at most ``u S`` and its two operations by ``4 u S`` (every partial
-    result is within ``2 S``, in any order); the residual term
+    ``cross`` holds the integer products of the codes (see ``_quantise``):
+    ``x_q . x_t <= s_q s_t cross + s_t err_q + s_q err_t``, so
+    ``|x_q|^2 + |x_t|^2 - 2 (that)`` bounds the projected term from below.
+    The other inputs are in float32 on the digits (twice the SIMD lanes
+    and half the memory traffic of float64: 2.4 against 4.2 us a query for
+    10,000 rows, measured). The margin then also covers that arithmetic:
+    with ``S = |q'|^2 + |t'|^2`` and float32's unit roundoff ``u``,
+    rounding the norms to float32 moves the projected term by at most
+    ``u S`` and its sum by ``u S``; the scaled product (at most ``S / 2``
+    plus the small error terms, five roundings: the product, both scales,
+    two multiplications) by ``5 u S`` once doubled, its sum with the error
+    terms by ``u S``, the difference by ``2 u S``; the residual term
     ``(r_q - r_t)^2`` by ``10 u S`` (``r^2 <= |x'|^2``); the final sum,
-    difference and store to ``out`` by ``8 u S``; ``PCA_FILL_ROUNDING``
-    is twice the total. In float64 (for projections too large for
-    float32), only the store rounds, and the same allowance covers it.
+    difference and store to ``out`` by ``8 u S``. ``PCA_FILL_ROUNDING`` is
+    twice the total (28 u S). The error terms' own rounding is covered by
+    ``CODE_ROUNDING``. In float64 (for projections too large for float32),
+    the same allowance covers the rest.
     """
     for j in range(out.shape[0]):
-        projected = max(norm_q - norm_q, norm_q + norms_t[j] - (cross[j] + cross[j]))
+        product = (scales_t[j] * np.float32(cross[j])) * scale_q + (scales_t[j] * error_q + scale_q * errors_t[j])
+        projected = max(norm_q - norm_q, norm_q + norms_t[j] - (product + product))
         residual = residual_q - residuals_t[j]
         out[j] = min(projected + residual * residual - (margin_q + margins_t[j]), SINGLE_LIMIT)
 
@@ -508,6 +612,7 @@ def _pruned_select(
     train_fine,
     query_info,
     train_info,
+    train_terms,
     kind,
     metric,
     p,
@@ -531,21 +636,31 @@ def _pruned_select(
         Training index of each row of ``train`` (and of the features below),
         which may be stored in another order: the outputs and the
         tie-breaking use these indices.
-    queries_coarse : ndarray of shape (n_task, n_coarse)
-        Stage-1 projections (PCA) or coarse pooled rows (POOLED) of the
-        task's queries.
+    queries_coarse : ndarray
+        PCA: the int32 code pairs of the task's stage-1 projections, shape
+        (n_task rounded up to a multiple of ``BLOCK_QUERIES``,
+        CODE_PAIRS), zero-padded. POOLED: the coarse pooled rows of the
+        task's queries, shape (n_task, n_coarse).
     train_coarse : ndarray
-        PCA: shape (n_train, n_coarse). POOLED: shape (n_coarse, n_train),
-        transposed. Same dtype as ``queries_coarse``: float64, or float32
-        for pooled Manhattan.
+        PCA: the training rows' code panels, shape (n_panels, CODE_PAIRS,
+        PANEL_ROWS), int32 (see ``pair_products``). POOLED: shape
+        (n_coarse, n_train), transposed, the dtype of ``queries_coarse``:
+        float64, or float32 for pooled Manhattan.
     queries_fine, train_fine : ndarray of shape (n_task | n_train, n_fine)
         Stage-2 projections (PCA) or fine pooled rows (POOLED), float32 or
         float64 as the index chose.
-    query_info : ndarray of shape (n_task, 4), float64
+    query_info : ndarray of shape (n_task, 4), or (n_task, 6) for PCA, float64
     train_info : ndarray of shape (4, n_train), float64
         PCA: squared norm of the stage-1 projection, stage-1 residual norm,
-        squared norm of the centred row, stage-2 residual norm. POOLED: the
-        sums of absolute coarse and fine features.
+        squared norm of the centred row, stage-2 residual norm (then, for
+        the queries, the codes' scale and error term). POOLED: the sums of
+        absolute coarse and fine features.
+    train_terms : ndarray
+        PCA: shape (5, n_train), the rows' terms of the stage-1 bounds in
+        the fill's precision: squared norm of the stage-1 projection,
+        stage-1 residual norm, margin (``margins[0]`` times the squared
+        norm of the centred row), the codes' scale and error term.
+        POOLED: ``train_info``.
     kind : int
         ``PCA`` or ``POOLED``.
     metric : int
@@ -571,31 +686,34 @@ def _pruned_select(
     if kind == PCA:
         _pruned_select_body(
             positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, PCA, EUCLIDEAN, 2.0, margins, n_seeds, out_rdist, out_index, out_counts,
+            query_info, train_info, train_terms, PCA, EUCLIDEAN, 2.0, margins, n_seeds, out_rdist, out_index,
+            out_counts,
         )
     elif metric == MANHATTAN:
         _pruned_select_body(
             positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, POOLED, MANHATTAN, 1.0, margins, n_seeds, out_rdist, out_index, out_counts,
+            query_info, train_info, train_terms, POOLED, MANHATTAN, 1.0, margins, n_seeds, out_rdist, out_index,
+            out_counts,
         )
     else:
         _pruned_select_body(
             positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, POOLED, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
+            query_info, train_info, train_terms, POOLED, metric, p, margins, n_seeds, out_rdist, out_index,
+            out_counts,
         )
 
 
 @jit(inline=True)
 def _pruned_select_body(
     positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
-    train_info, kind, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
+    train_info, train_terms, kind, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
 ):
     """The search of ``_pruned_select``, inlined there once per case."""
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
     bounds = np.empty((positions.shape[0], n_train), dtype=np.float32)
     _coarse_bounds(
-        kind, metric, p, margins[0], margins[2], queries_coarse, train_coarse, query_info, train_info, bounds
+        kind, metric, p, margins[0], margins[2], queries_coarse, train_coarse, query_info, train_terms, bounds
     )
     minima = np.empty(-(-n_train // SEED_GROUP_ROWS), dtype=np.float32)
     seed_bounds = np.empty(n_train, dtype=np.float32)
