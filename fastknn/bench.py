@@ -63,10 +63,12 @@ def interleaved_runs(functions, settle_seconds=SETTLE_SECONDS):
     Parameters
     ----------
     functions : dict
-        Name -> ``(function, repeats)``. Round r runs, in order, every
-        function that has had fewer than ``repeats`` runs, so that the
-        functions compared share the machine's conditions (a shared,
-        noisy machine drifts between consecutive blocks of runs).
+        Name -> ``(function, repeats)``. Round r runs every function that
+        has had fewer than ``repeats`` runs, so that the functions compared
+        share the machine's conditions (a shared, noisy machine drifts
+        between consecutive blocks of runs). The order turns by one place
+        each round (a b c, then b c a, ...), so that no function always
+        runs first or right after the same one.
     settle_seconds : float, default=SETTLE_SECONDS
         Pause before each timed call, so that every call starts with the
         threads of the previous one idle.
@@ -80,8 +82,11 @@ def interleaved_runs(functions, settle_seconds=SETTLE_SECONDS):
     """
     times = {name: [] for name in functions}
     results = {}
+    names = list(functions)
     for round_ in range(max(repeats for _, repeats in functions.values())):
-        for name, (function, repeats) in functions.items():
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            function, repeats = functions[name]
             if round_ < repeats:
                 time.sleep(settle_seconds)
                 start = time.perf_counter()

@@ -5,7 +5,7 @@ import pytest
 from fastknn.bench import interleaved_medians, interleaved_runs, paired_ratio
 
 
-def test_interleaved_runs_alternate_the_functions_round_by_round():
+def test_interleaved_runs_alternate_the_functions_round_by_round_in_turning_order():
     calls = []
 
     def recorder(name):
@@ -18,7 +18,8 @@ def test_interleaved_runs_alternate_the_functions_round_by_round():
     times, results = interleaved_runs(
         {"a": (recorder("a"), 3), "b": (recorder("b"), 1), "c": (recorder("c"), 2)}, settle_seconds=0
     )
-    assert calls == ["a", "b", "c", "a", "c", "a"]
+    # Rounds in the orders a b c, b c a, c a b, less the functions done.
+    assert calls == ["a", "b", "c", "c", "a", "a"]
     assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 1, "c": 2}
     assert all(seconds >= 0 for values in times.values() for seconds in values)
     assert results == {"a": "a", "b": "b", "c": "c"}
