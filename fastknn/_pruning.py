@@ -51,11 +51,16 @@ SEEDS_PER_NEIGHBOUR = 2
 # packing of the training side over more queries: on the 50,000-row
 # shift-expanded digits, stage 1 alone took 205, 130 and 110 us a query on
 # one thread in tasks of 20, 64 and 128 queries (20 was the old limit's).
-# With the locality order, PCA tasks of up to 512 queries (334 on the
-# digits, the bounds' limit) took 0.94 to 0.98 of the time of 128 at
-# k = 1, 5 and 25 (two A/B runs, two threads; one thread 0.96 at k=25);
-# pooled Manhattan took 1.05 of the time at k=25 and keeps 128.
-PCA_QUERY_BLOCK = 512
+# With stage 1 on integer codes (``pair_products``), which need no
+# packing, smaller PCA tasks pay instead: the stage-1 bounds of a task of
+# 334 queries take 13 MB, one task a thread, beside 31 MB of training rows
+# in a 32 MB L3 (presumably they pushed out the rows that the exact
+# distances read; 64 queries take 2.6 MB). On the
+# digits, tasks of 64 queries took 0.69 to 0.82 of the time of 334 at
+# k=25 and 0.53 to 0.88 at k=1 (two threads; one thread 0.98 and 0.86);
+# 32, 48 and 96 were within 5% of 64. Pooled Manhattan: 32 or 64 were
+# within 4% of 128, which it keeps.
+PCA_QUERY_BLOCK = 64
 POOLED_QUERY_BLOCK = 128
 PRUNED_BOUNDS_BYTES = 16 * 2**20
 
