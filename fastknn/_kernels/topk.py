@@ -19,7 +19,7 @@ handled by one thread from start to end.
 import numpy as np
 
 from .._config import jit
-from .distances import EUCLIDEAN, _exact_rdist
+from .distances import EUCLIDEAN, _copy_float64, _exact_rdist
 
 # Training rows scanned per step when selecting candidates: a vectorised count
 # tells whether any row of a block can matter; a block that can is checked
@@ -241,8 +241,9 @@ def _rerank(query, train, candidate_rows, candidate_lower, n_candidates, thresho
             best_values, best_indices, out_rdist, out_index):
     """Exact distances of the candidates within ``threshold``; the k best, sorted, into the outputs.
 
-    The candidates come in ascending row order, so a later row never wins a
-    tie and equal distances keep the lower training index.
+    ``query`` is float64 (see ``distances._copy_float64``). The candidates
+    come in ascending row order, so a later row never wins a tie and equal
+    distances keep the lower training index.
     """
     n_neighbors = out_rdist.shape[0]
     size = 0
@@ -306,14 +307,16 @@ def _select_nearest(first, last, approx, queries, train, lower_offsets, lower_sc
     best_values, best_indices = _new_heap(n_neighbors)
     candidate_rows = np.empty(n_train, dtype=np.int64)
     candidate_lower = np.empty(n_train, dtype=np.float64)
+    query = np.empty(queries.shape[1], dtype=np.float64)
     for i in range(first, last):
         bound_values.fill(NO_BOUND)
         n_candidates = _scan_row(
             approx[i], 0, lower_offsets, lower_scale, upper_offsets, upper_scale, query_terms[i],
             bound_values, bound_indices, candidate_rows, candidate_lower, 0,
         )
+        _copy_float64(queries[i], query)
         _rerank(
-            queries[i], train, candidate_rows, candidate_lower, n_candidates,
+            query, train, candidate_rows, candidate_lower, n_candidates,
             bound_values[0] + query_terms[i], metric, p, best_values, best_indices,
             out_rdist[i], out_index[i],
         )
@@ -401,9 +404,11 @@ def _select_nearest_gemm(
                 candidate_rows[i], candidate_lower[i], n_candidates[i],
             )
     best_values, best_indices = _new_heap(n_neighbors)
+    query = np.empty(queries.shape[1], dtype=np.float64)
     for i in range(size):
+        _copy_float64(queries[first + i], query)
         _rerank(
-            queries[first + i], train, candidate_rows[i], candidate_lower[i], n_candidates[i],
+            query, train, candidate_rows[i], candidate_lower[i], n_candidates[i],
             bound_values[i, 0] + query_terms[first + i], EUCLIDEAN, 2.0,
             best_values, best_indices, out_rdist[first + i], out_index[first + i],
         )
