@@ -14,7 +14,16 @@ import numba
 import numpy as np
 
 from ._kernels.pair_products import BLOCK_PANELS, BLOCK_QUERIES, CODE_PAIRS, PANEL_ROWS
-from ._kernels.pruning import BOUND_MARGIN, PCA, PCA_FILL_ROUNDING, POOLED, _pca_project, _pooled_rows, _pruned_select
+from ._kernels.pruning import (
+    BOUND_MARGIN,
+    PCA,
+    PCA_FILL_ROUNDING,
+    PCA_FINE_ROUNDING,
+    POOLED,
+    _pca_project,
+    _pooled_rows,
+    _pruned_select,
+)
 from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_blocks, search, thread_limit
 
 # PCA dimensions of the two Euclidean stages. Stage 1's product over every
@@ -176,20 +185,12 @@ def single_precision_rounding(dtype, n_terms):
     float32 (one rounding of each feature, of their difference or product,
     of the term), errs by at most ``(n + 3) u`` times the sum of the terms'
     magnitudes (Higham, section 3.1, in any order of summation; ``u`` is
-    float32's unit roundoff); this returns 1.5 times that factor. The
-    magnitudes are:
-
-    - PCA, the projections rounded to float32 (``n = 0``): relative to
-      ``S = |q'|^2 + |t'|^2``, ``|Pq' - Pt'|`` moves by at most
-      ``u (|q'| + |t'|)``, its square by at most ``4 u (1 + u) S``, under
-      ``4.5 u S``. (Stage 1's cross terms are exact integer products, see
-      ``_kernels.pruning._quantise``.)
-    - PCA stage 2, the squared distance of the projections summed in
-      float32: every term is non-negative, so the allowance is relative to
-      the computed distance itself.
-    - Pooled Manhattan, both stages: relative to ``M_q + M_t``, the sums of
-      the two rows' absolute pooled features (see
-      ``_kernels.pruning._fill_pooled_bounds``).
+    float32's unit roundoff); this returns 1.5 times that factor. For
+    pooled Manhattan, at both stages, the allowance is relative to
+    ``M_q + M_t``, the sums of the two rows' absolute pooled features (see
+    ``_kernels.pruning._fill_pooled_bounds``). (The PCA bounds take their
+    cross terms from exact integer products instead, see
+    ``_kernels.pruning._quantise``.)
     """
     if dtype == np.float64:
         return 0.0
@@ -246,8 +247,8 @@ def _pool(rows, groups):
 
 
 def _pca_features(index, rows):
-    """Stage-2 projections (float64), stage-1 codes (int16, rows zero-padded to a multiple of
-    ``PANEL_ROWS * BLOCK_PANELS``) and the (n, 6) info array of ``rows`` (see ``_pca_project``).
+    """Stage-2 codes (int16), stage-1 codes (int16, rows zero-padded to a multiple of
+    ``PANEL_ROWS * BLOCK_PANELS``) and the (n, 9) info array of ``rows`` (see ``_pca_project``).
 
     Projected PCA_PROJECT_ROWS rows per call, the calls in numba's threads
     with single-threaded BLAS each: each call's float64 copy of the
@@ -256,9 +257,9 @@ def _pca_features(index, rows):
     ``build_index``).
     """
     n_rows = rows.shape[0]
-    fine = np.empty((n_rows, index.components.shape[1]), dtype=np.float64)
+    fine = np.empty((n_rows, index.components.shape[1]), dtype=np.int16)
     codes = np.zeros((_round_up(n_rows, PANEL_ROWS * BLOCK_PANELS), 2 * CODE_PAIRS), dtype=np.int16)
-    info = np.empty((n_rows, 6), dtype=np.float64)
+    info = np.empty((n_rows, 9), dtype=np.float64)
 
     def project(start, stop):
         _pca_project(
@@ -363,19 +364,18 @@ def _bound_features(train, metric, p):
         n_coarse = min(COARSE_COMPONENTS, components.shape[1])
         index = PrunedIndex(kind=PCA, metric=metric, p=p, mean=mean, components=components, n_coarse=n_coarse)
         fine, codes, info = _pca_features(index, train)
-        index.train_info = np.ascontiguousarray(info[:, :4].T)
+        index.train_info = np.ascontiguousarray(info[:, [0, 1, 2, 3, 6, 7, 8]].T)
         index.train_coarse = _pca_code_panels(codes)
-        # Bounds taken in single precision (stage 2 on float32 projections,
-        # half the memory traffic) unless their products could overflow it;
-        # the margins then also cover their rounding.
+        index.train_fine = fine
+        # Stage-1 bounds taken in single precision unless the squared norms
+        # could overflow it; the margins then also cover their rounding.
         dtype = np.float64 if _pca_may_overflow_float32(info[:, 2]) else np.float32
-        index.train_fine = np.ascontiguousarray(fine, dtype=dtype)
         n_fine = components.shape[1]
         index.margins = np.array([
             pca_bound_margin(train.shape[1], n_coarse) + PCA_FILL_ROUNDING,
-            pca_bound_margin(train.shape[1], n_fine) + single_precision_rounding(dtype, 0),
+            pca_bound_margin(train.shape[1], n_fine) + PCA_FINE_ROUNDING,
             0.0,
-            single_precision_rounding(dtype, n_fine),
+            0.0,
         ])
         index.train_terms = np.array(
             [info[:, 0], info[:, 1], index.margins[0] * info[:, 2], info[:, 4], info[:, 5]], dtype=dtype
@@ -436,7 +436,7 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     counts = np.empty((n_queries, 2), dtype=np.int64)
     n_seeds = min(n_train, SEEDS_PER_NEIGHBOUR * n_neighbors)
     if index.kind == PCA:
-        if index.train_fine.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
+        if index.train_terms.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
             # These queries' projections could overflow the index's float32.
             return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
     else:
@@ -462,9 +462,9 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
             # call before the tasks would leave BLAS threads spinning on the
             # cores the tasks need.
             size = last - first
-            block_fine = np.empty((size, index.train_fine.shape[1]), dtype=index.train_fine.dtype)
+            block_fine = np.empty((size, index.train_fine.shape[1]), dtype=np.int16)
             codes = np.zeros((_round_up(size, BLOCK_QUERIES), 2 * CODE_PAIRS), dtype=np.int16)
-            block_info = np.empty((size, 6), dtype=np.float64)
+            block_info = np.empty((size, 9), dtype=np.float64)
             _pca_project(queries, positions, index.mean, index.components, index.n_coarse, block_fine, codes, block_info)
             block_coarse = codes.view(np.int32)
         else:

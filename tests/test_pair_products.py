@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from fastknn._kernels.pair_products import BLOCK_PANELS, BLOCK_QUERIES, CODE_PAIRS, PANEL_ROWS, _pair_products
+from fastknn._kernels.pair_products import (
+    BLOCK_PANELS,
+    BLOCK_QUERIES,
+    CODE_PAIRS,
+    PANEL_ROWS,
+    _code_dot,
+    _pair_products,
+)
 from fastknn._pruning import _pca_code_panels
 
 
@@ -53,3 +60,12 @@ def test_shapes_outside_the_layout_are_refused(n_queries, first_panel, n_panels,
     out = np.zeros((n_queries, n_columns), dtype=np.int32)
     with pytest.raises(ValueError, match="layout"):
         _pair_products(queries, panels, first_panel, n_panels, out)
+
+
+def test_code_dot_is_exact_at_the_extremes():
+    rng = np.random.default_rng(1)
+    codes = random_codes(rng, 40)
+    expected = codes.astype(np.int64) @ codes.astype(np.int64).T
+    got = np.array([[_code_dot(a, b) for b in codes] for a in codes])
+    np.testing.assert_array_equal(got, expected)
+    assert np.abs(expected).max() > 2**29

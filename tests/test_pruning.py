@@ -245,8 +245,8 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
         else:
             bounds = np.array([
                 _stage2_bound(
-                    PCA, 0, t, fine.astype(index.train_fine.dtype), index.train_fine, info, index.train_info,
-                    0, 0.0, index.margins[1], index.margins[3],
+                    PCA, 0, t, fine, index.train_fine, info, index.train_info, 0, 0.0, index.margins[1],
+                    index.margins[3],
                 )
                 for t in range(len(train))
             ])
@@ -305,7 +305,8 @@ def test_queries_too_large_for_the_float32_index_fall_back_to_brute_force(metric
     rng = np.random.default_rng(0)
     train = rng.random((300, 16))
     index = build_index(train, metric, None)
-    assert index.train_fine.dtype == np.float32
+    # Euclidean: the stage-1 bounds' terms; Manhattan: the pooled rows.
+    assert (index.train_terms if metric == "euclidean" else index.train_fine).dtype == np.float32
     queries = rng.random((7, 16)) * size
     rdist, indices, counts = pruned_search(queries, train, index, 3, return_counts=True)
     brute_rdist, brute_indices = search(queries, train, 3, metric, None)
