@@ -114,8 +114,8 @@ class PrunedIndex:
     fine_groups: tuple = None
     # Per training row
     train_coarse: np.ndarray = None  # PCA: code panels (see _pca_code_panels); POOLED: (n_coarse, n_train)
-    train_fine: np.ndarray = None
-    train_info: np.ndarray = None  # (4, n_train), see _pca_features
+    train_fine: np.ndarray = None  # PCA: int16 stage-2 codes; POOLED: fine pooled rows
+    train_info: np.ndarray = None  # (4, n_train), PCA (7, n_train): see _kernels.pruning._pruned_select
     train_terms: np.ndarray = None  # PCA: (5, n_train), the stage-1 terms; POOLED: train_info
     # Largest absolute value in the training rows, for the overflow checks.
     train_scale: float = 0.0
@@ -273,6 +273,7 @@ def _pca_features(index, rows):
 
 
 def _round_up(value, multiple):
+    """The smallest multiple of ``multiple`` that is at least ``value``."""
     return -(-value // multiple) * multiple
 
 
