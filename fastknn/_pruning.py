@@ -466,7 +466,9 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
             block_fine = np.empty((size, index.train_fine.shape[1]), dtype=np.int16)
             codes = np.zeros((_round_up(size, BLOCK_QUERIES), 2 * CODE_PAIRS), dtype=np.int16)
             block_info = np.empty((size, 9), dtype=np.float64)
-            _pca_project(queries, positions, index.mean, index.components, index.n_coarse, block_fine, codes, block_info)
+            _pca_project(
+                queries, positions, index.mean, index.components, index.n_coarse, block_fine, codes, block_info
+            )
             block_coarse = codes.view(np.int32)
         else:
             block_coarse = queries_coarse[positions]

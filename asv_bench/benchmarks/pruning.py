@@ -160,6 +160,7 @@ class AutoOverBruteOnGaussian:
             case.setup(algorithm, metric)
 
     def track_auto_over_brute(self, metric):
+        # Each case's timed body, fit + predict (it ignores its parameters).
         functions = {
             algorithm: (lambda case=case: case.time_fit_predict(None, None), 14)
             for algorithm, case in self.cases.items()

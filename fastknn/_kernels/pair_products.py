@@ -89,7 +89,9 @@ def _pair_products_block(typingctx, query_codes, first_query, train_panels, firs
         first_query_index = index(1, first_query_value)
         first_panel_index = index(3, first_panel_value)
         first_column_index = index(5, first_column_value)
-        query_rows = [address(query_value, 0, [builder.add(first_query_index, constant(i))]) for i in range(BLOCK_QUERIES)]
+        query_rows = [
+            address(query_value, 0, [builder.add(first_query_index, constant(i))]) for i in range(BLOCK_QUERIES)
+        ]
         panels = [address(panels_value, 2, [builder.add(first_panel_index, constant(a))]) for a in range(BLOCK_PANELS)]
         even = ir.Constant(vector, [2 * lane for lane in range(PANEL_ROWS)])
         odd = ir.Constant(vector, [2 * lane + 1 for lane in range(PANEL_ROWS)])
@@ -102,12 +104,15 @@ def _pair_products_block(typingctx, query_codes, first_query, train_panels, firs
                 rows.append(builder.sext(builder.bitcast(builder.load(pointer, align=4), halves), widened))
             for i in range(BLOCK_QUERIES):
                 pointer = builder.inttoptr(builder.add(query_rows[i], constant(pair * 4)), int32.as_pointer())
-                single = builder.insert_element(ir.Constant(vector, None), builder.load(pointer, align=4), ir.Constant(int32, 0))
-                query = builder.sext(builder.bitcast(builder.shuffle_vector(single, single, broadcast), halves), widened)
+                code_pair = builder.load(pointer, align=4)
+                single = builder.insert_element(ir.Constant(vector, None), code_pair, ir.Constant(int32, 0))
+                splat = builder.shuffle_vector(single, single, broadcast)
+                query = builder.sext(builder.bitcast(splat, halves), widened)
                 for a in range(BLOCK_PANELS):
                     products = builder.mul(rows[a], query)
                     pairs = builder.add(
-                        builder.shuffle_vector(products, products, even), builder.shuffle_vector(products, products, odd)
+                        builder.shuffle_vector(products, products, even),
+                        builder.shuffle_vector(products, products, odd),
                     )
                     sums[i][a] = builder.add(sums[i][a], pairs)
         for i in range(BLOCK_QUERIES):

@@ -248,11 +248,15 @@ def _coarse_bounds(kind, metric, p, margin, rounding, queries_coarse, train_coar
     if train_coarse.ndim == 3:
         _pca_coarse_bounds(margin, queries_coarse, train_coarse, query_info, train_terms, bounds)
     else:
-        _pooled_coarse_bounds(metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds)
+        _pooled_coarse_bounds(
+            metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds
+        )
 
 
 @overload(_coarse_bounds, jit_options={"nogil": True})
-def _coarse_bounds_by_type(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
+def _coarse_bounds_by_type(
+    kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds
+):
     if train_coarse.ndim == 3:
 
         def pca(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
@@ -261,7 +265,9 @@ def _coarse_bounds_by_type(kind, metric, p, margin, rounding, queries_coarse, tr
         return pca
 
     def pooled(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
-        _pooled_coarse_bounds(metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds)
+        _pooled_coarse_bounds(
+            metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds
+        )
 
     return pooled
 
@@ -542,12 +548,13 @@ def _stage2_bound(kind, b, j, queries_fine, train_fine, query_info, train_info, 
     for the digits), and their product fewer instructions than a float32
     squared distance (A/B against that: 0.92 of the search time at k=1,
     0.96 at k=5, 0.99 at k=25, two threads). The ``margin``, relative to
-    ``|q'|^2 + |t'|^2``, covers the float64 arithmetic too. Manhattan sums in the features' own precision
-    (vectorised; in float32, twice the lanes of float64): ``rounding`` is
-    the allowance of that sum, relative, as in ``_fill_pooled_bounds``, to
-    the sums of absolute fine features in ``query_info[:, 1]`` and
-    ``train_info[1]``. Other metrics sum in float64, and ``rounding``
-    covers the features' rounding alone.
+    ``|q'|^2 + |t'|^2``, covers the float64 arithmetic too.
+
+    Manhattan sums in the features' own precision (vectorised; in float32,
+    twice the lanes of float64): ``rounding`` is the allowance of that sum,
+    relative, as in ``_fill_pooled_bounds``, to the sums of absolute fine
+    features in ``query_info[:, 1]`` and ``train_info[1]``. Other metrics
+    sum in float64, and ``rounding`` covers the features' rounding alone.
     """
     if kind == PCA:
         scale_q, scale_t = query_info[b, 7], train_info[5, j]
