@@ -5,7 +5,10 @@
 :class:`~fastknn.KNNClassifier`, for a fraction of the cost: on each split it
 searches the neighbours once per metric, for the largest ``n_neighbors`` of the
 grid, and scores every smaller ``n_neighbors`` and every weighting from the
-first columns of that one neighbour list.
+first columns of that one neighbour list. :func:`fit_with_validation` fits
+a whole model (a :class:`~sklearn.pipeline.Pipeline` of transformers, an
+:class:`~fastknn.augment.AugmentedKNN`) around such a search, scoring it on a
+fixed validation set that goes through the model's transformers as queries do.
 """
 
 import numbers
@@ -17,6 +20,7 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
@@ -372,6 +376,102 @@ default=("uniform", "distance")
         """
         check_is_fitted(self)
         return self.scorer_(self.best_estimator_, X, y)
+
+
+def fit_with_validation(model, X, y, X_val, y_val):
+    """Fit a model around a :class:`KNNClassifierCV`, scored on a fixed validation set.
+
+    ``X_val`` goes through ``model`` as query data would: through each
+    transformer of a :class:`~sklearn.pipeline.Pipeline` (fitted on the
+    training data only), past the augmenters of an
+    :class:`~fastknn.augment.AugmentedKNN` (which expand the training data
+    only), to the search, which scores every candidate on it and refits the
+    best on the (transformed, expanded) training data. ``model`` is then
+    fitted and predicts with that best candidate.
+
+    Parameters
+    ----------
+    model : KNNClassifierCV, Pipeline or AugmentedKNN
+        The search itself, or a ``Pipeline`` whose last step, or an
+        ``AugmentedKNN`` whose ``estimator``, is one of these three (nested
+        as deep as needed). Fitted in place (``AugmentedKNN`` fits a clone of
+        its estimator, as its ``fit`` does).
+    X : array-like of shape (n_samples, n_features)
+        Training data.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    X_val : array-like of shape (n_val_samples, n_features)
+        Validation data, in the same form as ``X``.
+    y_val : array-like of shape (n_val_samples,)
+        Class labels of ``X_val``.
+
+    Returns
+    -------
+    search : KNNClassifierCV
+        The fitted search inside ``model``: ``best_params_``,
+        ``cv_results_`` (one split, the validation set) and
+        ``best_estimator_``, the :class:`~fastknn.KNNClassifier` that
+        ``model`` predicts with.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not one of the kinds above, or does not end in a
+        :class:`KNNClassifierCV`.
+
+    See Also
+    --------
+    KNNClassifierCV.fit : The search alone, with ``X_val`` and ``y_val``.
+    sklearn.pipeline.Pipeline : Its ``transform_input`` does the same with
+        metadata routing enabled.
+
+    Notes
+    -----
+    Transformers are fitted with ``fit_transform`` on the training data, then
+    transform ``X_val`` with what they learnt, exactly as ``Pipeline.fit``
+    and ``Pipeline.predict`` use them; so the scores are those the fitted
+    ``model`` would get on ``X_val``, for each candidate.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from fastknn.augment import AugmentedKNN, Deskew, ShiftAugmenter
+    >>> from fastknn.datasets import load_mnist_split
+    >>> from fastknn.model_selection import KNNClassifierCV, fit_with_validation
+    >>> X, y, X_val, y_val, X_test, y_test = load_mnist_split("1000")
+    >>> model = make_pipeline(Deskew(), AugmentedKNN(KNNClassifierCV(n_neighbors=(1, 3, 5)), ShiftAugmenter()))
+    >>> search = fit_with_validation(model, X, y, X_val, y_val)
+    >>> search.best_params_, search.best_estimator_.n_samples_fit_
+    ({'metric': 'euclidean', 'n_neighbors': 1, 'weights': 'uniform'}, 5000)
+    >>> round(search.best_score_, 3), round(model.score(X_test, y_test), 3)
+    (0.94, 0.955)
+    """
+    from .augment import AugmentedKNN
+
+    if isinstance(model, KNNClassifierCV):
+        return model.fit(X, y, X_val=X_val, y_val=y_val)
+    if isinstance(model, AugmentedKNN):
+        model.fit(X, y, X_val=X_val, y_val=y_val)
+        return _inner_search(model.estimator_)
+    if isinstance(model, Pipeline):
+        for _, transformer in model.steps[:-1]:
+            if transformer is not None and not (isinstance(transformer, str) and transformer == "passthrough"):
+                X = transformer.fit_transform(X, y)
+                X_val = transformer.transform(X_val)
+        return fit_with_validation(model.steps[-1][1], X, y, X_val, y_val)
+    raise TypeError(
+        "fit_with_validation needs a KNNClassifierCV, or a Pipeline or AugmentedKNN ending in one; "
+        f"got {type(model).__name__}."
+    )
+
+
+def _inner_search(model):
+    """The fitted :class:`KNNClassifierCV` at the end of ``model`` (see :func:`fit_with_validation`)."""
+    from .augment import AugmentedKNN
+
+    while not isinstance(model, KNNClassifierCV):
+        model = model.estimator_ if isinstance(model, AugmentedKNN) else model.steps[-1][1]
+    return model
 
 
 def _cut(X, y, train, test):
