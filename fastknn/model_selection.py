@@ -221,6 +221,8 @@ default=("uniform", "distance")
         splits = self._splits(X, y, groups, X_val, y_val)
         self.n_splits_ = len(splits)
         self.scorer_ = check_scoring(KNNClassifier(), self.scoring)
+        plain_accuracy = self.scoring is None or (isinstance(self.scoring, str) and self.scoring == "accuracy")
+        plain_accuracy = plain_accuracy and np.asarray(y).dtype.kind in "biu"
 
         candidates = list(ParameterGrid(grid))
         n_candidates = len(candidates)
@@ -260,8 +262,13 @@ default=("uniform", "distance")
                         candidates[index]["weights"],
                         classes.size,
                     )
-                    replay = _ReplayedPredictions()._set(classes, votes)
-                    score = _as_number(self.scorer_(replay, X_test, y_test), self.scorer_)
+                    if plain_accuracy and y_test.dtype.kind in "biu":
+                        # accuracy_score's own arithmetic (the mean of the matches), without its
+                        # input checks, which cost more than the votes (150 candidates: 0.5 s).
+                        score = float(np.count_nonzero(classes[np.argmax(votes, axis=1)] == y_test) / y_test.size)
+                    else:
+                        replay = _ReplayedPredictions()._set(classes, votes)
+                        score = _as_number(self.scorer_(replay, X_test, y_test), self.scorer_)
                     test_scores[index, split] = score
                     score_times[index, split] = shared_time + perf_counter() - start
 
