@@ -509,8 +509,30 @@ def format_cv_report(cv):
     return lines
 
 
+def _check_options(args):
+    """Refuse option values that make no sense, before minutes of measuring."""
+    from .cli import CommandLineError
+
+    if args.repeats < 1:
+        raise CommandLineError(f"--repeats {args.repeats}: needs at least 1 run")
+    if args.memory_queries < 0:
+        raise CommandLineError(f"--memory-queries {args.memory_queries}: must be 0 (skip) or positive")
+    if args.cv_sklearn and not args.cv:
+        raise CommandLineError("--cv-sklearn needs --cv")
+    if args.json is not None:
+        path = os.path.abspath(args.json)
+        folder = os.path.dirname(path)
+        if os.path.isdir(path):
+            raise CommandLineError(f"--json {args.json} is a folder; give a file name")
+        if not os.path.isdir(folder):
+            raise CommandLineError(f"--json {args.json}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise CommandLineError(f"--json {args.json}: the folder {folder} is not writable")
+
+
 def main(args):
-    """Entry point of ``fastknn bench``."""
+    """Entry point of ``fastknn bench``: results to stdout, or also to ``--json``."""
+    _check_options(args)
     results = run_bench(repeats=args.repeats, memory_queries=args.memory_queries, quick=args.quick)
     report = format_report(results)
     if args.cv:
@@ -525,8 +547,15 @@ def main(args):
     return 0
 
 
+EXAMPLE = """example:
+  fastknn bench --quick                  # a smoke test, about a minute
+  fastknn bench --json bench.json        # every figure, also as JSON
+"""
+
+
 def add_arguments(parser):
     """Register the options of ``fastknn bench`` on an argparse parser."""
+    parser.epilog = EXAMPLE
     parser.add_argument("--repeats", type=int, default=7, help="runs per fastknn measurement (median)")
     parser.add_argument("--memory-queries", type=int, default=100_000, help="queries for the peak-memory check (0 skips)")
     parser.add_argument("--quick", action="store_true", help="small shapes and single runs, for smoke tests")

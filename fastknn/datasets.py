@@ -297,6 +297,21 @@ def _reconstruct_empty_ndarray(subtype, shape, dtype):
     return _numpy_reconstruct(subtype, shape, dtype)
 
 
+def _empty_bytes(*args):
+    """Stand in for ``bytes``, allowing only ``bytes()``: the buffer of an empty array.
+
+    Protocol 2 pickles the empty buffer of an array with no element (an empty
+    part of a split) as ``bytes()``; with an argument, ``bytes`` could be made
+    to allocate memory of a size the file chooses.
+    """
+    if args:
+        raise UnsafePickleError(
+            "refused bytes() with arguments: only the empty buffer of an empty "
+            "array occurs in numpy array pickles"
+        )
+    return b""
+
+
 def _allowed_pickle_globals():
     """Map each ``(module, name)`` allowed in a safe load to its object.
 
@@ -309,6 +324,8 @@ def _allowed_pickle_globals():
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _encode_latin1,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
     }
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = _reconstruct_empty_ndarray
