@@ -600,7 +600,9 @@ def main(args):
     if args.cv:
         from ._cv_benchmark import benchmark_cv
 
-        results["cv"] = benchmark_cv(repeats=args.repeats if not args.quick else 1, sklearn_repeats=1 if args.cv_sklearn else 0)
+        results["cv"] = benchmark_cv(
+            repeats=args.repeats if not args.quick else 1, sklearn_repeats=1 if args.cv_sklearn else 0
+        )
         report += "\n" + "\n".join(format_cv_report(results["cv"]))
     print(report)
     if args.json:
@@ -620,7 +622,9 @@ def add_arguments(parser):
     """Register the options of ``fastknn bench`` on an argparse parser."""
     parser.epilog = EXAMPLE
     parser.add_argument("--repeats", type=int, default=7, help="runs per fastknn measurement (median)")
-    parser.add_argument("--memory-queries", type=int, default=100_000, help="queries for the peak-memory check (0 skips)")
+    parser.add_argument(
+        "--memory-queries", type=int, default=100_000, help="queries for the peak-memory check (0 skips)"
+    )
     parser.add_argument("--quick", action="store_true", help="small shapes and single runs, for smoke tests")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--cv", action="store_true", help="also time KNNClassifierCV against GridSearchCV (minutes)")

@@ -13,10 +13,11 @@ import os
 import pathlib
 import shlex
 import sys
+from time import perf_counter
 
 from ..cli import CommandLineError
 from .data import check_for_augmentation, load_data
-from .study import Progress, run_experiment
+from .study import Progress, run_experiment, threads_in_use
 
 EXAMPLE = """example:
   fastknn experiment --small --out study      # 1,000 / 200 / 200 digits, about 20 s
@@ -92,8 +93,7 @@ def _threads(n_jobs):
     import numba
     from threadpoolctl import threadpool_limits
 
-    available = numba.config.NUMBA_NUM_THREADS
-    n_threads = max(1, available + 1 + n_jobs) if n_jobs < 0 else min(n_jobs, available)
+    n_threads = threads_in_use(n_jobs)
     previous = numba.get_num_threads()
     numba.set_num_threads(n_threads)
     try:
@@ -109,6 +109,7 @@ def run(
     out=None,
     *,
     data=None,
+    load_seconds=0.0,
     augment=True,
     n_jobs=None,
     overwrite=False,
@@ -129,6 +130,8 @@ def run(
         Output folder (see :func:`prepare_out_dir`).
     data : ExperimentData, optional
         The split, already loaded from ``data_path`` / ``small``.
+    load_seconds : float, default=0.0
+        The time that loading ``data`` took, for the timings.
     augment : bool, default=True
         Try every candidate model, not only raw pixels.
     n_jobs : int or None
@@ -152,12 +155,16 @@ def run(
     from . import figures, report
 
     stream = sys.stdout if stream is None else stream
+    preloaded = data is not None
     out_dir = prepare_out_dir(out, overwrite=overwrite)
     progress = Progress(progress_stream)
     with _threads(n_jobs):
         timings = {}
-        with progress.step("loading data", timings, "load"):
-            data = load_data(data_path, small) if data is None else data
+        if data is None:
+            with progress.step("loading data", timings, "load"):
+                data = load_data(data_path, small)
+        else:
+            timings["load"] = load_seconds
         results = run_experiment(data, augment=augment, n_jobs=n_jobs, progress=progress, **grid)
         results["timings"] = {**timings, **results["timings"]}
         results["_description"] = data.description
@@ -165,7 +172,7 @@ def run(
             drawn = figures.draw_figures(results, data, out_dir, augment)
     results["figures"] = drawn
     results["out_dir"] = str(out_dir)
-    results["timings"]["total"] = progress.elapsed()
+    results["timings"]["total"] = progress.elapsed() + (load_seconds if preloaded else 0.0)
     if command is None:
         command = command_line(data_path=data_path, small=small, augment=augment, n_jobs=n_jobs)
     (out_dir / "results.json").write_text(json.dumps(report.json_ready(results), indent=2) + "\n")
@@ -190,7 +197,9 @@ def add_arguments(parser):
     )
     parser.add_argument("--overwrite", action="store_true", help="allow --out to be a non-empty folder")
     parser.add_argument(
-        "--no-augment", action="store_true", help="skip the augmentation step (deskew, blur, rotated and shifted copies)"
+        "--no-augment",
+        action="store_true",
+        help="skip the augmentation step (deskew, blur, rotated and shifted copies)",
     )
     parser.add_argument(
         "--n-jobs", type=int, default=None, metavar="N", help="threads (default: numba's setting; -1: all)"
@@ -220,8 +229,19 @@ def main(args):
         raise CommandLineError("--n-jobs 0 has no meaning; use -1 or a positive number")
     if args.out is not None and pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
         raise CommandLineError(f"--out {args.out} exists and is not a folder")
+    start = perf_counter()
     data = _load(args)
+    load_seconds = perf_counter() - start
     out_dir = prepare_out_dir(args.out, overwrite=args.overwrite)
     # The folder is ours now (new, empty, or allowed by --overwrite).
-    run(args.data, args.small, out_dir, data=data, augment=not args.no_augment, n_jobs=args.n_jobs, overwrite=True)
+    run(
+        args.data,
+        args.small,
+        out_dir,
+        data=data,
+        load_seconds=load_seconds,
+        augment=not args.no_augment,
+        n_jobs=args.n_jobs,
+        overwrite=True,
+    )
     return 0

@@ -256,7 +256,11 @@ def draw_figures(results, data, out_dir, augment):
         rows = [e["test_index"] for e in errors]
         captions = [f"true {e['true']}, pred {e['predicted']}\nvotes {100 * e['vote_share']:.0f} %" for e in errors]
         digit_grid(
-            data.test_X[rows], side, captions, out_dir / figures["errors"], title="Most confidently misclassified test digits"
+            data.test_X[rows],
+            side,
+            captions,
+            out_dir / figures["errors"],
+            title="Most confidently misclassified test digits",
         )
 
     if augment:

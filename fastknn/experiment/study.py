@@ -275,14 +275,14 @@ def run_experiment(
         "most_confident_errors": most_confident_errors,
         "sklearn_agreement": agreement,
         "timings": timings,
-        "n_threads": _threads_in_use(n_jobs),
+        "n_threads": threads_in_use(n_jobs),
         "_report_text": report_text,
         "_test_pred": test_pred,
     }
 
 
-def _threads_in_use(n_jobs):
-    """Threads of the neighbour searches, as ``n_jobs`` sets them."""
+def threads_in_use(n_jobs):
+    """Threads of the neighbour searches, as ``n_jobs`` sets them (joblib's convention, as fastknn's)."""
     import numba
 
     if n_jobs is None:
