@@ -26,6 +26,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
+from ._pruning import choose_algorithm, pruned_search
 from ._search import METRIC_ALIASES, as_search_dtype, class_votes, rdist_to_dist, resolve_metric, search
 from .estimators import KNNClassifier
 
@@ -76,6 +77,11 @@ default=("uniform", "distance")
     n_jobs : int, default=None
         Threads for the neighbour search, as for
         :class:`~fastknn.KNNClassifier`; also passed to ``best_estimator_``.
+    algorithm : {"auto", "brute", "pruned"}, default="auto"
+        How each split's neighbours are searched, as for
+        :class:`~fastknn.KNNClassifier` (chosen per split and metric, for
+        the largest ``n_neighbors``); the neighbours, hence the scores, are
+        the same. Also passed to ``best_estimator_``.
 
     Attributes
     ----------
@@ -159,6 +165,7 @@ default=("uniform", "distance")
         "cv": ["cv_object"],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "n_jobs": [numbers.Integral, None],
+        "algorithm": [StrOptions({"auto", "brute", "pruned"})],
     }
 
     def __init__(
@@ -171,6 +178,7 @@ default=("uniform", "distance")
         cv=None,
         scoring="accuracy",
         n_jobs=None,
+        algorithm="auto",
     ):
         self.n_neighbors = n_neighbors
         self.metrics = metrics
@@ -179,6 +187,7 @@ default=("uniform", "distance")
         self.cv = cv
         self.scoring = scoring
         self.n_jobs = n_jobs
+        self.algorithm = algorithm
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, *, groups=None, X_val=None, y_val=None):
@@ -249,7 +258,13 @@ default=("uniform", "distance")
 
             for (metric, power), members in by_metric.items():
                 start = perf_counter()
-                rdist, neigh_ind = search(X_test, X_train, max_neighbors, metric, power, n_jobs=self.n_jobs)
+                method, index = choose_algorithm(
+                    self.algorithm, X_train, metric, power, max_neighbors, n_jobs=self.n_jobs
+                )
+                if method == "pruned":
+                    rdist, neigh_ind = pruned_search(X_test, X_train, index, max_neighbors, n_jobs=self.n_jobs)
+                else:
+                    rdist, neigh_ind = search(X_test, X_train, max_neighbors, metric, power, n_jobs=self.n_jobs)
                 neigh_dist = rdist_to_dist(rdist, metric, power)
                 neigh_labels = y_train_encoded[neigh_ind]
                 shared_time = (perf_counter() - start) / len(members)
@@ -278,7 +293,7 @@ default=("uniform", "distance")
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
 
         start = perf_counter()
-        best = KNNClassifier(p=self.p, n_jobs=self.n_jobs).set_params(**self.best_params_)
+        best = KNNClassifier(p=self.p, n_jobs=self.n_jobs, algorithm=self.algorithm).set_params(**self.best_params_)
         # The caller's X keeps its feature names for the refitted classifier.
         self.best_estimator_ = best.fit(X_fit, y)
         self.refit_time_ = perf_counter() - start

@@ -398,3 +398,12 @@ def test_augmented_knn_needs_both_validation_arrays(digits):
     X, y, X_val, _ = digits
     with pytest.raises(ValueError, match="X_val and y_val must be given together"):
         AugmentedKNN(KNNClassifierCV((1,))).fit(X, y, X_val=X_val)
+
+
+def test_pruned_search_gives_the_same_scores(digits):
+    X, y, X_val, y_val = digits
+    grid = {"n_neighbors": (1, 4, 9), "metrics": ("manhattan", "minkowski"), "p": 3}
+    brute = KNNClassifierCV(**grid, algorithm="brute").fit(X, y, X_val=X_val, y_val=y_val)
+    pruned = KNNClassifierCV(**grid, algorithm="pruned").fit(X, y, X_val=X_val, y_val=y_val)
+    np.testing.assert_array_equal(pruned.cv_results_["mean_test_score"], brute.cv_results_["mean_test_score"])
+    assert pruned.best_estimator_.fit_method_ == "pruned" and brute.best_estimator_.fit_method_ == "brute"

@@ -108,12 +108,14 @@ CANDIDATES = (
     Candidate(
         "deskew+blur+rotate+shift+norm",
         ("deskew", "blur", "rotate", "shift", "normalize"),
-        # Normalizer inside AugmentedKNN, so that the expanded copies are normalised too.
+        # Normalizer inside AugmentedKNN, so that the expanded copies are
+        # normalised too; in place (copy=False), as its input is the fresh
+        # expanded set and the fresh blurred queries, not the caller's arrays.
         lambda knn: make_pipeline(
             Deskew(),
             GaussianBlur(sigma=BLUR_SIGMA),
             AugmentedKNN(
-                make_pipeline(Normalizer(), knn),
+                make_pipeline(Normalizer(copy=False), knn),
                 augmenter=[RotationAugmenter(degrees=ROTATION_DEGREES), ShiftAugmenter()],
             ),
         ),
