@@ -262,6 +262,7 @@ def run_bench(repeats=7, reference_repeats=5, slow_reference_repeats=1, memory_q
 
     results["pruning"] = run_pruning_bench(train, train_labels, queries, repeats=repeats, quick=quick)
     results["augment"] = run_augment_bench(train, train_labels, queries, repeats=repeats, quick=quick)
+    results["distortion"] = run_distortion_bench(repeats=repeats, quick=quick)
 
     if memory_queries:
         peak = peak_memory_predict(train, train_labels, memory_queries)
@@ -417,6 +418,128 @@ def run_augment_bench(train, train_labels, queries, repeats=3, quick=False):
     return report
 
 
+# The distortion model's selection grid, chosen on the validation set.
+DISTORTION_GRID = {
+    "deskew": ["passthrough", "deskew"],
+    "distortionknnclassifier__warp": [1, 2],
+    "distortionknnclassifier__n_neighbors": [1, 3, 5],
+    "distortionknnclassifier__weights": ["uniform", "distance"],
+}
+
+
+def select_distortion_model(X_train, y_train, X_val, y_val, n_candidates=50):
+    """Choose deskewing, warp, K and weights of the IDM re-ranking on a validation set.
+
+    A ``GridSearchCV`` over :data:`DISTORTION_GRID` with one split, training
+    on ``X_train`` and scoring on ``X_val`` (``PredefinedSplit``); the best
+    pipeline is then refit on ``X_train`` alone.
+
+    Returns
+    -------
+    best : Pipeline
+        ``Deskew`` (or passthrough) then ``DistortionKNNClassifier``, fit on
+        ``X_train``.
+    search : GridSearchCV
+        The search, for its ``cv_results_`` and ``best_score_`` (validation
+        accuracy of ``best``).
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+    from sklearn.pipeline import Pipeline
+
+    from .augment import Deskew
+    from .distortion import DistortionKNNClassifier
+
+    pipeline = Pipeline([("deskew", Deskew()), ("distortionknnclassifier", DistortionKNNClassifier(n_candidates=n_candidates))])
+    grid = dict(DISTORTION_GRID, deskew=[Deskew() if step == "deskew" else step for step in DISTORTION_GRID["deskew"]])
+    split = PredefinedSplit(np.r_[np.full(len(X_train), -1), np.zeros(len(X_val))])
+    search = GridSearchCV(pipeline, grid, cv=split, refit=False)
+    search.fit(np.vstack([X_train, X_val]), np.concatenate([y_train, y_val]))
+    best = clone(pipeline).set_params(**search.best_params_).fit(X_train, y_train)
+    return best, search
+
+
+def run_distortion_bench(repeats=3, quick=False):
+    """The IDM re-ranking: accuracy chosen on validation, speed, stability in n_candidates.
+
+    On the packaged 10,000 / 2,000 / 2,000 split: the selection of
+    :func:`select_distortion_model` with its validation and test accuracy;
+    re-ranking the 2,000 (deskewed) validation digits' 50 Euclidean
+    candidates (warp 2, K=1) against the exact Euclidean search that finds
+    them, timed side by side (search alone, both); and the fraction of
+    validation queries whose IDM top-K changes as ``n_candidates`` grows.
+    """
+    from .augment import deskew
+    from .datasets import load_mnist_split
+    from .distortion import DistortionKNNClassifier, _rerank_chunks
+
+    X_train, y_train, X_val, y_val, X_test, y_test = load_mnist_split("10000")
+    if quick:
+        X_train, y_train, X_val, y_val, X_test, y_test = (
+            X_train[:2000], y_train[:2000], X_val[:300], y_val[:300], X_test[:300], y_test[:300]
+        )
+    report = {"n_train": len(X_train), "n_queries": len(X_val)}
+    best, search = select_distortion_model(X_train, y_train, X_val, y_val)
+    report["selected"] = {
+        key.split("__")[-1]: (value if not hasattr(value, "fit") else type(value).__name__)
+        for key, value in search.best_params_.items()
+    }
+    report["validation_accuracy"] = float(search.best_score_)
+    report["test_accuracy"] = float(best.score(X_test, y_test))
+
+    train, queries = deskew(X_train), deskew(X_val)
+    clf = DistortionKNNClassifier(1, n_candidates=50, warp=2).fit(train, y_train)
+    clf.predict(queries[:10])
+    search_candidates = lambda: clf._euclidean.kneighbors(queries, return_distance=False)  # noqa: E731
+    candidates = search_candidates()
+    rerank = lambda: _rerank_chunks(queries, candidates, clf._train_gradients, 1, clf._model)  # noqa: E731
+    rerank_full = lambda: _rerank_chunks(queries, candidates, clf._train_gradients, 1, clf._model, abandon=False)  # noqa: E731
+    times, _ = interleaved_runs(
+        {"euclidean": (search_candidates, repeats), "rerank": (rerank, repeats), "rerank_no_abandon": (rerank_full, repeats)}
+    )
+    report["euclidean_search_seconds"] = float(np.median(times["euclidean"]))
+    report["rerank_seconds"] = float(np.median(times["rerank"]))
+    report["rerank_no_abandon_seconds"] = float(np.median(times["rerank_no_abandon"]))
+    report["rerank / euclidean"] = paired_ratio(times, "rerank", "euclidean")
+    report["abandon speedup"] = paired_ratio(times, "rerank_no_abandon", "rerank")
+
+    # Stability: top-K of the same queries with more candidates.
+    neighbours = {}
+    for n_candidates in (50, 100, 200):
+        model = DistortionKNNClassifier(5, n_candidates=n_candidates, warp=2).fit(train, y_train)
+        neighbours[n_candidates] = model.kneighbors(queries, return_distance=False)
+    stability = {}
+    for k in (1, 3, 5):
+        for small, large in ((50, 100), (100, 200), (50, 200)):
+            changed = np.any(neighbours[small][:, :k] != neighbours[large][:, :k], axis=1)
+            stability[f"K={k} N {small}->{large}"] = float(np.mean(changed))
+    report["top_k_changed"] = stability
+    report["validation_accuracy_by_n_candidates"] = {
+        n: float(np.mean(y_train[ind[:, 0]] == y_val)) for n, ind in neighbours.items()
+    }
+    return report
+
+
+def format_distortion_report(distortion):
+    """The IDM section of the bench as lines of text."""
+    lines = [
+        "",
+        f"IDM re-ranking ({distortion['n_train']} training digits, {distortion['n_queries']} queries):",
+        f"  chosen on validation: {distortion['selected']}",
+        f"  validation accuracy {distortion['validation_accuracy']:.4f}, test accuracy "
+        f"{distortion['test_accuracy']:.4f} (target >= 0.994)",
+        f"  re-rank 50 candidates (deskewed, warp 2, K=1): {distortion['rerank_seconds']:.3f} s; the Euclidean search "
+        f"that found them: {distortion['euclidean_search_seconds']:.3f} s; paired ratio "
+        f"{distortion['rerank / euclidean']:.2f} (target <= 5)",
+        f"  early abandoning: {distortion['abandon speedup']:.2f}x (without: {distortion['rerank_no_abandon_seconds']:.3f} s)",
+        "  fraction of queries whose IDM top-K changes with more candidates: "
+        + ", ".join(f"{name} {value:.4f}" for name, value in distortion["top_k_changed"].items()),
+        "  1-NN validation accuracy by n_candidates: "
+        + ", ".join(f"{n}: {acc:.4f}" for n, acc in distortion["validation_accuracy_by_n_candidates"].items()),
+    ]
+    return lines
+
+
 def format_report(results):
     """The bench results as a table a person can read."""
     shape = results["shape"]
@@ -483,6 +606,8 @@ def format_report(results):
                 f"{metric} {augment[f'expanded {metric} pruned speedup']:.2f}x" for metric in ("euclidean", "manhattan")
             ),
         ]
+    if "distortion" in results:
+        lines += format_distortion_report(results["distortion"])
     if "memory" in results:
         memory = results["memory"]
         lines.append(
