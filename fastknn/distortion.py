@@ -467,9 +467,16 @@ class DistortionKNNClassifier(ClassifierMixin, BaseEstimator):
         if n_neighbors > n_candidates:
             raise ValueError(f"n_neighbors={n_neighbors} is larger than the {n_candidates} candidates re-ranked.")
         X = validate_data(self, X, dtype=np.float32, order="C", reset=False)
+        distances = np.empty((X.shape[0], n_neighbors), dtype=np.float64)
+        indices = np.empty((X.shape[0], n_neighbors), dtype=np.int64)
         with thread_limit(self.n_jobs):
-            candidates = self._euclidean.kneighbors(X, return_distance=False)
-            distances, indices = _rerank_chunks(X, candidates, self._train_gradients, n_neighbors, self._model)
+            # Candidates chunk by chunk too, so memory stays bounded however many queries.
+            for start in range(0, X.shape[0], _QUERY_CHUNK):
+                chunk = slice(start, start + _QUERY_CHUNK)
+                candidates = self._euclidean.kneighbors(X[chunk], return_distance=False)
+                distances[chunk], indices[chunk] = _rerank_chunks(
+                    X[chunk], candidates, self._train_gradients, n_neighbors, self._model
+                )
         return (distances, indices) if return_distance else indices
 
     def _votes(self, X):

@@ -188,6 +188,20 @@ def test_pipeline_with_deskew_and_grid_search(mnist_split):
     assert search.score(X_test[:40], y_test[:40]) > 0.7
 
 
+def test_queries_in_several_chunks_and_pickling(digits_small, fitted, monkeypatch):
+    import pickle
+
+    from fastknn import distortion
+
+    _, _, X_test, _ = digits_small
+    expected = fitted.kneighbors(X_test)
+    monkeypatch.setattr(distortion, "_QUERY_CHUNK", 7)
+    for got, want in zip(fitted.kneighbors(X_test), expected):
+        assert_array_equal(got, want)
+    restored = pickle.loads(pickle.dumps(fitted))
+    assert_array_equal(restored.kneighbors(X_test)[1], expected[1])
+
+
 def test_non_square_images_and_n_jobs(digits_small):
     rng = np.random.default_rng(8)
     X, y = _sparse_images(rng, 40, (4, 9)), np.arange(40) % 3
