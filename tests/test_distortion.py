@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import naive
 from fastknn import DistortionKNNClassifier, kneighbors
 from fastknn.augment import Deskew, deskew
-from fastknn.distortion import _rerank_chunks, idm_displacements, idm_distances
+from fastknn.distortion import _rerank_chunks, idm_displacements, idm_distances, select_distortion_knn
 
 
 def _sparse_images(rng, n_images, shape):
@@ -167,6 +167,34 @@ def test_predictions_are_the_vote_of_the_idm_neighbours(digits_small, fitted, we
     assert_allclose(clf.predict_proba(X_test), expected_proba)
     assert_array_equal(clf.predict(X_test), clf.classes_[naive.predict(labels, distances, len(clf.classes_), weights)])
     assert clf.score(X_test, y_test) >= 0.85
+
+
+def test_select_distortion_knn_scores_as_grid_search_on_a_predefined_split(digits_small):
+    X_train, y_train, X_test, y_test = digits_small
+    grid = {"warp": [1, 2], "n_neighbors": [1, 3, 5], "weights": ["uniform", "distance"]}
+    best, results = select_distortion_knn(
+        X_train, y_train, X_test, y_test, warps=grid["warp"], n_neighbors=grid["n_neighbors"],
+        weights=grid["weights"], n_candidates=10,
+    )
+    split = PredefinedSplit(np.r_[np.full(len(X_train), -1), np.zeros(len(X_test))])
+    search = GridSearchCV(DistortionKNNClassifier(n_candidates=10), grid, cv=split, refit=False)
+    search.fit(np.vstack([X_train, X_test]), np.r_[y_train, y_test])
+    expected = {
+        (p["warp"], p["n_neighbors"], p["weights"]): score
+        for p, score in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"])
+    }
+    got = {(r["warp"], r["n_neighbors"], r["weights"]): r["validation_accuracy"] for r in results}
+    assert got.keys() == expected.keys()
+    for key, score in expected.items():
+        assert got[key] == pytest.approx(score)
+    top = max(got.values())
+    first_best = next(r for r in results if r["validation_accuracy"] == top)
+    assert (best.warp, best.n_neighbors, best.weights) == (
+        first_best["warp"], first_best["n_neighbors"], first_best["weights"]
+    )
+    assert best.score(X_test, y_test) == pytest.approx(top)
+    with pytest.raises(ValueError, match="at least one value"):
+        select_distortion_knn(X_train, y_train, X_test, y_test, warps=())
 
 
 def test_more_candidates_than_training_images_rerank_them_all(digits_small):
