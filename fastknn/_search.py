@@ -22,6 +22,7 @@ from ._kernels.distances import (
     EUCLIDEAN,
     MANHATTAN,
     MINKOWSKI,
+    QUERY_TILE,
     _rdist_tiles,
     _squared_norms,
 )
@@ -153,10 +154,19 @@ def as_search_dtype(array):
     return np.ascontiguousarray(array, dtype=dtype)
 
 
+# Rows per thread at least when computing norms: below it, starting a
+# thread costs more than the rows take.
+NORM_BLOCK_ROWS = 8192
+
+
 def squared_norms(rows):
     """Squared Euclidean norms of the rows, in float64."""
     out = np.empty(rows.shape[0], dtype=np.float64)
-    _squared_norms(rows, out)
+
+    def norms_block(first, last):
+        _squared_norms(rows[first:last], out[first:last])
+
+    run_row_blocks(norms_block, rows.shape[0], min_rows=NORM_BLOCK_ROWS)
     return out
 
 
@@ -285,6 +295,21 @@ def run_query_blocks(kernel, n_queries, block, n_threads, *arguments):
             future.result()
 
 
+def run_row_blocks(block_function, n_rows, min_rows=1):
+    """Call ``block_function(first, last)`` on about two blocks of rows per thread, in threads.
+
+    For row-wise kernels (norms, pooled rows, distance tiles, image moments):
+    the driver slices the rows and runs a serial kernel per block, rather
+    than the kernel running a numba ``prange``, whose parallel compilation
+    adds about a second to the first call of each such kernel (measured with
+    numba's compile events). ``min_rows`` keeps blocks from getting so small
+    that threads cost more than they save.
+    """
+    n_threads = numba.get_num_threads()
+    block = max(min_rows, -(-n_rows // (2 * n_threads)))
+    run_query_blocks(block_function, n_rows, block, n_threads)
+
+
 # Queries per block of ``class_votes``: voting costs nanoseconds a neighbour,
 # so only large batches are worth threads.
 VOTE_BLOCK = 65536
@@ -407,7 +432,7 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
             chunk = queries[start:stop]
             chunk_approx = approx[: stop - start]
             if fast_pass:
-                _rdist_tiles(chunk, train, metric_id, dtype.type(power), integer_power, chunk_approx)
+                fast_pass_tiles(chunk, train, metric_id, dtype.type(power), integer_power, chunk_approx)
             n_threads = numba.get_num_threads()
             run_query_blocks(
                 _select_nearest, stop - start, -(-(stop - start) // (4 * n_threads)), n_threads,
@@ -415,6 +440,15 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
                 query_terms[start:stop], metric_id, power, rdist[start:stop], indices[start:stop],
             )
     return rdist, indices
+
+
+def fast_pass_tiles(queries, train, metric_id, power, integer_power, out):
+    """``_rdist_tiles`` on blocks of queries, in threads: the fast reduced distances into ``out``."""
+
+    def tiles_block(first, last):
+        _rdist_tiles(queries[first:last], train, metric_id, power, integer_power, out[first:last])
+
+    run_row_blocks(tiles_block, queries.shape[0], min_rows=QUERY_TILE)
 
 
 def rdist_to_dist(rdist, metric, p):
