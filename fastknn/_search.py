@@ -22,7 +22,6 @@ from ._kernels.distances import (
     EUCLIDEAN,
     MANHATTAN,
     MINKOWSKI,
-    QUERY_TILE,
     _rdist_tiles,
     _squared_norms,
 )
@@ -298,7 +297,7 @@ def run_query_blocks(kernel, n_queries, block, n_threads, *arguments):
 def run_row_blocks(block_function, n_rows, min_rows=1):
     """Call ``block_function(first, last)`` on about two blocks of rows per thread, in threads.
 
-    For row-wise kernels (norms, pooled rows, distance tiles, image moments):
+    For row-wise kernels (norms, pooled rows, image moments and warps):
     the driver slices the rows and runs a serial kernel per block, rather
     than the kernel running a numba ``prange``, whose parallel compilation
     adds about a second to the first call of each such kernel (measured with
@@ -432,7 +431,7 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
             chunk = queries[start:stop]
             chunk_approx = approx[: stop - start]
             if fast_pass:
-                fast_pass_tiles(chunk, train, metric_id, dtype.type(power), integer_power, chunk_approx)
+                _rdist_tiles(chunk, train, metric_id, dtype.type(power), integer_power, chunk_approx)
             n_threads = numba.get_num_threads()
             run_query_blocks(
                 _select_nearest, stop - start, -(-(stop - start) // (4 * n_threads)), n_threads,
@@ -440,15 +439,6 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
                 query_terms[start:stop], metric_id, power, rdist[start:stop], indices[start:stop],
             )
     return rdist, indices
-
-
-def fast_pass_tiles(queries, train, metric_id, power, integer_power, out):
-    """``_rdist_tiles`` on blocks of queries, in threads: the fast reduced distances into ``out``."""
-
-    def tiles_block(first, last):
-        _rdist_tiles(queries[first:last], train, metric_id, power, integer_power, out[first:last])
-
-    run_row_blocks(tiles_block, queries.shape[0], min_rows=QUERY_TILE)
 
 
 def rdist_to_dist(rdist, metric, p):
