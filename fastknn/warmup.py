@@ -55,13 +55,13 @@ def warmup_steps():
     return steps
 
 
-def run_warmup(stream=sys.stderr):
+def run_warmup(stream=None):
     """Compile (or load from the cache) every kernel of the common calls.
 
     Parameters
     ----------
-    stream : file-like, default=sys.stderr
-        Where the progress lines go.
+    stream : file-like, default=None
+        Where the progress lines go; None means ``sys.stderr``.
 
     Returns
     -------
@@ -71,6 +71,7 @@ def run_warmup(stream=sys.stderr):
     from ._compilation import compilations, quiet
 
     quiet()
+    stream = sys.stderr if stream is None else stream
     done_before = len(compilations())
     start = time.perf_counter()
     steps = warmup_steps()
