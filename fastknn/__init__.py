@@ -1,9 +1,32 @@
 """fastknn: exact k-nearest-neighbour classification with Numba kernels."""
 
-from .estimators import KNNClassifier
+from ._classification import KNNClassifier, RadiusNeighborsClassifier
+from ._graph import KNNTransformer, RadiusNeighborsTransformer
+from ._regression import KNNRegressor, RadiusNeighborsRegressor
+from ._unsupervised import NearestNeighbors
 from .model_selection import KNNClassifierCV
 from .neighbors import kneighbors
 
+# scikit-learn's names for the same classes: changing the module of
+# ``from sklearn.neighbors import X`` is the whole migration.
+KNeighborsClassifier = KNNClassifier
+KNeighborsRegressor = KNNRegressor
+KNeighborsTransformer = KNNTransformer
+
 __version__ = "0.1.0.dev0"
 
-__all__ = ["KNNClassifier", "KNNClassifierCV", "kneighbors", "__version__"]
+__all__ = [
+    "KNNClassifier",
+    "KNNClassifierCV",
+    "KNNRegressor",
+    "KNNTransformer",
+    "KNeighborsClassifier",
+    "KNeighborsRegressor",
+    "KNeighborsTransformer",
+    "NearestNeighbors",
+    "RadiusNeighborsClassifier",
+    "RadiusNeighborsRegressor",
+    "RadiusNeighborsTransformer",
+    "kneighbors",
+    "__version__",
+]

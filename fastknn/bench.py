@@ -166,7 +166,7 @@ def peak_memory_predict(train, labels, n_queries):
     The queries are training images shifted by one pixel, repeated; numpy
     reports its allocations to :mod:`tracemalloc`.
     """
-    from .estimators import KNNClassifier
+    from ._classification import KNNClassifier
 
     images = train.reshape(-1, 28, 28)
     shifted = np.roll(images, 1, axis=2).reshape(len(train), -1)
@@ -209,7 +209,7 @@ def run_bench(repeats=7, reference_repeats=5, slow_reference_repeats=1, memory_q
     from sklearn.neighbors import KNeighborsClassifier
 
     from .datasets import load_mnist_split
-    from .estimators import KNNClassifier
+    from ._classification import KNNClassifier
 
     train, train_labels, queries, _, _, _ = load_mnist_split("10000")
     if quick:
@@ -321,7 +321,7 @@ def run_pruning_bench(train, train_labels, queries, repeats=3, quick=False):
                 entry["faiss_seconds"] = timings["faiss"]
             report[f"{metric} k={k}"] = entry
 
-    from .estimators import KNNClassifier
+    from ._classification import KNNClassifier
 
     rng = np.random.default_rng(0)
     n_rows = 4000 if quick else 20_000
@@ -380,7 +380,7 @@ def run_augment_bench(train, train_labels, queries, repeats=3, quick=False):
     from ._search import prepare_euclidean, search
     from .augment import deskew, shift_images
     from .datasets import load_mnist
-    from .estimators import KNNClassifier
+    from ._classification import KNNClassifier
 
     images = load_mnist().images
     images = np.concatenate([images] * (1 if quick else 4))

@@ -23,7 +23,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, validate_dat
 
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
 from ._search import METRIC_ALIASES, as_search_dtype, class_votes, rdist_to_dist, resolve_metric, search
-from .estimators import KNNClassifier
+from ._classification import KNNClassifier
 
 
 class KNNClassifierCV(ClassifierMixin, BaseEstimator):
