@@ -230,7 +230,8 @@ class NeighborsBase(BaseEstimator):
         if self.n_jobs == 0:
             raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
         if y is None:
-            X = validate_data(self, X, dtype="numeric", order="C")
+            # Raises scikit-learn's error for the estimators that need y.
+            X = validate_data(self, X, y=None, dtype="numeric", order="C")
         else:
             X, y = validate_data(self, X, y, dtype="numeric", order="C", multi_output=True)
         metric, power = resolve_metric(self.metric, self.p)
