@@ -4,7 +4,7 @@ from ._classification import KNNClassifier, RadiusNeighborsClassifier
 from ._graph import KNNTransformer, RadiusNeighborsTransformer
 from ._regression import KNNRegressor, RadiusNeighborsRegressor
 from ._unsupervised import NearestNeighbors
-from .model_selection import KNNClassifierCV
+from .model_selection import KNNClassifierCV, KNNRegressorCV
 from .neighbors import kneighbors
 
 # scikit-learn's names for the same classes: changing the module of
@@ -19,6 +19,7 @@ __all__ = [
     "KNNClassifier",
     "KNNClassifierCV",
     "KNNRegressor",
+    "KNNRegressorCV",
     "KNNTransformer",
     "KNeighborsClassifier",
     "KNeighborsRegressor",

@@ -143,16 +143,33 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
             neigh_dist = None
         else:
             neigh_dist, neigh_ind = self.kneighbors(X)
-        weights = neighbor_weights(neigh_dist, self.weights)
         targets = self._y.reshape((-1, 1)) if self._y.ndim == 1 else self._y
-        if weights is None:
-            predictions = np.mean(targets[neigh_ind], axis=1)
-        else:
-            predictions = np.empty((neigh_dist.shape[0], targets.shape[1]), dtype=np.float64)
-            denominator = np.sum(weights, axis=1)
-            for output in range(targets.shape[1]):
-                predictions[:, output] = np.sum(targets[neigh_ind, output] * weights, axis=1) / denominator
+        predictions = neighbor_mean(targets[neigh_ind], neigh_dist, self.weights)
         return predictions.ravel() if self._y.ndim == 1 else predictions
+
+
+def neighbor_mean(neighbor_targets, neigh_dist, weights):
+    """The (weighted) mean of each query's neighbour targets, as scikit-learn's KNeighborsRegressor takes it.
+
+    Parameters
+    ----------
+    neighbor_targets : ndarray of shape (n_queries, n_neighbors, n_outputs)
+    neigh_dist : ndarray of shape (n_queries, n_neighbors) or None
+        Needed unless ``weights`` is uniform.
+    weights : {"uniform", "distance"}, callable or None
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_queries, n_outputs), float64
+    """
+    weights = neighbor_weights(neigh_dist, weights)
+    if weights is None:
+        return np.mean(neighbor_targets, axis=1)
+    predictions = np.empty((neighbor_targets.shape[0], neighbor_targets.shape[2]), dtype=np.float64)
+    denominator = np.sum(weights, axis=1)
+    for output in range(neighbor_targets.shape[2]):
+        predictions[:, output] = np.sum(neighbor_targets[:, :, output] * weights, axis=1) / denominator
+    return predictions
 
 
 class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, RegressorMixin, NeighborsBase):
