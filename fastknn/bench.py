@@ -289,11 +289,18 @@ GRAPH_NEIGHBOURS = 90
 
 
 def radius_for_mean_neighbours(train, queries, mean_neighbours):
-    """The Euclidean radius within which ``queries`` have ``mean_neighbours`` training rows on average."""
+    """The Euclidean radius within which ``queries`` have ``mean_neighbours`` training rows on average.
+
+    Midway between two consecutive distances: a radius equal to one of them
+    would put a row exactly on the boundary, where scikit-learn's rounded
+    distances may fall on either side.
+    """
     from .neighbors import kneighbors
 
     distances, _ = kneighbors(queries, train, n_neighbors=len(train))
-    return float(np.sort(distances, axis=None)[mean_neighbours * len(queries) - 1])
+    ordered = np.sort(distances, axis=None)
+    position = mean_neighbours * len(queries) - 1
+    return float(0.5 * (ordered[position] + ordered[position + 1]))
 
 
 def run_family_bench(train, train_labels, queries, repeats=5, quick=False):
