@@ -71,7 +71,7 @@ class KNNTransformer(ClassNamePrefixFeaturesOutMixin, KNeighborsMixin, Transform
     >>> graph.shape, graph.nnz
     ((100, 100), 600)
     >>> tsne = make_pipeline(
-    ...     KNNTransformer(n_neighbors=30, mode="distance"),
+    ...     KNNTransformer(n_neighbors=31, mode="distance"),
     ...     TSNE(metric="precomputed", init="random", perplexity=10, random_state=0),
     ... )
     >>> tsne.fit_transform(X[:100]).shape

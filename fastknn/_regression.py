@@ -227,8 +227,8 @@ class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, Regresso
     >>> X = [[0.0], [1.0], [2.0], [3.0]]
     >>> y = [0.0, 0.0, 1.0, 1.0]
     >>> reg = RadiusNeighborsRegressor(radius=1.0).fit(X, y)
-    >>> reg.predict([[1.5], [2.0]])
-    array([0.5, 0.666...])
+    >>> reg.predict([[1.5], [2.0]]).round(3)
+    array([0.5  , 0.667])
     """
 
     _parameter_constraints = {
