@@ -15,7 +15,48 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import KNeighborsMixin, NeighborsBase, RadiusNeighborsMixin
 
 
-class KNNTransformer(ClassNamePrefixFeaturesOutMixin, KNeighborsMixin, TransformerMixin, NeighborsBase):
+class _GraphTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, NeighborsBase):
+    """``fit`` and ``fit_transform`` of the graph transformers; each gives its ``transform``."""
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Store the training set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, numeric and finite.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        self._fit(X)
+        self._n_features_out = self.n_samples_fit_
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit on ``X``, then return the graph of ``X`` itself.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        graph : scipy.sparse.csr_matrix of shape (n_samples, n_samples)
+            As :meth:`transform` returns it.
+        """
+        return self.fit(X).transform(X)
+
+
+class KNNTransformer(KNeighborsMixin, _GraphTransformer):
     """Sparse graph of each sample's k nearest neighbours, a drop-in for scikit-learn's.
 
     Same parameters, attributes and graphs as
@@ -92,26 +133,6 @@ class KNNTransformer(ClassNamePrefixFeaturesOutMixin, KNeighborsMixin, Transform
         self.n_jobs = n_jobs
         self.algorithm = algorithm
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Store the training set.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, numeric and finite.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        self : KNNTransformer
-            The fitted transformer.
-        """
-        self._fit(X)
-        self._n_features_out = self.n_samples_fit_
-        return self
-
     def transform(self, X):
         """The graph of each query's nearest training samples.
 
@@ -129,25 +150,7 @@ class KNNTransformer(ClassNamePrefixFeaturesOutMixin, KNeighborsMixin, Transform
         add_one = self.mode == "distance"
         return self.kneighbors_graph(X, mode=self.mode, n_neighbors=self.n_neighbors + add_one)
 
-    def fit_transform(self, X, y=None):
-        """Fit on ``X``, then return the graph of ``X`` itself.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        graph : scipy.sparse.csr_matrix of shape (n_samples, n_samples)
-            As :meth:`transform` returns it.
-        """
-        return self.fit(X).transform(X)
-
-
-class RadiusNeighborsTransformer(ClassNamePrefixFeaturesOutMixin, RadiusNeighborsMixin, TransformerMixin, NeighborsBase):
+class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
     """Sparse graph of the neighbours within a radius of each sample, a drop-in for scikit-learn's.
 
     Same parameters, attributes and graphs as
@@ -216,26 +219,6 @@ class RadiusNeighborsTransformer(ClassNamePrefixFeaturesOutMixin, RadiusNeighbor
         self.n_jobs = n_jobs
         self.algorithm = algorithm
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Store the training set.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, numeric and finite.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        self : RadiusNeighborsTransformer
-            The fitted transformer.
-        """
-        self._fit(X)
-        self._n_features_out = self.n_samples_fit_
-        return self
-
     def transform(self, X):
         """The graph of the training samples within the radius of each query.
 
@@ -251,20 +234,3 @@ class RadiusNeighborsTransformer(ClassNamePrefixFeaturesOutMixin, RadiusNeighbor
         """
         check_is_fitted(self)
         return self.radius_neighbors_graph(X, mode=self.mode, sort_results=True)
-
-    def fit_transform(self, X, y=None):
-        """Fit on ``X``, then return the graph of ``X`` itself.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
-        y : Ignored
-            Not used, present for API consistency.
-
-        Returns
-        -------
-        graph : scipy.sparse.csr_matrix of shape (n_samples, n_samples)
-            As :meth:`transform` returns it.
-        """
-        return self.fit(X).transform(X)

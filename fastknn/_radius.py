@@ -11,12 +11,11 @@ import math
 import numba
 import numpy as np
 
-from ._kernels.distances import _rdist_tiles
 from ._kernels.radius import _radius_select, _radius_select_gemm
 from ._search import (
     _METRIC_IDS,
     blas_limit,
-    chunk_size,
+    fast_pass_chunks,
     fast_pass_may_overflow,
     gemm_query_block,
     prepare_euclidean,
@@ -132,7 +131,6 @@ def radius_search(queries, train, radius, metric, p, *, euclidean_train=None, n_
             return concatenate_tasks(tasks, n_queries)
 
         metric_id = _METRIC_IDS[metric]
-        integer_power = int(power) if power.is_integer() and power <= 64 else 0
         if fast_pass:
             lower_offsets = np.full(n_train, -absolute_error)
             lower_scale = 1.0 - relative_error
@@ -140,14 +138,8 @@ def radius_search(queries, train, radius, metric, p, *, euclidean_train=None, n_
             # Every bound is 0: every row is computed exactly.
             lower_offsets = np.zeros(n_train)
             lower_scale = 0.0
-        step = chunk_size(n_queries, n_train, dtype.itemsize)
-        approx = np.zeros((step, n_train), dtype=dtype)
-        for start in range(0, n_queries, step):
-            stop = min(start + step, n_queries)
+        for start, stop, chunk_approx in fast_pass_chunks(queries, train, metric, p, fast_pass):
             chunk = queries[start:stop]
-            chunk_approx = approx[: stop - start]
-            if fast_pass:
-                _rdist_tiles(chunk, train, metric_id, dtype.type(power), integer_power, chunk_approx)
 
             def task(first, last, chunk=chunk, chunk_approx=chunk_approx, start=start):
                 found = _radius_select(

@@ -38,6 +38,16 @@ class _NeighborsGridCV:
     estimator replaying one candidate's predictions for the scorer).
     """
 
+    _parameter_constraints = {
+        "n_neighbors": ["array-like"],
+        "metrics": ["array-like"],
+        "weights": ["array-like"],
+        "p": [Interval(numbers.Real, 1, None, closed="left")],
+        "cv": ["cv_object"],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "n_jobs": [numbers.Integral, None],
+    }
+
     def _search_grid(self, X, y, groups, X_val, y_val):
         """Score every candidate, then refit the best on ``X`` (see the subclasses' ``fit``)."""
         grid = self._check_grid()
@@ -310,15 +320,7 @@ default=("uniform", "distance")
     (3, 1, 1000)
     """
 
-    _parameter_constraints = {
-        "n_neighbors": ["array-like"],
-        "metrics": ["array-like"],
-        "weights": ["array-like"],
-        "p": [Interval(numbers.Real, 1, None, closed="left")],
-        "cv": ["cv_object"],
-        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
-        "n_jobs": [numbers.Integral, None],
-    }
+    _parameter_constraints = _NeighborsGridCV._parameter_constraints
 
     def __init__(
         self,
@@ -493,15 +495,7 @@ default=("uniform", "distance")
     0.98
     """
 
-    _parameter_constraints = {
-        "n_neighbors": ["array-like"],
-        "metrics": ["array-like"],
-        "weights": ["array-like"],
-        "p": [Interval(numbers.Real, 1, None, closed="left")],
-        "cv": ["cv_object"],
-        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
-        "n_jobs": [numbers.Integral, None],
-    }
+    _parameter_constraints = _NeighborsGridCV._parameter_constraints
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ import naive
 import numpy as np
 import pytest
 
-from fastknn import _radius
+from fastknn import _search
 from fastknn._pruning import build_index, pruned_radius_search
 from fastknn._radius import radius_search, reduced_radius
 from fastknn._search import resolve_metric
@@ -97,7 +97,7 @@ def test_small_working_memory_gives_the_same_rows(grid_split, monkeypatch):
     """Chunks of a few queries for the fast pass of non-Euclidean metrics."""
     train, queries = grid_split
     expected = run("brute", queries, train, 3.0, "manhattan", 2)
-    monkeypatch.setattr(_radius, "chunk_size", lambda n_queries, *args: 3)
+    monkeypatch.setattr(_search, "WORKING_MEMORY_BYTES", 3 * len(train) * train.itemsize)  # 3 queries a chunk
     got = run("brute", queries, train, 3.0, "manhattan", 2)
     for a, b in zip(got[1], expected[1]):
         np.testing.assert_array_equal(a, b)
