@@ -361,8 +361,9 @@ class RadiusNeighborsMixin:
         queries = self._queries(X)
         dist, indices, offsets = radius_search(self._search_state, queries, radius, self.n_jobs, sort_results)
         if X is None:
-            keep = indices != query_of_rows(offsets)
-            kept_per_query = np.bincount(query_of_rows(offsets)[keep], minlength=queries.shape[0])
+            query_ids = query_of_rows(offsets)
+            keep = indices != query_ids
+            kept_per_query = np.bincount(query_ids[keep], minlength=queries.shape[0])
             dist, indices = dist[keep], indices[keep]
             offsets = np.zeros_like(offsets)
             np.cumsum(kept_per_query, out=offsets[1:])
