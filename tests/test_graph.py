@@ -76,11 +76,11 @@ def small_digits(mnist_split):
 def test_tsne_pipeline(small_digits):
     """scikit-learn's documented pipeline, KNNTransformer in place of KNeighborsTransformer."""
     def embed(transformer):
-        tsne = TSNE(metric="precomputed", init="random", perplexity=10, max_iter=250, random_state=0)
+        tsne = TSNE(metric="precomputed", init="random", perplexity=5, max_iter=250, random_state=0)
         return make_pipeline(transformer, tsne).fit_transform(small_digits)
 
-    ours = embed(KNNTransformer(n_neighbors=31, mode="distance"))
-    theirs = embed(KNeighborsTransformer(n_neighbors=31, mode="distance", algorithm="brute"))
+    ours = embed(KNNTransformer(n_neighbors=16, mode="distance"))
+    theirs = embed(KNeighborsTransformer(n_neighbors=16, mode="distance", algorithm="brute"))
     assert ours.shape == (150, 2)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
