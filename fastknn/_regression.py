@@ -19,7 +19,26 @@ from ._base import (
 
 
 class _RegressorTargets:
-    """Targets stored as given (1-D or 2-D), as scikit-learn's neighbours regressors do."""
+    """``fit`` of the regressors: targets stored as given (1-D or 2-D), as scikit-learn's."""
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Store the training set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, numeric and finite.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
+
+        Returns
+        -------
+        self : object
+            The fitted regressor.
+        """
+        self._fit(X, y)
+        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -104,25 +123,6 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
         self.p = p
         self.n_jobs = n_jobs
         self.algorithm = algorithm
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Store the training set.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, numeric and finite.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Target values.
-
-        Returns
-        -------
-        self : KNNRegressor
-            The fitted regressor.
-        """
-        self._fit(X, y)
-        return self
 
     def predict(self, X):
         """Predict the target of each query: the (weighted) mean of its neighbours'.
@@ -244,25 +244,6 @@ class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, Regresso
         self.p = p
         self.n_jobs = n_jobs
         self.algorithm = algorithm
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Store the training set.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, numeric and finite.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Target values.
-
-        Returns
-        -------
-        self : RadiusNeighborsRegressor
-            The fitted regressor.
-        """
-        self._fit(X, y)
-        return self
 
     def predict(self, X):
         """Predict the target of each query: the (weighted) mean of its neighbours within the radius.
