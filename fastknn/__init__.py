@@ -4,6 +4,7 @@ from ._classification import KNNClassifier, RadiusNeighborsClassifier
 from ._graph import KNNTransformer, RadiusNeighborsTransformer
 from ._regression import KNNRegressor, RadiusNeighborsRegressor
 from ._unsupervised import NearestNeighbors
+from .distortion import DistortionKNNClassifier
 from .model_selection import KNNClassifierCV, KNNRegressorCV
 from .neighbors import kneighbors
 
@@ -16,6 +17,7 @@ KNeighborsTransformer = KNNTransformer
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "DistortionKNNClassifier",
     "KNNClassifier",
     "KNNClassifierCV",
     "KNNRegressor",
