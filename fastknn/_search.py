@@ -377,7 +377,6 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
     dtype = train.dtype
     metric_id = _METRIC_IDS[metric]
     power = 0.0 if p is None else float(p)
-    integer_power = int(power) if power.is_integer() and power <= 64 else 0
     relative_error, absolute_error = rounding_error_bound(dtype, n_features, metric, power)
 
     rdist = np.empty((n_queries, n_neighbors), dtype=np.float64)
@@ -424,14 +423,8 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
             lower_offsets = upper_offsets = np.zeros(n_train)
             lower_scale = upper_scale = 0.0
         query_terms = np.zeros(n_queries)
-        step = chunk_size(n_queries, n_train, dtype.itemsize)
-        approx = np.zeros((step, n_train), dtype=dtype)
-        for start in range(0, n_queries, step):
-            stop = min(start + step, n_queries)
+        for start, stop, chunk_approx in fast_pass_chunks(queries, train, metric, p, fast_pass):
             chunk = queries[start:stop]
-            chunk_approx = approx[: stop - start]
-            if fast_pass:
-                _rdist_tiles(chunk, train, metric_id, dtype.type(power), integer_power, chunk_approx)
             n_threads = numba.get_num_threads()
             run_query_blocks(
                 _select_nearest, stop - start, -(-(stop - start) // (4 * n_threads)), n_threads,
@@ -439,6 +432,30 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
                 query_terms[start:stop], metric_id, power, rdist[start:stop], indices[start:stop],
             )
     return rdist, indices
+
+
+def fast_pass_chunks(queries, train, metric, p, fast_pass):
+    """Chunks of queries with their fast reduced distances to every training row (non-Euclidean metrics).
+
+    Yields ``(start, stop, approx)``: ``approx`` of shape
+    ``(stop - start, n_train)`` holds ``_rdist_tiles`` of
+    ``queries[start:stop]``, or zeros when not ``fast_pass``. The chunks
+    share one buffer of at most ``WORKING_MEMORY_BYTES`` (see
+    :func:`chunk_size`): each is overwritten by the next.
+    """
+    n_queries, n_train, dtype = queries.shape[0], train.shape[0], train.dtype
+    power = 0.0 if p is None else float(p)
+    integer_power = int(power) if power.is_integer() and power <= 64 else 0
+    step = chunk_size(n_queries, n_train, dtype.itemsize)
+    approx = np.zeros((step, n_train), dtype=dtype)
+    for start in range(0, n_queries, step):
+        stop = min(start + step, n_queries)
+        chunk_approx = approx[: stop - start]
+        if fast_pass:
+            _rdist_tiles(
+                queries[start:stop], train, _METRIC_IDS[metric], dtype.type(power), integer_power, chunk_approx
+            )
+        yield start, stop, chunk_approx
 
 
 def rdist_to_dist(rdist, metric, p):

@@ -839,7 +839,7 @@ class RotationAugmenter(_ImageSampler):
 # --------------------------------------------------------------------------
 def _default_estimator():
     # Imported here so that this module works while the classifier is absent.
-    from .estimators import KNNClassifier
+    from ._classification import KNNClassifier
 
     return KNNClassifier()
 

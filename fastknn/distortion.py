@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._kernels.distortion import BAND_ROWS, _band_order, _rerank, _sobel_gradients
 from ._kernels.vote import INVERSE_DISTANCE, UNIFORM
 from ._search import class_votes, thread_limit
-from .estimators import KNNClassifier
+from ._classification import KNNClassifier
 
 __all__ = ["DistortionKNNClassifier", "idm_displacements", "idm_distances", "select_distortion_knn"]
 

@@ -244,6 +244,43 @@ ALIASES = [
 CANONICAL_METRICS = [("euclidean", 2), ("manhattan", 2), ("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5)]
 
 
+def radius_neighbors(X, Y, radius, metric, p=2):
+    """Rows of Y within ``radius`` of each row of X: lists of (distances, indices).
+
+    A row at exactly the radius is within it: the reduced distance is
+    compared with the reduced radius (squared for Euclidean, to the power p
+    for Minkowski), as scikit-learn compares them. Rows come in index order.
+    """
+    name, power = canonical_metric(metric, p)
+    reduced_radius = radius * radius if name == "euclidean" else radius**power if name == "minkowski" else radius
+    reduced = rdist(X, Y, metric, p)
+    distances, indices = [], []
+    for row in reduced:
+        within = np.flatnonzero(row <= reduced_radius)
+        indices.append(within)
+        distances.append(to_distance(row[within], metric, p))
+    return distances, indices
+
+
+def regress(X_train, y_train, X_test, n_neighbors, metric, p=2, weights="uniform"):
+    """Mean target of the ``n_neighbors`` nearest (ties by index); inverse-distance weighted for "distance".
+
+    With ``"distance"``, a query with neighbours at distance 0 averages those alone.
+    """
+    distances, indices = kneighbors(X_test, X_train, n_neighbors, metric, p)
+    targets = np.asarray(y_train, dtype=np.float64).reshape(len(X_train), -1)
+    out = np.empty((len(X_test), targets.shape[1]))
+    for i in range(len(X_test)):
+        if weights == "uniform":
+            w = np.ones(n_neighbors)
+        elif (distances[i] == 0).any():
+            w = (distances[i] == 0).astype(np.float64)
+        else:
+            w = 1.0 / distances[i]
+        out[i] = (w[:, None] * targets[indices[i]]).sum(axis=0) / w.sum()
+    return out.ravel() if np.ndim(y_train) == 1 else out
+
+
 # --------------------------------------------------------------------------
 # image distortion model (fastknn.distortion)
 # --------------------------------------------------------------------------
