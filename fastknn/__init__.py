@@ -4,21 +4,51 @@ import importlib
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["KNNClassifier", "KNNClassifierCV", "kneighbors", "__version__"]
+__all__ = [
+    "DistortionKNNClassifier",
+    "KNNClassifier",
+    "KNNClassifierCV",
+    "KNNRegressor",
+    "KNNRegressorCV",
+    "KNNTransformer",
+    "KNeighborsClassifier",
+    "KNeighborsRegressor",
+    "KNeighborsTransformer",
+    "NearestNeighbors",
+    "RadiusNeighborsClassifier",
+    "RadiusNeighborsRegressor",
+    "RadiusNeighborsTransformer",
+    "kneighbors",
+    "__version__",
+]
 
-# Public name -> module defining it. Imported on first use (module __getattr__,
-# PEP 562), so that ``import fastknn`` loads neither numba nor scikit-learn's
-# model selection until a name that needs them is used.
+# Public name -> (module, name there). Imported on first use (module
+# __getattr__, PEP 562), so that ``import fastknn`` loads neither numba nor
+# scikit-learn's model selection until a name that needs them is used.
+# scikit-learn's names are the same classes: changing the module of
+# ``from sklearn.neighbors import X`` is the whole migration.
 _LAZY = {
-    "KNNClassifier": "estimators",
-    "KNNClassifierCV": "model_selection",
-    "kneighbors": "neighbors",
+    "KNNClassifier": ("_classification", "KNNClassifier"),
+    "KNeighborsClassifier": ("_classification", "KNNClassifier"),
+    "RadiusNeighborsClassifier": ("_classification", "RadiusNeighborsClassifier"),
+    "KNNTransformer": ("_graph", "KNNTransformer"),
+    "KNeighborsTransformer": ("_graph", "KNNTransformer"),
+    "RadiusNeighborsTransformer": ("_graph", "RadiusNeighborsTransformer"),
+    "KNNRegressor": ("_regression", "KNNRegressor"),
+    "KNeighborsRegressor": ("_regression", "KNNRegressor"),
+    "RadiusNeighborsRegressor": ("_regression", "RadiusNeighborsRegressor"),
+    "NearestNeighbors": ("_unsupervised", "NearestNeighbors"),
+    "DistortionKNNClassifier": ("distortion", "DistortionKNNClassifier"),
+    "KNNClassifierCV": ("model_selection", "KNNClassifierCV"),
+    "KNNRegressorCV": ("model_selection", "KNNRegressorCV"),
+    "kneighbors": ("neighbors", "kneighbors"),
 }
 
 
 def __getattr__(name):
     if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
         globals()[name] = value  # later look-ups skip this function
         return value
     if not name.startswith("__"):  # a submodule, as ``fastknn.estimators`` was before names were lazy

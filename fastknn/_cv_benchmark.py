@@ -12,7 +12,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from ._search import default_n_threads, effective_n_threads
 from .datasets import load_mnist_split
-from .estimators import KNNClassifier
+from ._classification import KNNClassifier
 from .model_selection import KNNClassifierCV
 
 #: The grid of issue 8.

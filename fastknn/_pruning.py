@@ -22,9 +22,19 @@ from ._kernels.pruning import (
     POOLED,
     _pca_project,
     _pooled_rows,
-    _pruned_select,
+    pruned_select_kernel,
 )
-from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_blocks, search, thread_limit
+from ._kernels.radius import _pruned_radius_select
+from ._radius import concatenate_tasks, radius_search
+from ._search import (
+    _METRIC_IDS,
+    blas_limit,
+    fast_pass_may_overflow,
+    run_query_blocks,
+    run_row_blocks,
+    search,
+    thread_limit,
+)
 
 # PCA dimensions of the two Euclidean stages. Stage 1's product over every
 # training row is most of a search's cost: with 48 components instead of 64,
@@ -115,7 +125,7 @@ class PrunedIndex:
     # Per training row
     train_coarse: np.ndarray = None  # PCA: code panels (see _pca_code_panels); POOLED: (n_coarse, n_train)
     train_fine: np.ndarray = None  # PCA: int16 stage-2 codes; POOLED: fine pooled rows
-    train_info: np.ndarray = None  # (4, n_train), PCA (7, n_train): see _kernels.pruning._pruned_select
+    train_info: np.ndarray = None  # (4, n_train), PCA (7, n_train): see _kernels.pruning._make_pruned_select
     train_terms: np.ndarray = None  # PCA: (5, n_train), the stage-1 terms; POOLED: train_info
     # Largest absolute value in the training rows, for the overflow checks.
     train_scale: float = 0.0
@@ -239,10 +249,19 @@ def _group_scale(sizes, metric, p):
     return sizes ** (-(power - 1.0) / power)
 
 
+# Rows per thread at least when pooling: below it, starting a thread costs
+# more than the rows take.
+POOL_BLOCK_ROWS = 1024
+
+
 def _pool(rows, groups):
     group_of_feature, group_scale = groups
     out = np.empty((rows.shape[0], group_scale.shape[0]), dtype=np.float64)
-    _pooled_rows(rows, group_of_feature, group_scale, out)
+
+    def pool_block(first, last):
+        _pooled_rows(rows[first:last], group_of_feature, group_scale, out[first:last])
+
+    run_row_blocks(pool_block, rows.shape[0], min_rows=POOL_BLOCK_ROWS)
     return out
 
 
@@ -421,14 +440,11 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     Same contract as ``_search.search``; with ``return_counts``, also the
     (n_queries, 2) array of rows surviving stage 1 and rows computed exactly.
     """
-    n_queries, n_features = queries.shape
+    n_queries = queries.shape[0]
     n_train = train.shape[0]
-    # The training side was measured at fit: no pass over (or copy of) the
-    # training set here.
-    scale = max(index.train_scale, _largest_magnitude(queries))
-    overflow_metric, overflow_power = ("manhattan", 2.0) if index.metric == "euclidean" else (index.metric, index.p)
-    if fast_pass_may_overflow(overflow_metric, overflow_power, np.float64, n_features, scale, scale):
-        # Bounds could overflow float64: brute force computes each distance exactly.
+    features = _query_features(queries, index)
+    if features is None:
+        # Bounds could overflow: brute force computes each distance exactly.
         return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
     metric_id = _METRIC_IDS[index.metric]
     power = 0.0 if index.p is None else float(index.p)
@@ -436,49 +452,101 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     counts = np.empty((n_queries, 2), dtype=np.int64)
     n_seeds = min(n_train, SEEDS_PER_NEIGHBOUR * n_neighbors)
-    if index.kind == PCA:
-        if index.train_terms.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
-            # These queries' projections could overflow the index's float32.
-            return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
-    else:
-        # Pooling is itself a parallel numba kernel: it runs here, not in
-        # the blocks' threads (numba's workqueue layer forbids concurrent
-        # parallel launches).
-        coarse = _pool(queries, index.coarse_groups)
-        fine = _pool(queries, index.fine_groups)
-        if index.train_coarse.dtype == np.float32 and (_may_overflow_float32(coarse) or _may_overflow_float32(fine)):
-            # These queries' pooled sums could overflow the index's float32.
-            return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
-        queries_coarse = coarse.astype(index.train_coarse.dtype)
-        queries_fine = fine.astype(index.train_fine.dtype)
-        query_info = np.zeros((n_queries, 4), dtype=np.float64)
-        query_info[:, 0] = np.abs(coarse).sum(axis=1)
-        query_info[:, 1] = np.abs(fine).sum(axis=1)
 
-    def search_block(first, last):
-        # The task's queries, in locality order.
-        positions = query_order[first:last]
-        if index.kind == PCA:
-            # Projected here, in the task's thread: a multi-threaded BLAS
-            # call before the tasks would leave BLAS threads spinning on the
-            # cores the tasks need.
-            size = last - first
-            block_fine = np.empty((size, index.train_fine.shape[1]), dtype=np.int16)
-            codes = np.zeros((_round_up(size, BLOCK_QUERIES), 2 * CODE_PAIRS), dtype=np.int16)
-            block_info = np.empty((size, 9), dtype=np.float64)
-            _pca_project(
-                queries, positions, index.mean, index.components, index.n_coarse, block_fine, codes, block_info
-            )
-            block_coarse = codes.view(np.int32)
-        else:
-            block_coarse = queries_coarse[positions]
-            block_fine, block_info = queries_fine[positions], query_info[positions]
-        _pruned_select(
+    select = pruned_select_kernel(index.kind, metric_id)
+
+    def search_block(positions):
+        block_coarse, block_fine, block_info = _task_features(queries, index, features, positions)
+        select(
             positions, queries, index.rows, index.row_ids, block_coarse, index.train_coarse, block_fine,
-            index.train_fine, block_info, index.train_info, index.train_terms, index.kind, metric_id, power,
+            index.train_fine, block_info, index.train_info, index.train_terms, metric_id, power,
             index.margins, n_seeds, rdist, indices, counts,
         )
 
+    run_pruned_tasks(search_block, queries, index, n_jobs)
+    if return_counts:
+        return rdist, indices, counts
+    return rdist, indices
+
+
+def pruned_radius_search(queries, train, index, radius, *, n_jobs=None, sort_distances=False):
+    """Every training row within the reduced ``radius`` of each query, pruning with bounds.
+
+    Same contract as ``_radius.radius_search``: ``(rdist, rows, offsets)``,
+    query i's rows being ``rows[offsets[i]:offsets[i + 1]]``. A row is
+    computed exactly only when both of its lower bounds are within the
+    radius (see ``_kernels.radius._pruned_radius_select``).
+    """
+    features = _query_features(queries, index)
+    if features is None:
+        return radius_search(queries, train, radius, index.metric, index.p, n_jobs=n_jobs,
+                             sort_distances=sort_distances)
+    metric_id = _METRIC_IDS[index.metric]
+    power = 0.0 if index.p is None else float(index.p)
+    tasks = []
+
+    def search_block(positions):
+        block_coarse, block_fine, block_info = _task_features(queries, index, features, positions)
+        found = _pruned_radius_select(
+            positions, queries, index.rows, index.row_ids, block_coarse, index.train_coarse, block_fine,
+            index.train_fine, block_info, index.train_info, index.train_terms, index.kind, metric_id, power,
+            index.margins, float(radius), sort_distances,
+        )
+        tasks.append((positions, found))  # list.append is atomic under the GIL
+
+    run_pruned_tasks(search_block, queries, index, n_jobs)
+    return concatenate_tasks(tasks, queries.shape[0])
+
+
+def _query_features(queries, index):
+    """What the tasks of a pruned search share: pooled query features (POOLED), or () (PCA).
+
+    None when the queries' bounds could overflow the index's precision:
+    the caller then falls back to brute force.
+    """
+    n_features = queries.shape[1]
+    # The training side was measured at fit: no pass over (or copy of) the
+    # training set here.
+    scale = max(index.train_scale, _largest_magnitude(queries))
+    overflow_metric, overflow_power = ("manhattan", 2.0) if index.metric == "euclidean" else (index.metric, index.p)
+    if fast_pass_may_overflow(overflow_metric, overflow_power, np.float64, n_features, scale, scale):
+        return None
+    if index.kind == PCA:
+        if index.train_terms.dtype == np.float32 and n_features * (2.0 * scale) ** 2 > np.finfo(np.float32).max / 64:
+            # These queries' projections could overflow the index's float32.
+            return None
+        return ()
+    # Pooled here, in threads of its own, before the tasks' threads.
+    coarse = _pool(queries, index.coarse_groups)
+    fine = _pool(queries, index.fine_groups)
+    if index.train_coarse.dtype == np.float32 and (_may_overflow_float32(coarse) or _may_overflow_float32(fine)):
+        # These queries' pooled sums could overflow the index's float32.
+        return None
+    query_info = np.zeros((queries.shape[0], 4), dtype=np.float64)
+    query_info[:, 0] = np.abs(coarse).sum(axis=1)
+    query_info[:, 1] = np.abs(fine).sum(axis=1)
+    return coarse.astype(index.train_coarse.dtype), fine.astype(index.train_fine.dtype), query_info
+
+
+def _task_features(queries, index, features, positions):
+    """The coarse and fine features and the info array of the queries at ``positions``."""
+    if index.kind == PCA:
+        # Projected here, in the task's thread: a multi-threaded BLAS call
+        # before the tasks would leave BLAS threads spinning on the cores
+        # the tasks need.
+        size = positions.shape[0]
+        block_fine = np.empty((size, index.train_fine.shape[1]), dtype=np.int16)
+        codes = np.zeros((_round_up(size, BLOCK_QUERIES), 2 * CODE_PAIRS), dtype=np.int16)
+        block_info = np.empty((size, 9), dtype=np.float64)
+        _pca_project(queries, positions, index.mean, index.components, index.n_coarse, block_fine, codes, block_info)
+        return codes.view(np.int32), block_fine, block_info
+    queries_coarse, queries_fine, query_info = features
+    return queries_coarse[positions], queries_fine[positions], query_info[positions]
+
+
+def run_pruned_tasks(search_block, queries, index, n_jobs):
+    """Call ``search_block(positions)`` on tasks of queries in locality order, in threads."""
+    n_queries = queries.shape[0]
     with thread_limit(n_jobs):
         n_threads = numba.get_num_threads()
         # Each thread runs its own small products: BLAS must not start
@@ -486,11 +554,10 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
         with blas_limit(1):
             query_order = _query_order(queries, index, n_threads)
             largest = PCA_QUERY_BLOCK if index.kind == PCA else POOLED_QUERY_BLOCK
-            block = pruned_query_block(n_queries, n_train, n_threads, largest)
-            run_query_blocks(search_block, n_queries, block, n_threads)
-    if return_counts:
-        return rdist, indices, counts
-    return rdist, indices
+            block = pruned_query_block(n_queries, index.rows.shape[0], n_threads, largest)
+            run_query_blocks(
+                lambda first, last: search_block(query_order[first:last]), n_queries, block, n_threads
+            )
 
 
 def _query_order(queries, index, n_threads):

@@ -153,10 +153,19 @@ def as_search_dtype(array):
     return np.ascontiguousarray(array, dtype=dtype)
 
 
+# Rows per thread at least when computing norms: below it, starting a
+# thread costs more than the rows take.
+NORM_BLOCK_ROWS = 8192
+
+
 def squared_norms(rows):
     """Squared Euclidean norms of the rows, in float64."""
     out = np.empty(rows.shape[0], dtype=np.float64)
-    _squared_norms(rows, out)
+
+    def norms_block(first, last):
+        _squared_norms(rows[first:last], out[first:last])
+
+    run_row_blocks(norms_block, rows.shape[0], min_rows=NORM_BLOCK_ROWS)
     return out
 
 
@@ -285,6 +294,21 @@ def run_query_blocks(kernel, n_queries, block, n_threads, *arguments):
             future.result()
 
 
+def run_row_blocks(block_function, n_rows, min_rows=1):
+    """Call ``block_function(first, last)`` on about two blocks of rows per thread, in threads.
+
+    For row-wise kernels (norms, pooled rows, image moments and warps):
+    the driver slices the rows and runs a serial kernel per block, rather
+    than the kernel running a numba ``prange``, whose parallel compilation
+    adds about a second to the first call of each such kernel (measured with
+    numba's compile events). ``min_rows`` keeps blocks from getting so small
+    that threads cost more than they save.
+    """
+    n_threads = numba.get_num_threads()
+    block = max(min_rows, -(-n_rows // (2 * n_threads)))
+    run_query_blocks(block_function, n_rows, block, n_threads)
+
+
 # Queries per block of ``class_votes``: voting costs nanoseconds a neighbour,
 # so only large batches are worth threads.
 VOTE_BLOCK = 65536
@@ -353,7 +377,6 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
     dtype = train.dtype
     metric_id = _METRIC_IDS[metric]
     power = 0.0 if p is None else float(p)
-    integer_power = int(power) if power.is_integer() and power <= 64 else 0
     relative_error, absolute_error = rounding_error_bound(dtype, n_features, metric, power)
 
     rdist = np.empty((n_queries, n_neighbors), dtype=np.float64)
@@ -400,14 +423,8 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
             lower_offsets = upper_offsets = np.zeros(n_train)
             lower_scale = upper_scale = 0.0
         query_terms = np.zeros(n_queries)
-        step = chunk_size(n_queries, n_train, dtype.itemsize)
-        approx = np.zeros((step, n_train), dtype=dtype)
-        for start in range(0, n_queries, step):
-            stop = min(start + step, n_queries)
+        for start, stop, chunk_approx in fast_pass_chunks(queries, train, metric, p, fast_pass):
             chunk = queries[start:stop]
-            chunk_approx = approx[: stop - start]
-            if fast_pass:
-                _rdist_tiles(chunk, train, metric_id, dtype.type(power), integer_power, chunk_approx)
             n_threads = numba.get_num_threads()
             run_query_blocks(
                 _select_nearest, stop - start, -(-(stop - start) // (4 * n_threads)), n_threads,
@@ -415,6 +432,30 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
                 query_terms[start:stop], metric_id, power, rdist[start:stop], indices[start:stop],
             )
     return rdist, indices
+
+
+def fast_pass_chunks(queries, train, metric, p, fast_pass):
+    """Chunks of queries with their fast reduced distances to every training row (non-Euclidean metrics).
+
+    Yields ``(start, stop, approx)``: ``approx`` of shape
+    ``(stop - start, n_train)`` holds ``_rdist_tiles`` of
+    ``queries[start:stop]``, or zeros when not ``fast_pass``. The chunks
+    share one buffer of at most ``WORKING_MEMORY_BYTES`` (see
+    :func:`chunk_size`): each is overwritten by the next.
+    """
+    n_queries, n_train, dtype = queries.shape[0], train.shape[0], train.dtype
+    power = 0.0 if p is None else float(p)
+    integer_power = int(power) if power.is_integer() and power <= 64 else 0
+    step = chunk_size(n_queries, n_train, dtype.itemsize)
+    approx = np.zeros((step, n_train), dtype=dtype)
+    for start in range(0, n_queries, step):
+        stop = min(start + step, n_queries)
+        chunk_approx = approx[: stop - start]
+        if fast_pass:
+            _rdist_tiles(
+                queries[start:stop], train, _METRIC_IDS[metric], dtype.type(power), integer_power, chunk_approx
+            )
+        yield start, stop, chunk_approx
 
 
 def rdist_to_dist(rdist, metric, p):

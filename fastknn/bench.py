@@ -221,7 +221,7 @@ def peak_memory_predict(train, labels, n_queries):
     The queries are training images shifted by one pixel, repeated; numpy
     reports its allocations to :mod:`tracemalloc`.
     """
-    from .estimators import KNNClassifier
+    from ._classification import KNNClassifier
 
     images = train.reshape(-1, 28, 28)
     shifted = np.roll(images, 1, axis=2).reshape(len(train), -1)
@@ -264,7 +264,7 @@ def run_bench(repeats=7, reference_repeats=5, slow_reference_repeats=1, memory_q
     from sklearn.neighbors import KNeighborsClassifier
 
     from .datasets import load_mnist_split
-    from .estimators import KNNClassifier
+    from ._classification import KNNClassifier
 
     train, train_labels, queries, _, _, _ = load_mnist_split("10000")
     if quick:
@@ -317,6 +317,8 @@ def run_bench(repeats=7, reference_repeats=5, slow_reference_repeats=1, memory_q
 
     results["pruning"] = run_pruning_bench(train, train_labels, queries, repeats=repeats, quick=quick)
     results["augment"] = run_augment_bench(train, train_labels, queries, repeats=repeats, quick=quick)
+    results["family"] = run_family_bench(train, train_labels, queries, repeats=reference_repeats, quick=quick)
+    results["distortion"] = run_distortion_bench(repeats=repeats, quick=quick)
 
     if memory_queries:
         peak = peak_memory_predict(train, train_labels, memory_queries)
@@ -326,6 +328,152 @@ def run_bench(repeats=7, reference_repeats=5, slow_reference_repeats=1, memory_q
             "full_distance_matrix_bytes": int(memory_queries * len(train) * train.dtype.itemsize),
         }
     return results
+
+
+# Targets of the neighbours family (issue 18): speed-ups over scikit-learn's brute force.
+FAMILY_TARGETS = {
+    "KNNRegressor fit + predict": 2.0,
+    "radius_neighbors brute": 2.0,
+    "radius_neighbors pruned": 4.0,
+    "KNNTransformer fit_transform": 2.0,
+}
+# Mean neighbours a query within the radius of the radius benchmark.
+RADIUS_NEIGHBOURS = 20
+# The KNNTransformer benchmark: t-SNE's graph (3 x perplexity 30) on 5,000 digits.
+GRAPH_ROWS = 5000
+GRAPH_NEIGHBOURS = 90
+
+
+def radius_for_mean_neighbours(train, queries, mean_neighbours):
+    """The Euclidean radius within which ``queries`` have ``mean_neighbours`` training rows on average.
+
+    Midway between two consecutive distances: a radius equal to one of them
+    would put a row exactly on the boundary, where scikit-learn's rounded
+    distances may fall on either side.
+    """
+    from .neighbors import kneighbors
+
+    distances, _ = kneighbors(queries, train, n_neighbors=len(train))
+    ordered = np.sort(distances, axis=None)
+    position = mean_neighbours * len(queries) - 1
+    return float(0.5 * (ordered[position] + ordered[position + 1]))
+
+
+def run_family_bench(train, train_labels, queries, repeats=5, quick=False):
+    """The neighbours family against scikit-learn's brute force, side by side (paired ratios).
+
+    ``KNNRegressor`` (k=5) fit + predict on the digits; ``radius_neighbors``
+    with a radius of about ``RADIUS_NEIGHBOURS`` neighbours a query (the
+    search alone, after fit; brute force and pruned); and
+    ``KNNTransformer(n_neighbors=90, mode="distance").fit_transform`` on
+    ``GRAPH_ROWS`` digits. Each entry gives the median seconds, the median
+    of the paired ratios, and whether the answers agree.
+    """
+    from sklearn.neighbors import KNeighborsRegressor, KNeighborsTransformer
+    from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
+
+    from ._graph import KNNTransformer
+    from ._regression import KNNRegressor
+    from ._unsupervised import NearestNeighbors
+
+    if quick:
+        repeats = 1
+    report = {}
+    targets = train_labels.astype(np.float64)
+    ours = KNNRegressor(n_neighbors=5)
+    ours.fit(train[:50], targets[:50]).predict(queries[:5])  # compile outside timing
+    theirs = KNeighborsRegressor(n_neighbors=5, algorithm="brute")
+    times, results = interleaved_runs({
+        "fastknn": (lambda: ours.fit(train, targets).predict(queries), repeats),
+        "sklearn_brute": (lambda: theirs.fit(train, targets).predict(queries), repeats),
+    })
+    report["KNNRegressor fit + predict"] = {
+        "fastknn_seconds": float(np.median(times["fastknn"])),
+        "sklearn_seconds": float(np.median(times["sklearn_brute"])),
+        "speedup": paired_ratio(times, "sklearn_brute", "fastknn"),
+        "largest_difference": float(np.abs(results["fastknn"] - results["sklearn_brute"]).max()),
+    }
+
+    radius = radius_for_mean_neighbours(train, queries[::10], RADIUS_NEIGHBOURS)
+    brute = NearestNeighbors(radius=radius, algorithm="brute").fit(train)
+    start = time.perf_counter()
+    pruned = NearestNeighbors(radius=radius, algorithm="pruned").fit(train)
+    build_seconds = time.perf_counter() - start
+    reference = SkNearestNeighbors(radius=radius, algorithm="brute").fit(train)
+    brute.radius_neighbors(queries[:5])  # compile outside timing
+    pruned.radius_neighbors(queries[:5])
+    times, results = interleaved_runs({
+        "brute": (lambda: brute.radius_neighbors(queries, return_distance=False), repeats),
+        "pruned": (lambda: pruned.radius_neighbors(queries, return_distance=False), repeats),
+        "sklearn_brute": (lambda: reference.radius_neighbors(queries, return_distance=False), repeats),
+    })
+    expected = results["sklearn_brute"]
+    for method in ("brute", "pruned"):
+        report[f"radius_neighbors {method}"] = {
+            "fastknn_seconds": float(np.median(times[method])),
+            "sklearn_seconds": float(np.median(times["sklearn_brute"])),
+            "speedup": paired_ratio(times, "sklearn_brute", method),
+            "same_neighbours": all(np.array_equal(a, b) for a, b in zip(results[method], expected)),
+        }
+    report["radius_neighbors pruned"]["build_seconds"] = build_seconds
+    report["radius"] = {"radius": radius, "mean_neighbours": float(np.mean([len(i) for i in expected]))}
+
+    rows = train[: min(GRAPH_ROWS, len(train))]
+    n_neighbors = min(GRAPH_NEIGHBOURS, len(rows) - 2)
+    KNNTransformer(n_neighbors=n_neighbors).fit_transform(rows[:200])  # compile outside timing
+    times, results = interleaved_runs({
+        "fastknn": (lambda: KNNTransformer(n_neighbors=n_neighbors, mode="distance").fit_transform(rows), repeats),
+        "sklearn_brute": (
+            lambda: KNeighborsTransformer(n_neighbors=n_neighbors, mode="distance", algorithm="brute").fit_transform(rows),
+            repeats,
+        ),
+        # The floor of any method built on the matrix product of the rows with themselves.
+        "sgemm": (lambda: rows @ rows.T, repeats),
+    })
+    graph, expected = results["fastknn"], results["sklearn_brute"]
+    same_rows = [
+        np.array_equal(np.sort(graph.indices[a:b]), np.sort(expected.indices[a:b]))
+        for a, b in zip(graph.indptr[:-1], graph.indptr[1:])
+    ]
+    report["KNNTransformer fit_transform"] = {
+        "fastknn_seconds": float(np.median(times["fastknn"])),
+        "sklearn_seconds": float(np.median(times["sklearn_brute"])),
+        "speedup": paired_ratio(times, "sklearn_brute", "fastknn"),
+        "same_neighbour_rows": float(np.mean(same_rows)),
+        "fastknn / sgemm": paired_ratio(times, "fastknn", "sgemm"),
+        "shape": [int(rows.shape[0]), int(n_neighbors)],
+    }
+    return report
+
+
+def format_family_report(family):
+    """The neighbours-family benchmark as lines of text."""
+    radius = family["radius"]
+    lines = [
+        "",
+        "the neighbours family against scikit-learn's brute force (median seconds, median of paired ratios):",
+        f"  {'case':<30} {'fastknn s':>9} {'sklearn s':>9} {'speedup':>8} {'target':>7}  agreement",
+    ]
+    for case, target in FAMILY_TARGETS.items():
+        entry = family[case]
+        if "largest_difference" in entry:
+            agreement = f"largest |difference| {entry['largest_difference']:.1e}"
+        elif "same_neighbours" in entry:
+            agreement = f"same neighbour sets: {entry['same_neighbours']}"
+        else:
+            agreement = f"rows with the same neighbours: {entry['same_neighbour_rows']:.4f}"
+        lines.append(
+            f"  {case:<30} {entry['fastknn_seconds']:9.3f} {entry['sklearn_seconds']:9.3f} "
+            f"{entry['speedup']:8.2f} {target:>7g}  {agreement}"
+        )
+    lines.append(
+        f"  KNNTransformer time / bare sgemm of the same rows: {family['KNNTransformer fit_transform']['fastknn / sgemm']:.2f}"
+    )
+    lines.append(
+        f"  radius {radius['radius']:.4f}: {radius['mean_neighbours']:.1f} neighbours a query; the radius searches "
+        f"exclude fit (pruned index built in {family['radius_neighbors pruned']['build_seconds']:.3f} s)"
+    )
+    return lines
 
 
 PRUNING_KS = (1, 5, 25)
@@ -376,7 +524,7 @@ def run_pruning_bench(train, train_labels, queries, repeats=3, quick=False):
                 entry["faiss_seconds"] = timings["faiss"]
             report[f"{metric} k={k}"] = entry
 
-    from .estimators import KNNClassifier
+    from ._classification import KNNClassifier
 
     rng = np.random.default_rng(0)
     n_rows = 4000 if quick else 20_000
@@ -435,7 +583,7 @@ def run_augment_bench(train, train_labels, queries, repeats=3, quick=False):
     from ._search import prepare_euclidean, search
     from .augment import deskew, shift_images
     from .datasets import load_mnist
-    from .estimators import KNNClassifier
+    from ._classification import KNNClassifier
 
     images = load_mnist().images
     images = np.concatenate([images] * (1 if quick else 4))
@@ -470,6 +618,120 @@ def run_augment_bench(train, train_labels, queries, repeats=3, quick=False):
         })
         report[f"expanded {metric} pruned speedup"] = timings["brute"] / timings["pruned"]
     return report
+
+
+def select_distortion_model(X_train, y_train, X_val, y_val, n_candidates=50):
+    """Choose deskewing, warp, K and weights of the IDM re-ranking on a validation set.
+
+    :func:`fastknn.distortion.select_distortion_knn` on the raw and on the
+    deskewed images (warp 1 or 2, K 1, 3 or 5, uniform or distance weights);
+    the better of the two (raw first among equals).
+
+    Returns
+    -------
+    deskewed : bool
+        Whether the chosen model works on deskewed images.
+    model : DistortionKNNClassifier
+        The chosen model, fit on ``X_train`` (deskewed when ``deskewed``).
+    results : list of dict
+        Every combination's ``validation_accuracy``, with ``deskew`` (bool).
+    """
+    from .augment import deskew
+    from .distortion import select_distortion_knn
+
+    chosen, best_accuracy, results = None, -1.0, []
+    for deskewed in (False, True):
+        prepare = deskew if deskewed else np.asarray
+        model, scores = select_distortion_knn(
+            prepare(X_train), y_train, prepare(X_val), y_val, n_candidates=n_candidates
+        )
+        results += [dict(row, deskew=deskewed) for row in scores]
+        accuracy = max(row["validation_accuracy"] for row in scores)
+        if accuracy > best_accuracy:
+            chosen, best_accuracy = (deskewed, model), accuracy
+    return chosen[0], chosen[1], results
+
+
+def run_distortion_bench(repeats=3, quick=False):
+    """The IDM re-ranking: accuracy chosen on validation, speed, stability in n_candidates.
+
+    On the packaged 10,000 / 2,000 / 2,000 split: the selection of
+    :func:`select_distortion_model` with its validation and test accuracy;
+    re-ranking the 2,000 (deskewed) validation digits' 50 Euclidean
+    candidates (warp 2, K=1) against the exact Euclidean search that finds
+    them, timed side by side (search alone, both); and the fraction of
+    validation queries whose IDM top-K changes as ``n_candidates`` grows.
+    """
+    from .augment import deskew
+    from .datasets import load_mnist_split
+    from .distortion import DistortionKNNClassifier, _rerank_chunks
+
+    X_train, y_train, X_val, y_val, X_test, y_test = load_mnist_split("10000")
+    if quick:
+        X_train, y_train, X_val, y_val, X_test, y_test = (
+            X_train[:2000], y_train[:2000], X_val[:300], y_val[:300], X_test[:300], y_test[:300]
+        )
+    report = {"n_train": len(X_train), "n_queries": len(X_val)}
+    start = time.perf_counter()
+    deskewed, chosen, results = select_distortion_model(X_train, y_train, X_val, y_val)
+    report["selection_seconds"] = time.perf_counter() - start
+    report["selected"] = {
+        "deskew": deskewed, "warp": chosen.warp, "n_neighbors": chosen.n_neighbors, "weights": chosen.weights
+    }
+    report["validation_accuracy"] = max(row["validation_accuracy"] for row in results)
+    report["test_accuracy"] = float(chosen.score(deskew(X_test) if deskewed else X_test, y_test))
+
+    train, queries = deskew(X_train), deskew(X_val)
+    clf = DistortionKNNClassifier(1, n_candidates=50, warp=2).fit(train, y_train)
+    clf.predict(queries[:10])
+    search_candidates = lambda: clf._euclidean.kneighbors(queries, return_distance=False)  # noqa: E731
+    candidates = search_candidates()
+    rerank = lambda: _rerank_chunks(queries, candidates, clf._train_gradients, 1, clf._model)  # noqa: E731
+    rerank_full = lambda: _rerank_chunks(queries, candidates, clf._train_gradients, 1, clf._model, abandon=False)  # noqa: E731
+    times, _ = interleaved_runs(
+        {"euclidean": (search_candidates, repeats), "rerank": (rerank, repeats), "rerank_no_abandon": (rerank_full, repeats)}
+    )
+    report["euclidean_search_seconds"] = float(np.median(times["euclidean"]))
+    report["rerank_seconds"] = float(np.median(times["rerank"]))
+    report["rerank_no_abandon_seconds"] = float(np.median(times["rerank_no_abandon"]))
+    report["rerank / euclidean"] = paired_ratio(times, "rerank", "euclidean")
+    report["abandon speedup"] = paired_ratio(times, "rerank_no_abandon", "rerank")
+
+    # Stability: top-K of the same queries with more candidates.
+    neighbours = {}
+    for n_candidates in (50, 100, 200):
+        model = DistortionKNNClassifier(5, n_candidates=n_candidates, warp=2).fit(train, y_train)
+        neighbours[n_candidates] = model.kneighbors(queries, return_distance=False)
+    stability = {}
+    for k in (1, 3, 5):
+        for small, large in ((50, 100), (100, 200), (50, 200)):
+            changed = np.any(neighbours[small][:, :k] != neighbours[large][:, :k], axis=1)
+            stability[f"K={k} N {small}->{large}"] = float(np.mean(changed))
+    report["top_k_changed"] = stability
+    report["validation_accuracy_by_n_candidates"] = {
+        n: float(np.mean(y_train[ind[:, 0]] == y_val)) for n, ind in neighbours.items()
+    }
+    return report
+
+
+def format_distortion_report(distortion):
+    """The IDM section of the bench as lines of text."""
+    lines = [
+        "",
+        f"IDM re-ranking ({distortion['n_train']} training digits, {distortion['n_queries']} queries):",
+        f"  chosen on validation ({distortion['selection_seconds']:.1f} s, 24 combinations): {distortion['selected']}",
+        f"  validation accuracy {distortion['validation_accuracy']:.4f}, test accuracy "
+        f"{distortion['test_accuracy']:.4f} (target >= 0.994)",
+        f"  re-rank 50 candidates (deskewed, warp 2, K=1): {distortion['rerank_seconds']:.3f} s; the Euclidean search "
+        f"that found them: {distortion['euclidean_search_seconds']:.3f} s; paired ratio "
+        f"{distortion['rerank / euclidean']:.2f} (target <= 5)",
+        f"  early abandoning: {distortion['abandon speedup']:.2f}x (without: {distortion['rerank_no_abandon_seconds']:.3f} s)",
+        "  fraction of queries whose IDM top-K changes with more candidates: "
+        + ", ".join(f"{name} {value:.4f}" for name, value in distortion["top_k_changed"].items()),
+        "  1-NN validation accuracy by n_candidates: "
+        + ", ".join(f"{n}: {acc:.4f}" for n, acc in distortion["validation_accuracy_by_n_candidates"].items()),
+    ]
+    return lines
 
 
 def format_report(results):
@@ -538,6 +800,10 @@ def format_report(results):
                 f"{metric} {augment[f'expanded {metric} pruned speedup']:.2f}x" for metric in ("euclidean", "manhattan")
             ),
         ]
+    if "family" in results:
+        lines += format_family_report(results["family"])
+    if "distortion" in results:
+        lines += format_distortion_report(results["distortion"])
     if "memory" in results:
         memory = results["memory"]
         lines.append(

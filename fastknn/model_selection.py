@@ -17,7 +17,7 @@ from time import perf_counter
 import numpy as np
 from numpy.ma import MaskedArray
 from scipy.stats import rankdata
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import ParameterGrid, check_cv
 from sklearn.pipeline import Pipeline
@@ -28,10 +28,198 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, validate_dat
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
 from ._pruning import choose_algorithm, pruned_search
 from ._search import METRIC_ALIASES, as_search_dtype, class_votes, rdist_to_dist, resolve_metric, search
-from .estimators import KNNClassifier
+from ._classification import KNNClassifier
+from ._regression import KNNRegressor, neighbor_mean
 
 
-class KNNClassifierCV(ClassifierMixin, BaseEstimator):
+class _NeighborsGridCV:
+    """What :class:`KNNClassifierCV` and :class:`KNNRegressorCV` share: the grid,
+    the splits, one neighbour search per (split, metric), the scoring of
+    every candidate from its first columns, and the refit.
+
+    Subclasses give ``_final_estimator`` (the class refitted), and
+    ``_check_targets``, ``_split_targets`` and ``_replay`` (the targets of a
+    training split as an array indexed by neighbour, and a stand-in
+    estimator replaying one candidate's predictions for the scorer).
+    """
+
+    _parameter_constraints = {
+        "n_neighbors": ["array-like"],
+        "metrics": ["array-like"],
+        "weights": ["array-like"],
+        "p": [Interval(numbers.Real, 1, None, closed="left")],
+        "cv": ["cv_object"],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "n_jobs": [numbers.Integral, None],
+        "algorithm": [StrOptions({"auto", "brute", "pruned"})],
+    }
+
+    def _search_grid(self, X, y, groups, X_val, y_val):
+        """Score every candidate, then refit the best on ``X`` (see the subclasses' ``fit``)."""
+        grid = self._check_grid()
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
+        X_fit = X
+        X, y = validate_data(self, X, y, dtype="numeric", order="C", y_numeric=not is_classifier(self))
+        self._check_targets(y)
+        X = as_search_dtype(X)
+        splits = self._splits(X, y, groups, X_val, y_val)
+        self.n_splits_ = len(splits)
+        self.scorer_ = check_scoring(self._final_estimator(), self.scoring)
+        # accuracy_score's own arithmetic (the mean of the matches), without its input
+        # checks, which cost more than the votes (150 candidates: 0.5 s).
+        plain_accuracy = is_classifier(self) and (self.scoring is None or self.scoring == "accuracy")
+        plain_accuracy = plain_accuracy and np.asarray(y).dtype.kind in "biu"
+
+        candidates = list(ParameterGrid(grid))
+        n_candidates = len(candidates)
+        max_neighbors = max(grid["n_neighbors"])
+        # Candidates sharing a metric (aliases included) share its search.
+        by_metric = {}
+        for index, params in enumerate(candidates):
+            key = resolve_metric(params["metric"], self.p)
+            by_metric.setdefault(key, []).append(index)
+
+        shape = (n_candidates, self.n_splits_)
+        test_scores, fit_times, score_times = np.empty(shape), np.empty(shape), np.empty(shape)
+        for split, cut in enumerate(splits):
+            start = perf_counter()
+            X_train, y_train, X_test, y_test = cut()
+            if X_train.shape[0] < max_neighbors:
+                raise ValueError(
+                    f"n_neighbors={max_neighbors} is larger than training split {split}, "
+                    f"which holds {X_train.shape[0]} samples; use fewer neighbours or "
+                    "larger training splits."
+                )
+            targets = self._split_targets(y_train)
+            fit_times[:, split] = (perf_counter() - start) / n_candidates
+
+            for (metric, power), members in by_metric.items():
+                start = perf_counter()
+                method, index = choose_algorithm(
+                    self.algorithm, X_train, metric, power, max_neighbors, n_jobs=self.n_jobs
+                )
+                if method == "pruned":
+                    rdist, neigh_ind = pruned_search(X_test, X_train, index, max_neighbors, n_jobs=self.n_jobs)
+                else:
+                    rdist, neigh_ind = search(X_test, X_train, max_neighbors, metric, power, n_jobs=self.n_jobs)
+                neigh_dist = rdist_to_dist(rdist, metric, power)
+                neigh_targets = targets[neigh_ind]
+                shared_time = (perf_counter() - start) / len(members)
+                for index in members:
+                    start = perf_counter()
+                    n_neighbors = candidates[index]["n_neighbors"]
+                    replay = self._replay(
+                        neigh_targets[:, :n_neighbors], neigh_dist[:, :n_neighbors], candidates[index]["weights"]
+                    )
+                    if plain_accuracy and y_test.dtype.kind in "biu":
+                        score = float(np.count_nonzero(replay.predict(X_test) == y_test) / y_test.size)
+                    else:
+                        score = _as_number(self.scorer_(replay, X_test, y_test), self.scorer_)
+                    test_scores[index, split] = score
+                    score_times[index, split] = shared_time + perf_counter() - start
+
+        self.cv_results_ = _format_results(candidates, fit_times, score_times, test_scores)
+        self.best_index_ = int(self.cv_results_["rank_test_score"].argmin())
+        self.best_params_ = candidates[self.best_index_]
+        self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
+
+        start = perf_counter()
+        best = self._final_estimator(p=self.p, n_jobs=self.n_jobs, algorithm=self.algorithm)
+        best = best.set_params(**self.best_params_)
+        # The caller's X keeps its feature names for the refitted estimator.
+        self.best_estimator_ = best.fit(X_fit, y)
+        self.refit_time_ = perf_counter() - start
+        return self
+
+
+    def _check_grid(self):
+        """The parameter grid, after checking each list of values."""
+        n_neighbors = list(self.n_neighbors)
+        metrics = list(self.metrics)
+        weights = list(self.weights)
+        for name, values in (("n_neighbors", n_neighbors), ("metrics", metrics), ("weights", weights)):
+            if not values:
+                raise ValueError(f"{name} must hold at least one value, got {getattr(self, name)!r}.")
+        for k in n_neighbors:
+            if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral) or k < 1:
+                raise ValueError(f"n_neighbors must hold integers >= 1, got {k!r}.")
+        for metric in metrics:
+            if not isinstance(metric, str) or metric not in METRIC_ALIASES:
+                raise ValueError(f"metrics must hold names among {sorted(METRIC_ALIASES)}, got {metric!r}.")
+            resolve_metric(metric, self.p)
+        for weighting in weights:
+            named = isinstance(weighting, str) and weighting in ("uniform", "distance")
+            if not (weighting is None or named or callable(weighting)):
+                raise ValueError(
+                    f'weights must hold "uniform", "distance", None or callables, got {weighting!r}.'
+                )
+        return {"n_neighbors": n_neighbors, "metric": metrics, "weights": weights}
+
+    def _splits(self, X, y, groups, X_val, y_val):
+        """One function per split, returning ``(X_train, y_train, X_test, y_test)``.
+
+        Cutting is deferred so that only one split's copies live at a time.
+        """
+        if X_val is None and y_val is None:
+            cv = check_cv(self.cv, y, classifier=is_classifier(self))
+            return [_cut(X, y, train, test) for train, test in cv.split(X, y, groups)]
+        if X_val is None or y_val is None:
+            raise ValueError("X_val and y_val must be given together.")
+        if self.cv is not None or groups is not None:
+            raise ValueError("X_val and y_val define the only validation split; leave cv and groups at None.")
+        X_val, y_val = validate_data(self, X_val, y_val, dtype="numeric", order="C", reset=False)
+        X_val = np.ascontiguousarray(X_val, dtype=X.dtype)
+        return [lambda: (X, y, X_val, y_val)]
+
+    def predict(self, X):
+        """Predict with ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Queries.
+
+        Returns
+        -------
+        y : ndarray of shape (n_queries,)
+            Predictions of ``best_estimator_``.
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.predict(X)
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """Nearest training samples, from ``best_estimator_``.
+
+        See :meth:`fastknn.KNNClassifier.kneighbors` for the parameters and
+        return values; ``n_neighbors`` defaults to ``best_params_``'s.
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.kneighbors(X, n_neighbors, return_distance)
+
+    def score(self, X, y):
+        """Score ``best_estimator_`` on ``X``, ``y`` with ``scoring``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Test data.
+        y : array-like of shape (n_queries,)
+            True labels.
+
+        Returns
+        -------
+        score : float
+            ``scorer_(best_estimator_, X, y)``: the accuracy for the default
+            ``scoring``.
+        """
+        check_is_fitted(self)
+        return self.scorer_(self.best_estimator_, X, y)
+
+
+
+
+class KNNClassifierCV(_NeighborsGridCV, ClassifierMixin, BaseEstimator):
     """k-nearest-neighbours classifier with a cross-validated grid of settings.
 
     Scores every combination of ``n_neighbors``, ``metrics`` and ``weights``
@@ -157,16 +345,7 @@ default=("uniform", "distance")
     (3, 1, 1000)
     """
 
-    _parameter_constraints = {
-        "n_neighbors": ["array-like"],
-        "metrics": ["array-like"],
-        "weights": ["array-like"],
-        "p": [Interval(numbers.Real, 1, None, closed="left")],
-        "cv": ["cv_object"],
-        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
-        "n_jobs": [numbers.Integral, None],
-        "algorithm": [StrOptions({"auto", "brute", "pruned"})],
-    }
+    _parameter_constraints = _NeighborsGridCV._parameter_constraints
 
     def __init__(
         self,
@@ -220,140 +399,22 @@ default=("uniform", "distance")
             training split, ``X_val`` without ``y_val`` (or the reverse), or
             ``X_val`` together with ``cv`` or ``groups``.
         """
-        grid = self._check_grid()
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
-        X_fit = X
-        X, y = validate_data(self, X, y, dtype="numeric", order="C")
-        check_classification_targets(y)
-        X = as_search_dtype(X)
-        splits = self._splits(X, y, groups, X_val, y_val)
-        self.n_splits_ = len(splits)
-        self.scorer_ = check_scoring(KNNClassifier(), self.scoring)
-        plain_accuracy = self.scoring is None or (isinstance(self.scoring, str) and self.scoring == "accuracy")
-        plain_accuracy = plain_accuracy and np.asarray(y).dtype.kind in "biu"
-
-        candidates = list(ParameterGrid(grid))
-        n_candidates = len(candidates)
-        max_neighbors = max(grid["n_neighbors"])
-        # Candidates sharing a metric (aliases included) share its search.
-        by_metric = {}
-        for index, params in enumerate(candidates):
-            key = resolve_metric(params["metric"], self.p)
-            by_metric.setdefault(key, []).append(index)
-
-        shape = (n_candidates, self.n_splits_)
-        test_scores, fit_times, score_times = np.empty(shape), np.empty(shape), np.empty(shape)
-        for split, cut in enumerate(splits):
-            start = perf_counter()
-            X_train, y_train, X_test, y_test = cut()
-            if X_train.shape[0] < max_neighbors:
-                raise ValueError(
-                    f"n_neighbors={max_neighbors} is larger than training split {split}, "
-                    f"which holds {X_train.shape[0]} samples; use fewer neighbours or "
-                    "larger training splits."
-                )
-            classes, y_train_encoded = np.unique(y_train, return_inverse=True)
-            fit_times[:, split] = (perf_counter() - start) / n_candidates
-
-            for (metric, power), members in by_metric.items():
-                start = perf_counter()
-                method, index = choose_algorithm(
-                    self.algorithm, X_train, metric, power, max_neighbors, n_jobs=self.n_jobs
-                )
-                if method == "pruned":
-                    rdist, neigh_ind = pruned_search(X_test, X_train, index, max_neighbors, n_jobs=self.n_jobs)
-                else:
-                    rdist, neigh_ind = search(X_test, X_train, max_neighbors, metric, power, n_jobs=self.n_jobs)
-                neigh_dist = rdist_to_dist(rdist, metric, power)
-                neigh_labels = y_train_encoded[neigh_ind]
-                shared_time = (perf_counter() - start) / len(members)
-                for index in members:
-                    start = perf_counter()
-                    n_neighbors = candidates[index]["n_neighbors"]
-                    votes = _neighbor_votes(
-                        neigh_labels[:, :n_neighbors],
-                        neigh_dist[:, :n_neighbors],
-                        candidates[index]["weights"],
-                        classes.size,
-                    )
-                    if plain_accuracy and y_test.dtype.kind in "biu":
-                        # accuracy_score's own arithmetic (the mean of the matches), without its
-                        # input checks, which cost more than the votes (150 candidates: 0.5 s).
-                        score = float(np.count_nonzero(classes[np.argmax(votes, axis=1)] == y_test) / y_test.size)
-                    else:
-                        replay = _ReplayedPredictions()._set(classes, votes)
-                        score = _as_number(self.scorer_(replay, X_test, y_test), self.scorer_)
-                    test_scores[index, split] = score
-                    score_times[index, split] = shared_time + perf_counter() - start
-
-        self.cv_results_ = _format_results(candidates, fit_times, score_times, test_scores)
-        self.best_index_ = int(self.cv_results_["rank_test_score"].argmin())
-        self.best_params_ = candidates[self.best_index_]
-        self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
-
-        start = perf_counter()
-        best = KNNClassifier(p=self.p, n_jobs=self.n_jobs, algorithm=self.algorithm).set_params(**self.best_params_)
-        # The caller's X keeps its feature names for the refitted classifier.
-        self.best_estimator_ = best.fit(X_fit, y)
-        self.refit_time_ = perf_counter() - start
+        self._search_grid(X, y, groups, X_val, y_val)
         self.classes_ = self.best_estimator_.classes_
         return self
 
-    def _check_grid(self):
-        """The parameter grid, after checking each list of values."""
-        n_neighbors = list(self.n_neighbors)
-        metrics = list(self.metrics)
-        weights = list(self.weights)
-        for name, values in (("n_neighbors", n_neighbors), ("metrics", metrics), ("weights", weights)):
-            if not values:
-                raise ValueError(f"{name} must hold at least one value, got {getattr(self, name)!r}.")
-        for k in n_neighbors:
-            if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral) or k < 1:
-                raise ValueError(f"n_neighbors must hold integers >= 1, got {k!r}.")
-        for metric in metrics:
-            if not isinstance(metric, str) or metric not in METRIC_ALIASES:
-                raise ValueError(f"metrics must hold names among {sorted(METRIC_ALIASES)}, got {metric!r}.")
-            resolve_metric(metric, self.p)
-        for weighting in weights:
-            named = isinstance(weighting, str) and weighting in ("uniform", "distance")
-            if not (weighting is None or named or callable(weighting)):
-                raise ValueError(
-                    f'weights must hold "uniform", "distance", None or callables, got {weighting!r}.'
-                )
-        return {"n_neighbors": n_neighbors, "metric": metrics, "weights": weights}
+    _final_estimator = KNNClassifier
 
-    def _splits(self, X, y, groups, X_val, y_val):
-        """One function per split, returning ``(X_train, y_train, X_test, y_test)``.
+    def _check_targets(self, y):
+        check_classification_targets(y)
 
-        Cutting is deferred so that only one split's copies live at a time.
-        """
-        if X_val is None and y_val is None:
-            cv = check_cv(self.cv, y, classifier=True)
-            return [_cut(X, y, train, test) for train, test in cv.split(X, y, groups)]
-        if X_val is None or y_val is None:
-            raise ValueError("X_val and y_val must be given together.")
-        if self.cv is not None or groups is not None:
-            raise ValueError("X_val and y_val define the only validation split; leave cv and groups at None.")
-        X_val, y_val = validate_data(self, X_val, y_val, dtype="numeric", order="C", reset=False)
-        X_val = np.ascontiguousarray(X_val, dtype=X.dtype)
-        return [lambda: (X, y, X_val, y_val)]
+    def _split_targets(self, y_train):
+        self._split_classes, encoded = np.unique(y_train, return_inverse=True)
+        return encoded
 
-    def predict(self, X):
-        """Predict with ``best_estimator_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features)
-            Queries.
-
-        Returns
-        -------
-        y : ndarray of shape (n_queries,)
-            Predicted class labels.
-        """
-        check_is_fitted(self)
-        return self.best_estimator_.predict(X)
+    def _replay(self, neigh_labels, neigh_dist, weights):
+        votes = _neighbor_votes(neigh_labels, neigh_dist, weights, self._split_classes.size)
+        return _ReplayedPredictions()._set(self._split_classes, votes)
 
     def predict_proba(self, X):
         """Class probabilities from ``best_estimator_``.
@@ -371,33 +432,159 @@ default=("uniform", "distance")
         check_is_fitted(self)
         return self.best_estimator_.predict_proba(X)
 
-    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
-        """Nearest training samples, from ``best_estimator_``.
 
-        See :meth:`fastknn.KNNClassifier.kneighbors` for the parameters and
-        return values; ``n_neighbors`` defaults to ``best_params_``'s.
-        """
-        check_is_fitted(self)
-        return self.best_estimator_.kneighbors(X, n_neighbors, return_distance)
+class KNNRegressorCV(_NeighborsGridCV, RegressorMixin, BaseEstimator):
+    """k-nearest-neighbours regressor with a cross-validated grid of settings.
 
-    def score(self, X, y):
-        """Score ``best_estimator_`` on ``X``, ``y`` with ``scoring``.
+    :class:`KNNClassifierCV`'s method for :class:`~fastknn.KNNRegressor`:
+    the scores, ``best_params_`` and ``cv_results_`` are those of
+    ``GridSearchCV(KNNRegressor(p=p), param_grid, cv=cv, scoring=scoring)``
+    with ``param_grid = {"n_neighbors": n_neighbors, "metric": metrics,
+    "weights": weights}``, but each split searches the neighbours once per
+    metric, for the largest ``n_neighbors``, and scores every smaller one
+    and every weighting from the first columns of that list.
+
+    Parameters
+    ----------
+    n_neighbors : array-like of int, default=(1, 3, 5, 9, 15, 25)
+        Numbers of neighbours to try, each >= 1 and at most the size of the
+        smallest training split.
+    metrics : array-like of str, default=("euclidean", "manhattan")
+        Metrics to try, by the names :class:`~fastknn.KNNRegressor` accepts.
+    weights : array-like of {"uniform", "distance", None} or callable, \
+default=("uniform", "distance")
+        Weightings to try, as :class:`~fastknn.KNNRegressor`'s ``weights``.
+    p : float, default=2
+        Power of the ``"minkowski"`` metric, >= 1; ignored by the others.
+    cv : int, cross-validation generator or iterable, default=None
+        How to split the training data: None for 5-fold, an int for that
+        many folds (plain :class:`~sklearn.model_selection.KFold`, as for
+        any regressor), a splitter, or an iterable of ``(train, test)``
+        index arrays. For a fixed validation set, pass ``X_val`` and
+        ``y_val`` to :meth:`fit`.
+    scoring : str, callable or None, default=None
+        The score to maximise: a scikit-learn scorer name, a callable
+        ``scorer(estimator, X, y)``, or None for the coefficient of
+        determination (R^2), :class:`~fastknn.KNNRegressor`'s ``score``.
+        The ``estimator`` a callable receives on a split is a stand-in
+        replaying the candidate's predictions on that split's ``X``.
+    n_jobs : int, default=None
+        Threads for the neighbour search; also passed to ``best_estimator_``.
+    algorithm : {"auto", "brute", "pruned"}, default="auto"
+        How each split's neighbours are searched, as for
+        :class:`~fastknn.KNNRegressor`; the scores are the same. Also passed
+        to ``best_estimator_``.
+
+    Attributes
+    ----------
+    best_estimator_ : KNNRegressor
+        The best candidate, fitted on all of ``X`` (without ``X_val``).
+    best_params_ : dict
+        Its parameters: ``{"metric": ..., "n_neighbors": ..., "weights": ...}``.
+    best_score_ : float
+        Its mean validation score.
+    best_index_ : int
+        Its row in ``cv_results_``: the first of the best ranked.
+    cv_results_ : dict of ndarrays
+        :class:`~sklearn.model_selection.GridSearchCV`'s table, as for
+        :class:`KNNClassifierCV`.
+    scorer_ : callable
+        The scorer used for the selection and by :meth:`score`.
+    n_splits_ : int
+        Number of splits (1 with ``X_val``).
+    refit_time_ : float
+        Seconds spent refitting ``best_estimator_``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Feature names seen during fit, when X has string column names.
+
+    See Also
+    --------
+    fastknn.KNNRegressor : The regressor whose settings are chosen.
+    KNNClassifierCV : The same search for classification.
+
+    Notes
+    -----
+    Neighbours are exact and ties ordered by training index, so the first
+    ``k`` of a query's ``max(n_neighbors)`` neighbours are its ``k``
+    nearest, and the predictions equal :class:`~fastknn.KNNRegressor`'s.
+    Candidates tied on the mean score share a rank; ``best_index_`` is the
+    first of them in ``cv_results_`` order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastknn.model_selection import KNNRegressorCV
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-3, 3, size=(300, 1))
+    >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=300)
+    >>> search = KNNRegressorCV(n_neighbors=(1, 5, 15), metrics=("euclidean",), cv=3).fit(X, y)
+    >>> search.best_params_
+    {'metric': 'euclidean', 'n_neighbors': 15, 'weights': 'distance'}
+    >>> round(search.best_score_, 2)
+    0.98
+    """
+
+    _parameter_constraints = _NeighborsGridCV._parameter_constraints
+
+    def __init__(
+        self,
+        n_neighbors=(1, 3, 5, 9, 15, 25),
+        *,
+        metrics=("euclidean", "manhattan"),
+        weights=("uniform", "distance"),
+        p=2,
+        cv=None,
+        scoring=None,
+        n_jobs=None,
+        algorithm="auto",
+    ):
+        self.n_neighbors = n_neighbors
+        self.metrics = metrics
+        self.weights = weights
+        self.p = p
+        self.cv = cv
+        self.scoring = scoring
+        self.n_jobs = n_jobs
+        self.algorithm = algorithm
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, *, groups=None, X_val=None, y_val=None):
+        """Score every candidate, then refit the best on ``X``.
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
-            Test data.
-        y : array-like of shape (n_queries,)
-            True labels.
+        X : array-like of shape (n_samples, n_features)
+            Training data, numeric and finite.
+        y : array-like of shape (n_samples,)
+            Target values.
+        groups : array-like of shape (n_samples,), default=None
+            Group labels, for splitters that need them.
+        X_val : array-like of shape (n_val_samples, n_features), default=None
+            A fixed validation set (a single split); needs ``y_val``.
+        y_val : array-like of shape (n_val_samples,), default=None
+            Targets of ``X_val``.
 
         Returns
         -------
-        score : float
-            ``scorer_(best_estimator_, X, y)``: the accuracy for the default
-            ``scoring``.
+        self : KNNRegressorCV
+            The fitted search.
         """
-        check_is_fitted(self)
-        return self.scorer_(self.best_estimator_, X, y)
+        self._search_grid(X, y, groups, X_val, y_val)
+        return self
+
+    _final_estimator = KNNRegressor
+
+    def _check_targets(self, y):
+        pass  # validate_data has checked that y is numeric
+
+    def _split_targets(self, y_train):
+        return np.asarray(y_train, dtype=np.float64).reshape(-1, 1)
+
+    def _replay(self, neighbor_targets, neigh_dist, weights):
+        predictions = neighbor_mean(neighbor_targets, neigh_dist, weights)
+        return _ReplayedRegression()._set(predictions.ravel())
 
 
 def fit_with_validation(model, X, y, X_val, y_val):
@@ -517,11 +704,7 @@ class _ReplayedPredictions(ClassifierMixin, BaseEstimator):
         return self
 
     def _check_queries(self, X):
-        if _num_samples(X) != self._votes.shape[0]:
-            raise ValueError(
-                "The scorer called the estimator on data other than the validation split; "
-                "KNNClassifierCV only has predictions for that split."
-            )
+        _check_replayed_queries(X, self._votes.shape[0])
 
     def predict(self, X):
         self._check_queries(X)
@@ -532,6 +715,32 @@ class _ReplayedPredictions(ClassifierMixin, BaseEstimator):
         normalizer = self._votes.sum(axis=1, keepdims=True)
         normalizer[normalizer == 0.0] = 1.0
         return self._votes / normalizer
+
+
+class _ReplayedRegression(RegressorMixin, BaseEstimator):
+    """Stand-in regressor returning one candidate's predictions on one validation split.
+
+    Scorers call ``predict`` (and ``score``) on it exactly as on a fitted
+    :class:`~fastknn.KNNRegressor`, with the same predictions.
+    """
+
+    def _set(self, predictions):
+        """Store ``predictions`` of shape (n_queries,), float64."""
+        self._predictions = predictions
+        return self
+
+    def predict(self, X):
+        _check_replayed_queries(X, self._predictions.shape[0])
+        return self._predictions
+
+
+def _check_replayed_queries(X, n_queries):
+    """Raise unless ``X`` has the validation split's number of rows."""
+    if _num_samples(X) != n_queries:
+        raise ValueError(
+            "The scorer called the estimator on data other than the validation split; "
+            "the search only has predictions for that split."
+        )
 
 
 def _neighbor_votes(neigh_labels, neigh_dist, weights, n_classes):

@@ -5,8 +5,8 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_array
 
-from ._pruning import choose_algorithm, pruned_search
-from ._search import as_search_dtype, rdist_to_dist, resolve_metric, search
+from ._base import fit_search, kneighbors_search
+from ._search import as_search_dtype, resolve_metric
 
 
 def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=True, n_jobs=None, algorithm="brute"):
@@ -82,11 +82,8 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
     if algorithm not in ("brute", "pruned", "auto"):
         raise ValueError(f"algorithm must be 'brute', 'pruned' or 'auto', got {algorithm!r}.")
     queries = np.ascontiguousarray(X, dtype=Y.dtype)
-    method, index = choose_algorithm(algorithm, Y, metric_name, power, n_neighbors, n_jobs=n_jobs)
-    if method == "pruned":
-        rdist, indices = pruned_search(queries, Y, index, n_neighbors, n_jobs=n_jobs)
-    else:
-        rdist, indices = search(queries, Y, n_neighbors, metric_name, power, n_jobs=n_jobs)
+    fitted = fit_search(Y, metric_name, power, algorithm, n_neighbors, n_jobs=n_jobs)
+    distances, indices = kneighbors_search(fitted, queries, n_neighbors, n_jobs=n_jobs)
     if not return_distance:
         return indices
-    return rdist_to_dist(rdist, metric_name, power), indices
+    return distances, indices

@@ -242,3 +242,97 @@ ALIASES = [
 ]
 
 CANONICAL_METRICS = [("euclidean", 2), ("manhattan", 2), ("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5)]
+
+
+def radius_neighbors(X, Y, radius, metric, p=2):
+    """Rows of Y within ``radius`` of each row of X: lists of (distances, indices).
+
+    A row at exactly the radius is within it: the reduced distance is
+    compared with the reduced radius (squared for Euclidean, to the power p
+    for Minkowski), as scikit-learn compares them. Rows come in index order.
+    """
+    name, power = canonical_metric(metric, p)
+    reduced_radius = radius * radius if name == "euclidean" else radius**power if name == "minkowski" else radius
+    reduced = rdist(X, Y, metric, p)
+    distances, indices = [], []
+    for row in reduced:
+        within = np.flatnonzero(row <= reduced_radius)
+        indices.append(within)
+        distances.append(to_distance(row[within], metric, p))
+    return distances, indices
+
+
+def regress(X_train, y_train, X_test, n_neighbors, metric, p=2, weights="uniform"):
+    """Mean target of the ``n_neighbors`` nearest (ties by index); inverse-distance weighted for "distance".
+
+    With ``"distance"``, a query with neighbours at distance 0 averages those alone.
+    """
+    distances, indices = kneighbors(X_test, X_train, n_neighbors, metric, p)
+    targets = np.asarray(y_train, dtype=np.float64).reshape(len(X_train), -1)
+    out = np.empty((len(X_test), targets.shape[1]))
+    for i in range(len(X_test)):
+        if weights == "uniform":
+            w = np.ones(n_neighbors)
+        elif (distances[i] == 0).any():
+            w = (distances[i] == 0).astype(np.float64)
+        else:
+            w = 1.0 / distances[i]
+        out[i] = (w[:, None] * targets[indices[i]]).sum(axis=0) / w.sum()
+    return out.ravel() if np.ndim(y_train) == 1 else out
+
+
+# --------------------------------------------------------------------------
+# image distortion model (fastknn.distortion)
+# --------------------------------------------------------------------------
+def sobel(image):
+    """Horizontal and vertical Sobel gradients of a 2-D image, zero outside it.
+
+    Returns a float64 array of shape ``(2, height, width)``: the derivative
+    along columns, then along rows, each pixel from its 3x3 neighbourhood.
+    """
+    height, width = image.shape
+    kernel_x = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
+    out = np.zeros((2, height, width))
+    for i in range(height):
+        for j in range(width):
+            for a in range(3):
+                for b in range(3):
+                    r, c = i + a - 1, j + b - 1
+                    if 0 <= r < height and 0 <= c < width:
+                        out[0, i, j] += kernel_x[a][b] * float(image[r, c])
+                        out[1, i, j] += kernel_x[b][a] * float(image[r, c])
+    return out
+
+
+def context(gradients, i, j, context_size):
+    """The gradients of the ``context_size`` square around pixel (i, j), as one vector (zeros outside)."""
+    radius = context_size // 2
+    _, height, width = gradients.shape
+    values = []
+    for a in range(-radius, radius + 1):
+        for b in range(-radius, radius + 1):
+            r, c = i + a, j + b
+            inside = 0 <= r < height and 0 <= c < width
+            values.extend(gradients[:, r, c] if inside else [0.0, 0.0])
+    return np.array(values)
+
+
+def idm_distance(query, reference, warp, context_size=3):
+    """IDM distance of one 2-D query image to one reference, from the definition.
+
+    Sum over the query's pixels of the smallest squared difference between
+    the query pixel's context and the context of a reference pixel at most
+    ``warp`` rows and columns away, inside the image.
+    """
+    grad_q, grad_r = sobel(query), sobel(reference)
+    height, width = query.shape
+    total = 0.0
+    for i in range(height):
+        for j in range(width):
+            cq = context(grad_q, i, j, context_size)
+            best = math.inf
+            for r in range(max(0, i - warp), min(height, i + warp + 1)):
+                for c in range(max(0, j - warp), min(width, j + warp + 1)):
+                    best = min(best, float(np.sum((cq - context(grad_r, r, c, context_size)) ** 2)))
+            total += best
+    return total

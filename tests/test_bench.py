@@ -1,4 +1,4 @@
-"""Tests for fastknn.bench's timing helpers (the bench itself is a command run by hand)."""
+"""Tests for fastknn.bench: the timing helpers, and the family section on a slice (the full bench is run by hand)."""
 
 import pytest
 
@@ -46,3 +46,17 @@ def test_startup_comparison_runs_both_jobs_in_fresh_processes():
     assert figures["fastknn_best_seconds"] > 0 and figures["sklearn_best_seconds"] > 0
     assert figures["extra_seconds"] == figures["fastknn_best_seconds"] - figures["sklearn_best_seconds"]
     assert "fastknn's extra start-up" in "\n".join(format_startup_report(figures))
+def test_family_bench_runs_on_a_slice():
+    """The neighbours-family section of ``fastknn bench`` on small shapes: answers agree, the report formats."""
+    from fastknn.bench import format_family_report, run_family_bench
+    from fastknn.datasets import load_mnist_split
+
+    train, labels, queries = load_mnist_split("1000")[:3]
+    family = run_family_bench(train[:400], labels[:400], queries[:60], quick=True)
+    assert family["KNNRegressor fit + predict"]["largest_difference"] <= 1e-9
+    assert family["radius_neighbors brute"]["same_neighbours"]
+    assert family["radius_neighbors pruned"]["same_neighbours"]
+    assert family["KNNTransformer fit_transform"]["same_neighbour_rows"] > 0.95
+    assert family["radius"]["mean_neighbours"] > 1
+    report = "\n".join(format_family_report(family))
+    assert "radius_neighbors pruned" in report and "KNNTransformer fit_transform" in report

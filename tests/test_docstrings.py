@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-PUBLIC_MODULES = ("fastknn", "fastknn.datasets", "fastknn.augment", "fastknn.model_selection")
+PUBLIC_MODULES = ("fastknn", "fastknn.datasets", "fastknn.augment", "fastknn.distortion", "fastknn.model_selection")
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import fastknn.estimators
+import fastknn._classification
 from fastknn import KNNClassifier, _search
 
 METRICS, ALIASES, CANONICAL_METRICS = naive.METRICS, naive.ALIASES, naive.CANONICAL_METRICS
@@ -91,7 +91,7 @@ def test_array_api_dispatch_with_numpy():
 
 
 def test_doctests():
-    result = doctest.testmod(fastknn.estimators, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(fastknn._classification, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 
 

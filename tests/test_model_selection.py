@@ -24,9 +24,9 @@ from sklearn.model_selection import (
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastknn import KNNClassifier, model_selection
+from fastknn import KNNClassifier, KNNRegressor, model_selection
 from fastknn.datasets import load_mnist_split
-from fastknn.model_selection import KNNClassifierCV
+from fastknn.model_selection import KNNClassifierCV, KNNRegressorCV
 
 GRID = {"n_neighbors": (1, 3, 7), "metrics": ("euclidean", "manhattan"), "weights": ("uniform", "distance")}
 SMALL_GRID = {"n_neighbors": (1, 5), "metrics": ("manhattan",), "weights": ("uniform", "distance")}
@@ -407,3 +407,38 @@ def test_pruned_search_gives_the_same_scores(digits):
     pruned = KNNClassifierCV(**grid, algorithm="pruned").fit(X, y, X_val=X_val, y_val=y_val)
     np.testing.assert_array_equal(pruned.cv_results_["mean_test_score"], brute.cv_results_["mean_test_score"])
     assert pruned.best_estimator_.fit_method_ == "pruned" and brute.best_estimator_.fit_method_ == "brute"
+# -------------------------------------------------------------------------
+# KNNRegressorCV: the same machinery for the regressor
+# -------------------------------------------------------------------------
+
+
+def regression_grid_search(cv, **kwargs):
+    param_grid = {"n_neighbors": list(GRID["n_neighbors"]), "metric": list(GRID["metrics"]),
+                  "weights": list(GRID["weights"])}
+    return GridSearchCV(KNNRegressor(), param_grid, cv=cv, **kwargs)
+
+
+@pytest.mark.parametrize("scoring", [None, "neg_mean_absolute_error"])
+@pytest.mark.parametrize("cv", [3, ShuffleSplit(n_splits=2, test_size=0.25, random_state=0)], ids=["int", "ShuffleSplit"])
+def test_regressor_cv_same_results_as_grid_search(digits, cv, scoring):
+    X, y = digits[0], digits[1].astype(np.float64)
+    search = KNNRegressorCV(**GRID, cv=cv, scoring=scoring).fit(X, y)
+    assert_same_search(search, regression_grid_search(cv, scoring=scoring).fit(X, y))
+    assert isinstance(search.best_estimator_, KNNRegressor)
+    np.testing.assert_array_equal(search.predict(digits[2]), search.best_estimator_.predict(digits[2]))
+
+
+def test_regressor_cv_validation_set(digits):
+    X, y, X_val, y_val = digits
+    search = KNNRegressorCV(**SMALL_GRID).fit(X, y.astype(float), X_val=X_val, y_val=y_val.astype(float))
+    split = PredefinedSplit(np.r_[np.full(len(X), -1), np.zeros(len(X_val))])
+    reference = GridSearchCV(
+        KNNRegressor(), {"n_neighbors": [1, 5], "metric": ["manhattan"], "weights": ["uniform", "distance"]}, cv=split
+    ).fit(np.vstack([X, X_val]), np.r_[y, y_val].astype(float))
+    np.testing.assert_array_equal(search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"])
+    assert search.n_splits_ == 1 and search.best_estimator_.n_samples_fit_ == len(X)
+
+
+@parametrize_with_checks([KNNRegressorCV(n_neighbors=(1, 3), metrics=("euclidean",), cv=3)])
+def test_regressor_cv_sklearn_compatible_estimator(estimator, check):
+    check(estimator)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._config import jit
 from .distances import EUCLIDEAN, _copy_float64, _exact_rdist
+from .prefetch import _prefetch_row
 
 # Training rows scanned per step when selecting candidates: a vectorised count
 # tells whether any row of a block can matter; a block that can is checked
@@ -33,9 +34,19 @@ SCAN_SUB_BLOCK = 16
 # queries times this many rows stays in the core's cache for the scan.
 GEMM_TRAIN_BLOCK = 1024
 
-# The heap of upper bounds starts full of this: every row is a candidate
-# until k rows have been seen. (Bounds can be any finite float64, so the
-# loops that compare with it are compiled with inf support.)
+# Rows prefetched ahead of the exact distances of ``_rerank``, and at most
+# how many cache lines of each, into L2 (the pruned search's choice, see
+# ``prefetch`` and ``pruning.EXACT_PREFETCH_LINES``).
+RERANK_PREFETCH_AHEAD = 4
+RERANK_PREFETCH_LINES = 64
+
+# A query's pool of upper bounds holds this many per neighbour (plus 16)
+# before the k-th smallest is taken again (see ``_scan_row``).
+POOL_FACTOR = 4
+
+# The bound before k rows have been seen: every row is a candidate. (Bounds
+# can be any finite float64, so the loops that compare with it are compiled
+# with inf support.)
 NO_BOUND = np.inf
 
 
@@ -152,6 +163,23 @@ def _count_within(values, offsets, scale, threshold):
     return count
 
 
+@jit()
+def _pool_size(n_neighbors):
+    """Capacity of a query's pool of upper bounds (see ``_scan_row``)."""
+    return POOL_FACTOR * n_neighbors + 16
+
+
+@jit()
+def _pool_bound(pool, scratch, size, n_neighbors):
+    """The ``n_neighbors``-th smallest of the first ``size`` values of ``pool`` (``NO_BOUND`` if fewer).
+
+    Keeps those smallest in front of ``pool`` and returns the size now held.
+    """
+    if size < n_neighbors:
+        return NO_BOUND, size
+    return _keep_smallest(pool, scratch, size, n_neighbors), n_neighbors
+
+
 @jit(fastmath=True)
 def _scan_row(
     values,
@@ -161,8 +189,10 @@ def _scan_row(
     upper_offsets,
     upper_scale,
     query_term,
-    bound_values,
-    bound_indices,
+    pool,
+    scratch,
+    pool_size,
+    bound,
     candidate_rows,
     candidate_lower,
     n_candidates,
@@ -181,10 +211,19 @@ def _scan_row(
         ``lower_offsets[j] + lower_scale * values[j]`` and
         ``upper_offsets[j] + upper_scale * values[j]``.
     query_term : float
-        Added to the heap's top to get the pruning threshold.
-    bound_values, bound_indices : ndarray of shape (n_neighbors,)
-        Max-heap of the k smallest upper bounds seen so far (filled with
-        ``NO_BOUND`` before the first row).
+        Added to ``bound`` to get the pruning threshold.
+    pool : ndarray of shape (_pool_size(n_neighbors),), float64
+        Upper bounds that may be among the k smallest: every upper bound
+        seen below ``bound`` since ``bound`` was last taken, and the k
+        smallest before that.
+    scratch : ndarray of shape (_pool_size(n_neighbors),), int64
+        Work space for the selection.
+    pool_size : int
+        Values held in ``pool``.
+    bound : float
+        The k-th smallest upper bound when it was last taken
+        (``NO_BOUND`` until k rows have been seen): at least k rows are
+        certainly no farther, so it only falls.
     candidate_rows, candidate_lower : ndarray
         Candidate rows and their lower bounds, appended in row order; room
         for ``width`` more must exist.
@@ -193,12 +232,21 @@ def _scan_row(
 
     Returns
     -------
-    n_candidates : int
-        Candidates held now.
+    n_candidates, pool_size, bound
+        Their values now.
+
+    Notes
+    -----
+    The bound is taken again, by a quickselect over the pool, when the pool
+    is full (and once k rows have been seen): a few passes over
+    ``POOL_FACTOR k`` values, where a heap of the k smallest took a sift
+    with mispredicted branches for every row that entered it (at k=91 on
+    5,000 digits, about 4 a neighbour, which made the k-th smallest cost a
+    microsecond a neighbour).
     """
-    n_neighbors = bound_values.shape[0]
+    n_neighbors = (pool.shape[0] - 16) // POOL_FACTOR  # see _pool_size
     width = values.shape[0]
-    threshold = bound_values[0] + query_term
+    threshold = bound + query_term
     for start in range(0, width, SCAN_BLOCK):
         stop = min(start + SCAN_BLOCK, width)
         if not _count_within(values[start:stop], lower_offsets[start:stop], lower_scale, threshold):
@@ -218,10 +266,13 @@ def _scan_row(
                 candidate_lower[n_candidates] = lower
                 n_candidates += 1
                 upper = upper_offsets[j] + upper_scale * value
-                if upper < bound_values[0]:
-                    _heap_replace_top(bound_values, bound_indices, n_neighbors, upper, 0)
-                    threshold = bound_values[0] + query_term
-    return n_candidates
+                if upper < bound:
+                    pool[pool_size] = upper
+                    pool_size += 1
+                    if pool_size == pool.shape[0] or (pool_size == n_neighbors and bound == NO_BOUND):
+                        bound, pool_size = _pool_bound(pool, scratch, pool_size, n_neighbors)
+                        threshold = bound + query_term
+    return n_candidates, pool_size, bound
 
 
 @jit()
@@ -243,13 +294,21 @@ def _rerank(query, train, candidate_rows, candidate_lower, n_candidates, thresho
 
     ``query`` is float64 (see ``distances._copy_float64``). The candidates
     come in ascending row order, so a later row never wins a tie and equal
-    distances keep the lower training index.
+    distances keep the lower training index. The candidates within the
+    threshold are listed first, so that each row can be prefetched a few
+    rows ahead of its distance (as the pruned search does, see
+    ``prefetch``): at k=90 on 5,000 digits, the rows read here are most of
+    the search's memory traffic.
     """
     n_neighbors = out_rdist.shape[0]
-    size = 0
-    for position in range(n_candidates):
-        if candidate_lower[position] > threshold:
-            continue
+    n_within = _drop_candidates_beyond(candidate_rows, candidate_lower, n_candidates, threshold)
+    for position in range(min(RERANK_PREFETCH_AHEAD, n_within)):
+        _prefetch_row(train, candidate_rows[position], RERANK_PREFETCH_LINES, True)
+    size = np.int64(0)  # not the literal 0: numba would compile the heap helpers for it too
+    for position in range(n_within):
+        ahead = position + RERANK_PREFETCH_AHEAD
+        if ahead < n_within:
+            _prefetch_row(train, candidate_rows[ahead], RERANK_PREFETCH_LINES, True)
         j = candidate_rows[position]
         exact = _exact_rdist(query, train[j], metric, p)
         if size < n_neighbors:
@@ -303,21 +362,22 @@ def _select_nearest(first, last, approx, queries, train, lower_offsets, lower_sc
     """
     n_train = approx.shape[1]
     n_neighbors = out_rdist.shape[1]
-    bound_values, bound_indices = _new_heap(n_neighbors)
+    pool = np.empty(_pool_size(n_neighbors), dtype=np.float64)
+    scratch = np.empty(pool.shape[0], dtype=np.int64)
     best_values, best_indices = _new_heap(n_neighbors)
     candidate_rows = np.empty(n_train, dtype=np.int64)
     candidate_lower = np.empty(n_train, dtype=np.float64)
     query = np.empty(queries.shape[1], dtype=np.float64)
     for i in range(first, last):
-        bound_values.fill(NO_BOUND)
-        n_candidates = _scan_row(
+        n_candidates, pool_size, bound = _scan_row(
             approx[i], 0, lower_offsets, lower_scale, upper_offsets, upper_scale, query_terms[i],
-            bound_values, bound_indices, candidate_rows, candidate_lower, 0,
+            pool, scratch, 0, NO_BOUND, candidate_rows, candidate_lower, 0,
         )
+        bound, _ = _pool_bound(pool, scratch, pool_size, n_neighbors)
         _copy_float64(queries[i], query)
         _rerank(
             query, train, candidate_rows, candidate_lower, n_candidates,
-            bound_values[0] + query_terms[i], metric, p, best_values, best_indices,
+            bound + query_terms[i], metric, p, best_values, best_indices,
             out_rdist[i], out_index[i],
         )
 
@@ -374,9 +434,10 @@ def _select_nearest_gemm(
     if columns.shape[0]:
         block_queries = _take_columns(queries, first, last, columns)
     cross_buffer = np.empty(size * min(GEMM_TRAIN_BLOCK, n_train), dtype=queries.dtype)
-    bound_values = np.empty((size, n_neighbors), dtype=np.float64)
-    bound_values.fill(NO_BOUND)
-    bound_indices = np.zeros((size, n_neighbors), dtype=np.int64)
+    pools = np.empty((size, _pool_size(n_neighbors)), dtype=np.float64)
+    pool_sizes = np.zeros(size, dtype=np.int64)
+    bounds = np.full(size, NO_BOUND)
+    scratch = np.empty(pools.shape[1], dtype=np.int64)
     capacity = 2 * GEMM_TRAIN_BLOCK + n_neighbors
     candidate_rows = np.empty((size, capacity), dtype=np.int64)
     candidate_lower = np.empty((size, capacity), dtype=np.float64)
@@ -388,7 +449,7 @@ def _select_nearest_gemm(
         np.dot(block_queries, cross_train[train_start:train_stop].T, cross)
         for i in range(size):
             if n_candidates[i] + width > capacity:
-                threshold = bound_values[i, 0] + query_terms[first + i]
+                threshold = bounds[i] + query_terms[first + i]
                 n_candidates[i] = _drop_candidates_beyond(
                     candidate_rows[i], candidate_lower[i], n_candidates[i], threshold
                 )
@@ -396,20 +457,21 @@ def _select_nearest_gemm(
                 capacity = max(2 * capacity, n_candidates[i] + width)
                 candidate_rows = _widen(candidate_rows, capacity)
                 candidate_lower = _widen(candidate_lower, capacity)
-            n_candidates[i] = _scan_row(
+            n_candidates[i], pool_sizes[i], bounds[i] = _scan_row(
                 cross[i], train_start,
                 train_lower[train_start:train_stop], -2.0,
                 train_upper[train_start:train_stop], -2.0,
-                query_terms[first + i], bound_values[i], bound_indices[i],
+                query_terms[first + i], pools[i], scratch, pool_sizes[i], bounds[i],
                 candidate_rows[i], candidate_lower[i], n_candidates[i],
             )
     best_values, best_indices = _new_heap(n_neighbors)
     query = np.empty(queries.shape[1], dtype=np.float64)
     for i in range(size):
+        bound, _ = _pool_bound(pools[i], scratch, pool_sizes[i], n_neighbors)
         _copy_float64(queries[first + i], query)
         _rerank(
             query, train, candidate_rows[i], candidate_lower[i], n_candidates[i],
-            bound_values[i, 0] + query_terms[first + i], EUCLIDEAN, 2.0,
+            bound + query_terms[first + i], EUCLIDEAN, 2.0,
             best_values, best_indices, out_rdist[first + i], out_index[first + i],
         )
 

@@ -1,0 +1,431 @@
+"""The neighbours base every estimator stands on, as scikit-learn's ``neighbors/_base.py``.
+
+:class:`NeighborsBase` holds the shared parameters, ``fit`` (validation, the
+effective metric, the choice of search method and its index),
+:class:`KNeighborsMixin` the k-nearest queries and graphs,
+:class:`RadiusNeighborsMixin` the radius queries and graphs. The search
+itself runs through :func:`kneighbors_search` and :func:`radius_search`, the
+only places that look at the method ``fit`` chose: estimators never branch
+on it.
+"""
+
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._pruning import PrunedIndex, choose_algorithm, pruned_radius_search, pruned_search
+from ._radius import radius_search as brute_radius_search
+from ._radius import reduced_radius
+from ._search import (
+    METRIC_ALIASES,
+    EuclideanTrain,
+    as_search_dtype,
+    prepare_euclidean,
+    rdist_to_dist,
+    resolve_metric,
+    search,
+)
+
+# ``algorithm="auto"`` probes whether pruning pays for this many neighbours
+# when the estimator has no ``n_neighbors`` (the radius estimators).
+DEFAULT_PROBE_NEIGHBORS = 5
+
+
+class FittedSearch(NamedTuple):
+    """What ``fit`` keeps for the search: the method and its precomputed data.
+
+    Attributes
+    ----------
+    method : {"brute", "pruned"}
+    train : ndarray of shape (n_train, n_features)
+        The training rows, float32 or float64, C-contiguous.
+    metric : str
+        Canonical metric name (``_search.resolve_metric``).
+    p : float or None
+        Minkowski power, for ``"minkowski"`` only.
+    euclidean_train : EuclideanTrain or None
+        Brute-force Euclidean precomputation.
+    pruned_index : PrunedIndex or None
+        The pruned method's index.
+    """
+
+    method: str
+    train: np.ndarray
+    metric: str
+    p: float | None
+    euclidean_train: EuclideanTrain | None
+    pruned_index: PrunedIndex | None
+
+
+def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
+    """Choose the search method for ``train`` and precompute what it needs.
+
+    Parameters
+    ----------
+    train : ndarray of shape (n_train, n_features)
+        Validated, in the search dtype (``_search.as_search_dtype``).
+    metric, p
+        As returned by ``_search.resolve_metric``.
+    algorithm : {"auto", "brute", "pruned"}
+    n_neighbors : int
+        Neighbours the probe of ``"auto"`` searches for.
+    n_jobs : int or None
+
+    Returns
+    -------
+    fitted : FittedSearch
+    """
+    method, index = choose_algorithm(algorithm, train, metric, p, min(n_neighbors, train.shape[0]), n_jobs=n_jobs)
+    euclidean_train = prepare_euclidean(train) if metric == "euclidean" and method == "brute" else None
+    return FittedSearch(method, train, metric, p, euclidean_train, index)
+
+
+def kneighbors_search(fitted, queries, n_neighbors, n_jobs=None):
+    """Exact k nearest training rows of every query, by the method ``fit`` chose.
+
+    Parameters
+    ----------
+    fitted : FittedSearch
+    queries : ndarray of shape (n_queries, n_features)
+        In the training dtype, C-contiguous, finite.
+    n_neighbors : int
+        1 <= n_neighbors <= n_train.
+    n_jobs : int or None
+
+    Returns
+    -------
+    dist : ndarray of shape (n_queries, n_neighbors), float64
+        Distances, ascending per row.
+    indices : ndarray of shape (n_queries, n_neighbors), int64
+        Training indices; equal distances are ordered by index.
+    """
+    if fitted.method == "pruned":
+        rdist, indices = pruned_search(queries, fitted.train, fitted.pruned_index, n_neighbors, n_jobs=n_jobs)
+    else:
+        rdist, indices = search(
+            queries, fitted.train, n_neighbors, fitted.metric, fitted.p,
+            euclidean_train=fitted.euclidean_train, n_jobs=n_jobs,
+        )
+    return rdist_to_dist(rdist, fitted.metric, fitted.p), indices
+
+
+def radius_search(fitted, queries, radius, n_jobs=None, sort_results=False):
+    """Every training row within ``radius`` of each query, by the method ``fit`` chose.
+
+    Parameters
+    ----------
+    fitted : FittedSearch
+    queries : ndarray of shape (n_queries, n_features)
+        In the training dtype, C-contiguous, finite.
+    radius : float
+        A row at distance exactly ``radius`` is within it.
+    n_jobs : int or None
+    sort_results : bool, default=False
+        Order each query's rows by distance (ties by training index), not
+        by training index.
+
+    Returns
+    -------
+    dist : ndarray of shape (n_found,), float64
+    indices : ndarray of shape (n_found,), int64
+    offsets : ndarray of shape (n_queries + 1,), int64
+        Query i's rows are ``indices[offsets[i]:offsets[i + 1]]``.
+    """
+    if not radius >= 0:  # also NaN: no distance is within it
+        return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
+    reduced = reduced_radius(radius, fitted.metric, fitted.p)
+    if fitted.method == "pruned":
+        rdist, indices, offsets = pruned_radius_search(
+            queries, fitted.train, fitted.pruned_index, reduced, n_jobs=n_jobs, sort_distances=sort_results
+        )
+    else:
+        rdist, indices, offsets = brute_radius_search(
+            queries, fitted.train, reduced, fitted.metric, fitted.p,
+            euclidean_train=fitted.euclidean_train, n_jobs=n_jobs, sort_distances=sort_results,
+        )
+    return rdist_to_dist(rdist, fitted.metric, fitted.p), indices, offsets
+
+
+def split_rows(values, offsets):
+    """Object array whose item i is ``values[offsets[i]:offsets[i + 1]]`` (views)."""
+    out = np.empty(offsets.shape[0] - 1, dtype=object)
+    for i in range(out.shape[0]):
+        out[i] = values[offsets[i] : offsets[i + 1]]
+    return out
+
+
+def query_of_rows(offsets):
+    """The query of each flat row: ``i`` repeated ``offsets[i + 1] - offsets[i]`` times."""
+    return np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
+
+
+def neighbor_weights(dist, weights):
+    """Weights of neighbours at distances ``dist`` (2-D), as scikit-learn's ``_get_weights``.
+
+    None for uniform weights; for ``"distance"``, inverse distances, except
+    that a query with neighbours at distance 0 weighs those 1 and the others
+    0; a callable is applied to ``dist``.
+    """
+    if weights in (None, "uniform"):
+        return None
+    if weights == "distance":
+        with np.errstate(divide="ignore"):
+            inverse = 1.0 / dist
+        at_zero = np.isinf(inverse)
+        rows = np.any(at_zero, axis=1)
+        inverse[rows] = at_zero[rows]
+        return inverse
+    return weights(dist)
+
+
+def flat_neighbor_weights(dist, offsets, weights):
+    """:func:`neighbor_weights` for radius results, flat (see :func:`radius_search`).
+
+    A callable receives, as in scikit-learn, an object array holding each
+    query's distances, and returns weights of the same layout.
+    """
+    if weights in (None, "uniform"):
+        return None
+    if weights == "distance":
+        with np.errstate(divide="ignore"):
+            inverse = 1.0 / dist
+        at_zero = dist == 0.0
+        query_has_zero = np.bincount(query_of_rows(offsets)[at_zero], minlength=offsets.shape[0] - 1) > 0
+        zero_rows = np.repeat(query_has_zero, np.diff(offsets))
+        inverse[zero_rows] = at_zero[zero_rows]
+        return inverse
+    given = weights(split_rows(dist.copy(), offsets))
+    if len(given) != offsets.shape[0] - 1:
+        raise ValueError(f"weights callable returned {len(given)} rows, expected {offsets.shape[0] - 1}.")
+    flat = np.concatenate([np.asarray(row, dtype=np.float64).ravel() for row in given] + [np.empty(0)])
+    if flat.shape != dist.shape:
+        raise ValueError("weights callable must return one weight per neighbour of each query.")
+    return flat
+
+
+class NeighborsBase(BaseEstimator):
+    """Parameters and ``fit`` shared by every neighbours estimator.
+
+    Subclasses declare their own ``__init__`` (keyword arguments stored as
+    given) and call :meth:`_fit`. The fitted state is public
+    ``effective_metric_``, ``effective_metric_params_``, ``n_features_in_``,
+    ``n_samples_fit_``, ``fit_method_``; private ``_fit_X`` (the training
+    rows in the search dtype) and ``_search_state`` (:class:`FittedSearch`).
+    """
+
+    _parameter_constraints = {
+        "metric": [StrOptions(set(METRIC_ALIASES))],
+        "p": [Interval(numbers.Real, 1, None, closed="both")],  # p=inf: Chebyshev
+        "n_jobs": [numbers.Integral, None],
+        "algorithm": [StrOptions({"auto", "brute", "pruned"})],
+    }
+
+    def _fit(self, X, y=None):
+        """Validate ``X`` (and ``y``, 1-D or 2-D, stored by ``_set_targets``), prepare the search."""
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
+        if y is None:
+            # Raises scikit-learn's error for the estimators that need y.
+            X = validate_data(self, X, y=None, dtype="numeric", order="C")
+        else:
+            X, y = validate_data(self, X, y, dtype="numeric", order="C", multi_output=True)
+        metric, power = resolve_metric(self.metric, self.p)
+        self.effective_metric_ = metric
+        self.effective_metric_params_ = {} if power is None else {"p": power}
+        if y is not None:
+            self._set_targets(y)
+        self._fit_X = as_search_dtype(X)
+        self.n_samples_fit_ = self._fit_X.shape[0]
+        n_neighbors = getattr(self, "n_neighbors", None) or DEFAULT_PROBE_NEIGHBORS
+        self._search_state = fit_search(self._fit_X, metric, power, self.algorithm, n_neighbors, self.n_jobs)
+        self.fit_method_ = self._search_state.method
+
+    def _set_targets(self, y):
+        """Check and store the validated target (before the search is prepared)."""
+        self._y = y
+
+    def _queries(self, X):
+        """Validated queries in the training dtype, or the training set itself for None."""
+        if X is None:
+            return self._fit_X
+        X = validate_data(self, X, dtype="numeric", order="C", reset=False)
+        return np.ascontiguousarray(X, dtype=self._fit_X.dtype)
+
+
+class KNeighborsMixin:
+    """``kneighbors`` and ``kneighbors_graph`` on a fitted :class:`NeighborsBase`."""
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """Find the nearest training samples of each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries. None means the training set, each sample excluding
+            itself (as scikit-learn).
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        return_distance : bool, default=True
+            Whether to return the distances too.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries, n_neighbors), float64
+            Distances, ascending; only when ``return_distance``.
+        neigh_ind : ndarray of shape (n_queries, n_neighbors), int64
+            Training indices; equal distances are ordered by index.
+        """
+        check_is_fitted(self)
+        if n_neighbors is None:
+            n_neighbors = self.n_neighbors
+        if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, numbers.Integral):
+            raise TypeError(f"n_neighbors does not take {type(n_neighbors)} value, enter integer value")
+        if n_neighbors <= 0:
+            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
+
+        query_is_train = X is None
+        queries = self._queries(X)
+        if query_is_train:
+            n_neighbors += 1
+        if n_neighbors > self.n_samples_fit_:
+            if query_is_train:
+                n_neighbors -= 1
+            raise ValueError(
+                "Expected n_neighbors <= n_samples_fit, but "
+                f"n_neighbors = {n_neighbors}, n_samples_fit = {self.n_samples_fit_}, "
+                f"n_samples = {queries.shape[0]}"
+            )
+        neigh_dist, neigh_ind = kneighbors_search(self._search_state, queries, n_neighbors, self.n_jobs)
+
+        if query_is_train:
+            # Drop each sample from its own neighbours; when exact duplicates
+            # pushed it out of the list, drop the farthest neighbour instead.
+            n_queries = queries.shape[0]
+            sample_mask = neigh_ind != np.arange(n_queries)[:, None]
+            self_absent = np.all(sample_mask, axis=1)
+            sample_mask[:, -1][self_absent] = False
+            neigh_ind = neigh_ind[sample_mask].reshape(n_queries, n_neighbors - 1)
+            neigh_dist = neigh_dist[sample_mask].reshape(n_queries, n_neighbors - 1)
+        if return_distance:
+            return neigh_dist, neigh_ind
+        return neigh_ind
+
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+        """Sparse graph of each query's nearest training samples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries; None means the training set, excluding each sample itself.
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        mode : {"connectivity", "distance"}, default="connectivity"
+            Ones, or the distances, as the matrix entries.
+
+        Returns
+        -------
+        graph : scipy.sparse.csr_matrix of shape (n_queries, `n_samples_fit_`)
+            Row i holds the neighbours of query i: ones, or their distances.
+        """
+        check_is_fitted(self)
+        if n_neighbors is None:
+            n_neighbors = self.n_neighbors
+        if mode == "connectivity":
+            neigh_ind = self.kneighbors(X, n_neighbors, return_distance=False)
+            data = np.ones(neigh_ind.size)
+        elif mode == "distance":
+            neigh_dist, neigh_ind = self.kneighbors(X, n_neighbors, return_distance=True)
+            data = neigh_dist.ravel()
+        else:
+            raise ValueError(
+                f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead'
+            )
+        n_queries, n_cols = neigh_ind.shape
+        indptr = np.arange(0, n_queries * n_cols + 1, n_cols)
+        return csr_matrix((data, neigh_ind.ravel(), indptr), shape=(n_queries, self.n_samples_fit_))
+
+
+class RadiusNeighborsMixin:
+    """``radius_neighbors`` and ``radius_neighbors_graph`` on a fitted :class:`NeighborsBase`."""
+
+    def _radius_neighbors_flat(self, X, radius, sort_results):
+        """``(dist, indices, offsets)`` of :func:`radius_search`; X=None excludes each sample itself."""
+        check_is_fitted(self)
+        if radius is None:
+            radius = self.radius
+        queries = self._queries(X)
+        dist, indices, offsets = radius_search(self._search_state, queries, radius, self.n_jobs, sort_results)
+        if X is None:
+            query_ids = query_of_rows(offsets)
+            keep = indices != query_ids
+            kept_per_query = np.bincount(query_ids[keep], minlength=queries.shape[0])
+            dist, indices = dist[keep], indices[keep]
+            offsets = np.zeros_like(offsets)
+            np.cumsum(kept_per_query, out=offsets[1:])
+        return dist, indices, offsets
+
+    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+        """Find the training samples within a distance of each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries. None means the training set, each sample excluding
+            itself (its duplicates stay).
+        radius : float, default=None
+            Largest distance; defaults to the constructor's ``radius``. A
+            sample at exactly this distance is within it.
+        return_distance : bool, default=True
+            Whether to return the distances too.
+        sort_results : bool, default=False
+            Sort each query's neighbours by distance (equal distances by
+            training index); needs ``return_distance=True``. Otherwise they
+            come in training-index order.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries,), dtype=object
+            Each item a float64 array of distances; only when ``return_distance``.
+        neigh_ind : ndarray of shape (n_queries,), dtype=object
+            Each item an int64 array of training indices.
+        """
+        if sort_results and not return_distance:
+            raise ValueError("return_distance must be True if sort_results is True.")
+        dist, indices, offsets = self._radius_neighbors_flat(X, radius, sort_results)
+        if return_distance:
+            return split_rows(dist, offsets), split_rows(indices, offsets)
+        return split_rows(indices, offsets)
+
+    def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False):
+        """Sparse graph of the training samples within a distance of each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries; None means the training set, excluding each sample itself.
+        radius : float, default=None
+            Largest distance; defaults to the constructor's ``radius``.
+        mode : {"connectivity", "distance"}, default="connectivity"
+            Ones, or the distances, as the matrix entries.
+        sort_results : bool, default=False
+            Store each row's entries by increasing distance (ignored for ``mode="connectivity"``).
+
+        Returns
+        -------
+        graph : scipy.sparse.csr_matrix of shape (n_queries, `n_samples_fit_`)
+            Row i holds the samples within the radius of query i.
+        """
+        if mode not in ("connectivity", "distance"):
+            raise ValueError(
+                f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead'
+            )
+        # As scikit-learn: the order of a connectivity row does not matter.
+        sort_results = sort_results and mode == "distance"
+        dist, indices, offsets = self._radius_neighbors_flat(X, radius, sort_results)
+        data = np.ones(indices.shape[0]) if mode == "connectivity" else dist
+        return csr_matrix((data, indices, offsets), shape=(offsets.shape[0] - 1, self.n_samples_fit_))

@@ -1,0 +1,126 @@
+"""Tests for the shared neighbours base (fastknn/_base.py): the method dispatch, the
+scikit-learn names, and the errors every estimator shares."""
+
+import numpy as np
+import pytest
+from sklearn import neighbors as sk_neighbors
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
+
+import fastknn
+from fastknn import _base
+
+ALL_CLASSES = [
+    fastknn.KNNClassifier,
+    fastknn.KNNRegressor,
+    fastknn.KNNTransformer,
+    fastknn.NearestNeighbors,
+    fastknn.RadiusNeighborsClassifier,
+    fastknn.RadiusNeighborsRegressor,
+    fastknn.RadiusNeighborsTransformer,
+]
+
+
+def test_scikit_learn_names_are_the_same_classes():
+    assert fastknn.KNeighborsClassifier is fastknn.KNNClassifier
+    assert fastknn.KNeighborsRegressor is fastknn.KNNRegressor
+    assert fastknn.KNeighborsTransformer is fastknn.KNNTransformer
+    for name in ("NearestNeighbors", "RadiusNeighborsClassifier", "RadiusNeighborsRegressor",
+                 "RadiusNeighborsTransformer", "KNeighborsClassifier", "KNeighborsRegressor", "KNeighborsTransformer"):
+        assert hasattr(sk_neighbors, name) and name in fastknn.__all__
+    from fastknn.estimators import KNNClassifier
+
+    assert KNNClassifier is fastknn.KNNClassifier
+
+
+@pytest.mark.parametrize("algorithm", ["brute", "pruned"])
+def test_both_methods_give_the_same_answers(random_split, algorithm):
+    """The dispatch in kneighbors_search and radius_search: same neighbours whichever method fit chose."""
+    X_train, _, X_test, _ = random_split
+    for metric in ("euclidean", "manhattan"):
+        fitted = _base.fit_search(_base.as_search_dtype(X_train), metric, None, algorithm, 5)
+        assert fitted.method == algorithm
+        dist, ind = _base.kneighbors_search(fitted, X_test, 5)
+        flat_dist, flat_ind, offsets = _base.radius_search(fitted, X_test, 2.0, sort_results=True)
+        reference = _base.fit_search(_base.as_search_dtype(X_train), metric, None, "brute", 5)
+        ref_dist, ref_ind = _base.kneighbors_search(reference, X_test, 5)
+        np.testing.assert_array_equal(ind, ref_ind)
+        np.testing.assert_allclose(dist, ref_dist, rtol=1e-12)
+        ref_flat = _base.radius_search(reference, X_test, 2.0, sort_results=True)
+        np.testing.assert_array_equal(flat_ind, ref_flat[1])
+        np.testing.assert_array_equal(offsets, ref_flat[2])
+
+
+def test_negative_or_nan_radius_finds_nothing(random_split):
+    X_train, _, X_test, _ = random_split
+    nn = fastknn.NearestNeighbors().fit(X_train)
+    for radius in (-1.0, np.nan):
+        indices = nn.radius_neighbors(X_test, radius=radius, return_distance=False)
+        assert all(len(i) == 0 for i in indices)
+
+
+def test_radius_queries_on_the_training_set_exclude_only_the_sample_itself():
+    X = np.array([[0.0], [0.0], [1.0], [5.0]])
+    nn = fastknn.NearestNeighbors(radius=1.0).fit(X)
+    distances, indices = nn.radius_neighbors(sort_results=True)
+    assert [list(i) for i in indices] == [[1, 2], [0, 2], [0, 1], []]
+    assert [list(d) for d in distances] == [[0.0, 1.0], [0.0, 1.0], [1.0, 1.0], []]
+    graph = nn.radius_neighbors_graph(mode="distance")
+    assert graph.shape == (4, 4) and graph.nnz == 6
+
+
+def test_sort_results_needs_distances(random_split):
+    X_train, _, X_test, _ = random_split
+    nn = fastknn.NearestNeighbors().fit(X_train)
+    with pytest.raises(ValueError, match="return_distance must be True if sort_results is True"):
+        nn.radius_neighbors(X_test, return_distance=False, sort_results=True)
+    with pytest.raises(ValueError, match="Unsupported mode"):
+        nn.radius_neighbors_graph(X_test, mode="weights")
+    with pytest.raises(ValueError, match="Unsupported mode"):
+        nn.kneighbors_graph(X_test, mode="weights")
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+def test_bad_inputs_give_scikit_learns_errors(cls, random_split):
+    X_train, y_train, X_test, _ = random_split
+    with pytest.raises(InvalidParameterError, match="'metric' parameter"):
+        cls(metric="cosine_similarity").fit(X_train, y_train)
+    with pytest.raises(InvalidParameterError, match="'p' parameter"):
+        cls(p=0.5).fit(X_train, y_train)
+    with pytest.raises(InvalidParameterError, match="'algorithm' parameter"):
+        cls(algorithm="ball").fit(X_train, y_train)
+    with pytest.raises(NotFittedError):
+        unfitted = cls()
+        (getattr(unfitted, "predict", None) or getattr(unfitted, "transform", None) or unfitted.kneighbors)(X_test)
+    bad = X_train.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        cls().fit(bad, y_train)
+    with pytest.raises(ValueError, match="n_jobs == 0"):
+        cls(n_jobs=0).fit(X_train, y_train)
+    fitted = cls(radius=10.0) if "radius" in cls().get_params() else cls()
+    fitted.fit(X_train, y_train)
+    query = getattr(fitted, "predict", None) or getattr(fitted, "transform", None) or fitted.kneighbors
+    with pytest.raises(ValueError, match="features"):
+        query(X_test[:, :3])
+
+
+@pytest.mark.parametrize("cls", [fastknn.KNNRegressor, fastknn.NearestNeighbors, fastknn.KNNTransformer])
+def test_bad_n_neighbors(cls, random_split):
+    X_train, y_train, X_test, _ = random_split
+    with pytest.raises(InvalidParameterError, match="'n_neighbors' parameter"):
+        cls(n_neighbors=0).fit(X_train, y_train)
+    fitted = cls().fit(X_train, y_train)
+    with pytest.raises(ValueError, match="Expected n_neighbors <= n_samples_fit"):
+        fitted.kneighbors(X_test, n_neighbors=len(X_train) + 1)
+    with pytest.raises(TypeError, match="does not take"):
+        fitted.kneighbors(X_test, n_neighbors=2.5)
+
+
+@pytest.mark.parametrize(
+    "cls", [fastknn.RadiusNeighborsClassifier, fastknn.RadiusNeighborsRegressor, fastknn.RadiusNeighborsTransformer]
+)
+def test_bad_radius(cls, random_split):
+    X_train, y_train, _, _ = random_split
+    with pytest.raises(InvalidParameterError, match="'radius' parameter"):
+        cls(radius=-1.0).fit(X_train, y_train)
