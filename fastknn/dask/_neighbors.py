@@ -8,9 +8,11 @@ merges each query block's per-shard candidate lists.
 import functools
 import math
 import numbers
+import warnings
 
 import dask.array as da
 import numpy as np
+from dask.array.core import PerformanceWarning
 
 from .._search import rdist_to_dist, resolve_metric
 from ._shards import build_shard, candidate_dtype, merge_candidates, search_shard
@@ -87,11 +89,14 @@ def nearest_candidates(X, shards, n_neighbors, dtype, *, n_jobs, split_every):
     ``split_every`` lists merged per task (Dask's default when None).
     """
     meta = np.empty((0, 0), dtype=dtype)
-    candidates = da.blockwise(
-        search_shard, "ij", X, "if", shards, "j",
-        adjust_chunks={"j": n_neighbors}, concatenate=True, dtype=dtype, meta=meta,
-        n_neighbors=n_neighbors, n_jobs=n_jobs,
-    )
+    with warnings.catch_warnings():
+        # One block per (query block, shard) is the design, not an accident.
+        warnings.simplefilter("ignore", PerformanceWarning)
+        candidates = da.blockwise(
+            search_shard, "ij", X, "if", shards, "j",
+            adjust_chunks={"j": n_neighbors}, concatenate=True, dtype=dtype, meta=meta,
+            n_neighbors=n_neighbors, n_jobs=n_jobs,
+        )
     merge = functools.partial(merge_candidates, n_neighbors=n_neighbors)
     return da.reduction(
         candidates, chunk=_unchanged, combine=merge, aggregate=merge, axis=1, keepdims=True,

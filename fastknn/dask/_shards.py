@@ -65,7 +65,11 @@ class Shard:
             rows = check_array(rows, dtype="numeric", input_name="Y")
         except ValueError as error:
             raise ValueError(f"training shard of rows {self.first_row} to {last_row}: {error}") from None
-        self.rows = as_search_dtype(rows)
+        # Blocks that Dask deserialised are often read-only; a writable copy
+        # keeps the kernels' types those of the one-process search, so that
+        # workers load its compiled kernels from numba's disk cache instead
+        # of compiling read-only variants.
+        self.rows = as_search_dtype(rows if rows.flags.writeable else rows.copy())
         self.metric, self.p = metric, p
         k = min(n_neighbors, self.rows.shape[0])
         self.method, self.index = choose_algorithm(algorithm, self.rows, metric, p, k, n_jobs=1)
@@ -100,6 +104,8 @@ class Shard:
             (+inf, :data:`PAD_INDEX`) past the shard's rows.
         """
         queries = np.ascontiguousarray(queries, dtype=self.rows.dtype)
+        if not queries.flags.writeable:
+            queries = queries.copy()
         k = min(n_neighbors, self.rows.shape[0])
         if self.method == "pruned":
             rdist, indices = pruned_search(queries, self.rows, self.index, k, n_jobs=n_jobs)
