@@ -18,6 +18,7 @@ import pytest
 import fastknn
 from fastknn.datasets import load_mnist
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
@@ -67,7 +68,7 @@ def assert_same_search(X, Y, n_neighbors, split_every=None, **params):
     """fastknn.dask.kneighbors on the Dask arrays equals fastknn.kneighbors on the whole ones."""
     distances, indices = kneighbors(X, Y, n_neighbors, split_every=split_every, **params)
     assert isinstance(distances, da.Array) and isinstance(indices, da.Array)
-    distances, indices = distances.compute(), indices.compute()
+    distances, indices = dask.compute(distances, indices)
     expected_distances, expected_indices = fastknn.kneighbors(np.asarray(X), np.asarray(Y), n_neighbors, **params)
     np.testing.assert_array_equal(indices, expected_indices)
     np.testing.assert_array_equal(distances, expected_distances)
@@ -129,9 +130,9 @@ def test_order_is_on_reduced_distances(client):
     a = float.fromhex("0x1.000000affaddbp+0")
     b = np.nextafter(a, 2.0)
     Y = np.array([[1.0, b], [1.0, a]])
-    distances, indices = kneighbors([[0.0, 0.0]], da.from_array(Y, chunks=(1, 2)), 2)
-    assert distances.compute()[0, 0] == distances.compute()[0, 1]
-    np.testing.assert_array_equal(indices.compute(), [[1, 0]])
+    distances, indices = dask.compute(*kneighbors([[0.0, 0.0]], da.from_array(Y, chunks=(1, 2)), 2))
+    assert distances[0, 0] == distances[0, 1]
+    np.testing.assert_array_equal(indices, [[1, 0]])
     assert_same_search(np.zeros((1, 2)), da.from_array(Y, chunks=(1, 2)), 2)
 
 
@@ -141,6 +142,8 @@ def test_uneven_single_row_chunks_and_k_beyond_a_shard(client):
     assert_same_search(da.from_array(X[:4], chunks=(1, 4)), da.from_array(Y[:12], chunks=(1, 4)), 5)
     assert_same_search(da.from_array(X, chunks=((4, 1, 6), (4,))), da.from_array(Y, chunks=((5, 1, 17), (4,))), 23)
     assert_same_search(X, da.from_array(Y, chunks=(3, 4)), 20, metric="chebyshev")
+    # An empty shard, as a row selection can leave, only pads.
+    assert_same_search(X, da.from_array(Y, chunks=((10, 0, 13), (4,))), 12)
 
 
 def test_numpy_inputs_and_indices_alone(client):
@@ -179,10 +182,10 @@ def test_classifier_matches_in_memory(client, labelled_split, weights, two_outpu
     proba, expected_proba = clf.predict_proba(Q), expected.predict_proba(queries)
     for got, want in zip(proba if two_outputs else [proba], expected_proba if two_outputs else [expected_proba]):
         np.testing.assert_array_equal(got.compute(), want)
-    distances, indices = clf.kneighbors(Q, n_neighbors=12)
+    distances, indices = dask.compute(*clf.kneighbors(Q, n_neighbors=12))
     expected_distances, expected_indices = expected.kneighbors(queries, n_neighbors=12)
-    np.testing.assert_array_equal(indices.compute(), expected_indices)
-    np.testing.assert_array_equal(distances.compute(), expected_distances)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(distances, expected_distances)
     # scikit-learn's accuracy does not take mixed-type outputs: subset accuracy by hand.
     accuracy = np.mean(np.all(expected.predict(queries).reshape(60, -1) == y[:60].reshape(60, -1), axis=1))
     assert float(clf.score(Q, y[:60]).compute()) == accuracy
@@ -261,8 +264,7 @@ def test_file_backed_training_set_larger_than_worker_memory(client, tmp_path):
     assert os.path.getsize(path) > MEMORY_LIMIT
     queries = rng.random((20, n_features), dtype=np.float32)
     Y = from_npy(path, rows_per_shard=100_000)
-    distances, indices = kneighbors(queries, Y, 5)
-    distances, indices = distances.compute(), indices.compute()
+    distances, indices = dask.compute(*kneighbors(queries, Y, 5))
     # The subset check: the in-memory search over the mapped file, for the first 8 queries.
     expected_distances, expected_indices = fastknn.kneighbors(queries[:8], rows, 5)
     np.testing.assert_array_equal(indices[:8], expected_indices)
@@ -314,3 +316,17 @@ def test_bad_inputs_raise_on_the_client(client):
         KNNClassifier().fit(Y, rng.normal(size=40))
     with pytest.raises(ValueError, match="n_neighbors must be between"):
         clf.kneighbors(rng.normal(size=(3, 5)), n_neighbors=41)
+
+
+def test_benchmark_script_runs_small(client, tmp_path):
+    """The figures' script on small shapes: its checks hold (no timing is asserted)."""
+    from fastknn.dask import _bench
+
+    train, queries = _bench.fashion_sized_data(n_train=400, n_queries=60)
+    fashion, _ = _bench.fashion_benchmark(client, train, queries, n_shards=4, n_blocks=2, rounds=1)
+    assert fashion["identical"] and fashion["tasks"] > 8
+    files = _bench.file_backed_benchmark(
+        client, MEMORY_LIMIT, factor=0.002, n_features=16, rows_per_shard=20_000, n_queries=5, directory=tmp_path
+    )
+    assert files["identical_on_checked_queries"] and files["file_bytes"] > 0.002 * 2 * MEMORY_LIMIT
+    assert _bench.one_task_benchmark(n_rows=500, n_features=8, n_queries=20, repeats=1)["seconds"] > 0

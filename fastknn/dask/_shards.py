@@ -62,7 +62,7 @@ class Shard:
         self.first_row = int(first_row)
         last_row = self.first_row + rows.shape[0] - 1
         try:
-            rows = check_array(rows, dtype="numeric", input_name="Y")
+            rows = check_array(rows, dtype="numeric", ensure_min_samples=0, input_name="Y")
         except ValueError as error:
             raise ValueError(f"training shard of rows {self.first_row} to {last_row}: {error}") from None
         # Blocks that Dask deserialised are often read-only; a writable copy
@@ -72,8 +72,9 @@ class Shard:
         self.rows = as_search_dtype(rows if rows.flags.writeable else rows.copy())
         self.metric, self.p = metric, p
         k = min(n_neighbors, self.rows.shape[0])
-        self.method, self.index = choose_algorithm(algorithm, self.rows, metric, p, k, n_jobs=1)
-        use_gemm = self.method == "brute" and metric == "euclidean"
+        # An empty shard (a row selection can leave one) only pads.
+        self.method, self.index = choose_algorithm(algorithm if k else "brute", self.rows, metric, p, k, n_jobs=1)
+        use_gemm = self.method == "brute" and metric == "euclidean" and k > 0
         self.euclidean = prepare_euclidean(self.rows) if use_gemm else None
         self.targets = targets
 
@@ -107,7 +108,9 @@ class Shard:
         if not queries.flags.writeable:
             queries = queries.copy()
         k = min(n_neighbors, self.rows.shape[0])
-        if self.method == "pruned":
+        if k == 0:
+            rdist, indices = np.empty((queries.shape[0], 0)), np.empty((queries.shape[0], 0), dtype=np.int64)
+        elif self.method == "pruned":
             rdist, indices = pruned_search(queries, self.rows, self.index, k, n_jobs=n_jobs)
         else:
             rdist, indices = search(
