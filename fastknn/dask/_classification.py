@@ -10,8 +10,8 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 
-from .._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
-from .._search import class_votes, rdist_to_dist
+from .._search import rdist_to_dist
+from ..model_selection import _neighbor_votes as neighbor_votes
 from ._base import DaskNeighborsBase, as_dask_targets
 from ._neighbors import as_row_blocks
 
@@ -22,25 +22,12 @@ def _encode_labels(block, classes):
 
 
 def _neighbour_votes(candidates, output, n_classes, weights, metric, p):
-    """Unnormalised class votes of each query's neighbours for one output, shape (n_queries, n_classes).
+    """Unnormalised class votes of a block of merged candidates for one output, shape (n_queries, n_classes).
 
-    The vote of :class:`fastknn.KNNClassifier`, on a block of merged candidates.
+    The vote of :class:`fastknn.KNNClassifier`, on the labels the candidates carry.
     """
-    labels = np.ascontiguousarray(candidates["target"][:, :, output])
-    if weights in (None, "uniform"):
-        return class_votes(labels, np.empty((0, 0)), UNIFORM, n_classes)
     distances = rdist_to_dist(np.array(candidates["rdist"]), metric, p)
-    if weights == "distance":
-        return class_votes(labels, distances, INVERSE_DISTANCE, n_classes)
-    values = np.ascontiguousarray(weights(distances), dtype=np.float64)
-    if values.shape != distances.shape:
-        raise ValueError(f"weights callable returned shape {values.shape}, expected {distances.shape}.")
-    if np.any(np.all(values == 0, axis=1)):
-        raise ValueError(
-            "All neighbors of some sample is getting zero weights. "
-            "Please modify 'weights' to avoid this case if you are using a user-defined function."
-        )
-    return class_votes(labels, values, GIVEN, n_classes)
+    return neighbor_votes(candidates["target"][:, :, output], distances, weights, n_classes)
 
 
 def _predict_block(candidates, classes, outputs_2d, weights, metric, p):
