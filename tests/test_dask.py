@@ -197,8 +197,13 @@ def test_classifier_keeps_shards_on_the_workers(client, mnist_split):
     # The shards are held by the cluster: their keys are in the workers' memory.
     keys = {key for keys in client.has_what().values() for key in keys}
     assert {key for key in clf._shards.__dask_keys__()} <= keys
-    predictions = clf.predict(da.from_array(X_test, chunks=(50, 784))).compute()
+    with distributed.get_task_stream(client) as stream:
+        predictions = clf.predict(da.from_array(X_test, chunks=(50, 784))).compute()
     np.testing.assert_array_equal(predictions, fastknn.KNNClassifier(n_neighbors=3).fit(X_train, y_train).predict(X_test))
+    # Predicting searched the persisted shards: none was built again.
+    names = [task["key"][0] if isinstance(task["key"], tuple) else task["key"] for task in stream.data]
+    assert any("search_shard" in name for name in names)
+    assert not any("build_shard" in name for name in names)
 
 
 def test_unpersisted_classifier(client, labelled_split):
@@ -208,29 +213,26 @@ def test_unpersisted_classifier(client, labelled_split):
     np.testing.assert_array_equal(clf.predict(queries).compute(), expected.predict(queries))
 
 
-def _slow_copy(block):
+def _slow_copy(block, marker_dir):
+    """A training block, slowly, leaving a file behind so that the test sees the search advance."""
     time.sleep(0.25)
+    with open(os.path.join(marker_dir, f"{time.monotonic_ns()}-{os.getpid()}"), "w"):
+        pass
     return block.copy()
 
 
-def _completed_searches(dask_scheduler):
-    return sum(
-        1 for key, task in dask_scheduler.tasks.items() if "search_shard" in str(key) and task.state == "memory"
-    )
-
-
-def test_worker_killed_mid_search(client):
+def test_worker_killed_mid_search(client, tmp_path):
     """A worker process dies while the search runs: the nanny restarts it, the scheduler
     reruns its tasks, and the answer is the same."""
     rng = np.random.default_rng(7)
     Y, X = rng.normal(size=(2400, 8)), rng.normal(size=(60, 8))
-    slow_Y = da.from_array(Y, chunks=(100, 8)).map_blocks(_slow_copy, dtype=Y.dtype)
+    slow_Y = da.from_array(Y, chunks=(100, 8)).map_blocks(_slow_copy, str(tmp_path), dtype=Y.dtype)
     distances, indices = kneighbors(da.from_array(X, chunks=(20, 8)), slow_Y, 6)
     future = client.compute([distances, indices])
-    deadline = time.monotonic() + 60
-    while client.run_on_scheduler(_completed_searches) < 3:
+    deadline = time.monotonic() + 120
+    while len(os.listdir(tmp_path)) < 4:
         assert time.monotonic() < deadline, "the search did not start"
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert not all(f.done() for f in future)
     pids = client.run(os.getpid)
     os.kill(next(iter(pids.values())), signal.SIGKILL)
@@ -238,7 +240,7 @@ def test_worker_killed_mid_search(client):
     expected_distances, expected_indices = fastknn.kneighbors(X, Y, 6)
     np.testing.assert_array_equal(got_indices, expected_indices)
     np.testing.assert_array_equal(got_distances, expected_distances)
-    client.wait_for_workers(2, timeout=60)
+    client.wait_for_workers(2, timeout=120)
 
 
 def _peak_rss():
