@@ -5,6 +5,8 @@ Everything tunable lives here so that kernels never hard-code flags or sizes.
 
 import numba
 
+from . import _compilation
+
 # Fast-math flags for reductions: ``reassoc`` lets LLVM vectorise sums and
 # ``contract`` allows fused multiply-add. ``nnan``/``ninf`` are deliberately
 # absent so that inf sentinels and overflow stay well defined, and ``afn`` is
@@ -63,6 +65,8 @@ def jit(*, parallel=False, fastmath=False, finite=False, inline=False):
         options["fastmath"] = set(FASTMATH_FINITE)
     elif fastmath:
         options["fastmath"] = set(FASTMATH)
+
+    _compilation.listen()
 
     def decorate(function):
         try:

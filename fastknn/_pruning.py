@@ -22,9 +22,17 @@ from ._kernels.pruning import (
     POOLED,
     _pca_project,
     _pooled_rows,
-    _pruned_select,
+    pruned_select_kernel,
 )
-from ._search import _METRIC_IDS, blas_limit, fast_pass_may_overflow, run_query_blocks, search, thread_limit
+from ._search import (
+    _METRIC_IDS,
+    blas_limit,
+    fast_pass_may_overflow,
+    run_query_blocks,
+    run_row_blocks,
+    search,
+    thread_limit,
+)
 
 # PCA dimensions of the two Euclidean stages. Stage 1's product over every
 # training row is most of a search's cost: with 48 components instead of 64,
@@ -115,7 +123,7 @@ class PrunedIndex:
     # Per training row
     train_coarse: np.ndarray = None  # PCA: code panels (see _pca_code_panels); POOLED: (n_coarse, n_train)
     train_fine: np.ndarray = None  # PCA: int16 stage-2 codes; POOLED: fine pooled rows
-    train_info: np.ndarray = None  # (4, n_train), PCA (7, n_train): see _kernels.pruning._pruned_select
+    train_info: np.ndarray = None  # (4, n_train), PCA (7, n_train): see _kernels.pruning._make_pruned_select
     train_terms: np.ndarray = None  # PCA: (5, n_train), the stage-1 terms; POOLED: train_info
     # Largest absolute value in the training rows, for the overflow checks.
     train_scale: float = 0.0
@@ -239,10 +247,19 @@ def _group_scale(sizes, metric, p):
     return sizes ** (-(power - 1.0) / power)
 
 
+# Rows per thread at least when pooling: below it, starting a thread costs
+# more than the rows take.
+POOL_BLOCK_ROWS = 1024
+
+
 def _pool(rows, groups):
     group_of_feature, group_scale = groups
     out = np.empty((rows.shape[0], group_scale.shape[0]), dtype=np.float64)
-    _pooled_rows(rows, group_of_feature, group_scale, out)
+
+    def pool_block(first, last):
+        _pooled_rows(rows[first:last], group_of_feature, group_scale, out[first:last])
+
+    run_row_blocks(pool_block, rows.shape[0], min_rows=POOL_BLOCK_ROWS)
     return out
 
 
@@ -441,9 +458,7 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
             # These queries' projections could overflow the index's float32.
             return _brute_fallback(queries, train, index, n_neighbors, n_jobs, return_counts)
     else:
-        # Pooling is itself a parallel numba kernel: it runs here, not in
-        # the blocks' threads (numba's workqueue layer forbids concurrent
-        # parallel launches).
+        # Pooled here, in threads of its own, before the tasks' threads.
         coarse = _pool(queries, index.coarse_groups)
         fine = _pool(queries, index.fine_groups)
         if index.train_coarse.dtype == np.float32 and (_may_overflow_float32(coarse) or _may_overflow_float32(fine)):
@@ -454,6 +469,8 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
         query_info = np.zeros((n_queries, 4), dtype=np.float64)
         query_info[:, 0] = np.abs(coarse).sum(axis=1)
         query_info[:, 1] = np.abs(fine).sum(axis=1)
+
+    select = pruned_select_kernel(index.kind, metric_id)
 
     def search_block(first, last):
         # The task's queries, in locality order.
@@ -473,9 +490,9 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
         else:
             block_coarse = queries_coarse[positions]
             block_fine, block_info = queries_fine[positions], query_info[positions]
-        _pruned_select(
+        select(
             positions, queries, index.rows, index.row_ids, block_coarse, index.train_coarse, block_fine,
-            index.train_fine, block_info, index.train_info, index.train_terms, index.kind, metric_id, power,
+            index.train_fine, block_info, index.train_info, index.train_terms, metric_id, power,
             index.margins, n_seeds, rdist, indices, counts,
         )
 

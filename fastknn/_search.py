@@ -153,10 +153,19 @@ def as_search_dtype(array):
     return np.ascontiguousarray(array, dtype=dtype)
 
 
+# Rows per thread at least when computing norms: below it, starting a
+# thread costs more than the rows take.
+NORM_BLOCK_ROWS = 8192
+
+
 def squared_norms(rows):
     """Squared Euclidean norms of the rows, in float64."""
     out = np.empty(rows.shape[0], dtype=np.float64)
-    _squared_norms(rows, out)
+
+    def norms_block(first, last):
+        _squared_norms(rows[first:last], out[first:last])
+
+    run_row_blocks(norms_block, rows.shape[0], min_rows=NORM_BLOCK_ROWS)
     return out
 
 
@@ -283,6 +292,21 @@ def run_query_blocks(kernel, n_queries, block, n_threads, *arguments):
         futures = [pool.submit(kernel, first, min(first + block, n_queries), *arguments) for first in firsts]
         for future in futures:
             future.result()
+
+
+def run_row_blocks(block_function, n_rows, min_rows=1):
+    """Call ``block_function(first, last)`` on about two blocks of rows per thread, in threads.
+
+    For row-wise kernels (norms, pooled rows, image moments and warps):
+    the driver slices the rows and runs a serial kernel per block, rather
+    than the kernel running a numba ``prange``, whose parallel compilation
+    adds about a second to the first call of each such kernel (measured with
+    numba's compile events). ``min_rows`` keeps blocks from getting so small
+    that threads cost more than they save.
+    """
+    n_threads = numba.get_num_threads()
+    block = max(min_rows, -(-n_rows // (2 * n_threads)))
+    run_query_blocks(block_function, n_rows, block, n_threads)
 
 
 # Queries per block of ``class_votes``: voting costs nanoseconds a neighbour,

@@ -37,6 +37,7 @@ from sklearn.utils.validation import (
 )
 
 from ._kernels.augment import _affine_warp, _image_moments
+from ._search import run_row_blocks
 
 __all__ = [
     "AugmentedKNN",
@@ -49,6 +50,10 @@ __all__ = [
     "rotate_images",
     "shift_images",
 ]
+
+# Images per thread at least when deskewing or rotating: below it, starting
+# a thread costs more than the images take.
+IMAGE_BLOCK = 256
 
 # (row, column) unit steps, in the order the shifted copies are stacked.
 _SHIFT_STEPS = {
@@ -175,7 +180,11 @@ def _deskew_stack(images):
     """Deskew a stack accepted by :func:`_kernel_input`."""
     n_images, side, _ = images.shape
     moments = np.empty((n_images, 4), dtype=np.float64)
-    _image_moments(images, moments)
+
+    def moments_block(first, last):
+        _image_moments(images[first:last], moments[first:last])
+
+    run_row_blocks(moments_block, n_images, min_rows=IMAGE_BLOCK)
     mass, row0, col0, alpha = moments.T
     has_mass = mass > 0.0
     centre = (side - 1) / 2.0
@@ -189,8 +198,17 @@ def _deskew_stack(images):
     offsets[has_mass, 0] = row0[has_mass] - centre
     offsets[has_mass, 1] = col0[has_mass] - centre - alpha[has_mass] * centre
     out = np.empty_like(images)
-    _affine_warp(images, matrices, offsets, out)
+    _warp(images, matrices, offsets, out)
     return out
+
+
+def _warp(images, matrices, offsets, out):
+    """``_affine_warp`` on blocks of images, in threads."""
+
+    def warp_block(first, last):
+        _affine_warp(images[first:last], matrices[first:last], offsets[first:last], out[first:last])
+
+    run_row_blocks(warp_block, images.shape[0], min_rows=IMAGE_BLOCK)
 
 
 def _rotate_stack(images, degrees):
@@ -207,7 +225,7 @@ def _rotate_stack(images, degrees):
         matrix = np.array([[cos, sin], [-sin, cos]])
         matrices = np.broadcast_to(matrix, (n_images, 2, 2)).copy()
         offsets = np.broadcast_to(centre - matrix @ centre, (n_images, 2)).copy()
-        _affine_warp(images, matrices, offsets, out[k * n_images : (k + 1) * n_images])
+        _warp(images, matrices, offsets, out[k * n_images : (k + 1) * n_images])
     return out
 
 

@@ -262,6 +262,7 @@ def run_bench(repeats=7, reference_repeats=5, slow_reference_repeats=1, memory_q
 
     results["pruning"] = run_pruning_bench(train, train_labels, queries, repeats=repeats, quick=quick)
     results["augment"] = run_augment_bench(train, train_labels, queries, repeats=repeats, quick=quick)
+    results["distortion"] = run_distortion_bench(repeats=repeats, quick=quick)
 
     if memory_queries:
         peak = peak_memory_predict(train, train_labels, memory_queries)
@@ -417,6 +418,120 @@ def run_augment_bench(train, train_labels, queries, repeats=3, quick=False):
     return report
 
 
+def select_distortion_model(X_train, y_train, X_val, y_val, n_candidates=50):
+    """Choose deskewing, warp, K and weights of the IDM re-ranking on a validation set.
+
+    :func:`fastknn.distortion.select_distortion_knn` on the raw and on the
+    deskewed images (warp 1 or 2, K 1, 3 or 5, uniform or distance weights);
+    the better of the two (raw first among equals).
+
+    Returns
+    -------
+    deskewed : bool
+        Whether the chosen model works on deskewed images.
+    model : DistortionKNNClassifier
+        The chosen model, fit on ``X_train`` (deskewed when ``deskewed``).
+    results : list of dict
+        Every combination's ``validation_accuracy``, with ``deskew`` (bool).
+    """
+    from .augment import deskew
+    from .distortion import select_distortion_knn
+
+    chosen, best_accuracy, results = None, -1.0, []
+    for deskewed in (False, True):
+        prepare = deskew if deskewed else np.asarray
+        model, scores = select_distortion_knn(
+            prepare(X_train), y_train, prepare(X_val), y_val, n_candidates=n_candidates
+        )
+        results += [dict(row, deskew=deskewed) for row in scores]
+        accuracy = max(row["validation_accuracy"] for row in scores)
+        if accuracy > best_accuracy:
+            chosen, best_accuracy = (deskewed, model), accuracy
+    return chosen[0], chosen[1], results
+
+
+def run_distortion_bench(repeats=3, quick=False):
+    """The IDM re-ranking: accuracy chosen on validation, speed, stability in n_candidates.
+
+    On the packaged 10,000 / 2,000 / 2,000 split: the selection of
+    :func:`select_distortion_model` with its validation and test accuracy;
+    re-ranking the 2,000 (deskewed) validation digits' 50 Euclidean
+    candidates (warp 2, K=1) against the exact Euclidean search that finds
+    them, timed side by side (search alone, both); and the fraction of
+    validation queries whose IDM top-K changes as ``n_candidates`` grows.
+    """
+    from .augment import deskew
+    from .datasets import load_mnist_split
+    from .distortion import DistortionKNNClassifier, _rerank_chunks
+
+    X_train, y_train, X_val, y_val, X_test, y_test = load_mnist_split("10000")
+    if quick:
+        X_train, y_train, X_val, y_val, X_test, y_test = (
+            X_train[:2000], y_train[:2000], X_val[:300], y_val[:300], X_test[:300], y_test[:300]
+        )
+    report = {"n_train": len(X_train), "n_queries": len(X_val)}
+    start = time.perf_counter()
+    deskewed, chosen, results = select_distortion_model(X_train, y_train, X_val, y_val)
+    report["selection_seconds"] = time.perf_counter() - start
+    report["selected"] = {
+        "deskew": deskewed, "warp": chosen.warp, "n_neighbors": chosen.n_neighbors, "weights": chosen.weights
+    }
+    report["validation_accuracy"] = max(row["validation_accuracy"] for row in results)
+    report["test_accuracy"] = float(chosen.score(deskew(X_test) if deskewed else X_test, y_test))
+
+    train, queries = deskew(X_train), deskew(X_val)
+    clf = DistortionKNNClassifier(1, n_candidates=50, warp=2).fit(train, y_train)
+    clf.predict(queries[:10])
+    search_candidates = lambda: clf._euclidean.kneighbors(queries, return_distance=False)  # noqa: E731
+    candidates = search_candidates()
+    rerank = lambda: _rerank_chunks(queries, candidates, clf._train_gradients, 1, clf._model)  # noqa: E731
+    rerank_full = lambda: _rerank_chunks(queries, candidates, clf._train_gradients, 1, clf._model, abandon=False)  # noqa: E731
+    times, _ = interleaved_runs(
+        {"euclidean": (search_candidates, repeats), "rerank": (rerank, repeats), "rerank_no_abandon": (rerank_full, repeats)}
+    )
+    report["euclidean_search_seconds"] = float(np.median(times["euclidean"]))
+    report["rerank_seconds"] = float(np.median(times["rerank"]))
+    report["rerank_no_abandon_seconds"] = float(np.median(times["rerank_no_abandon"]))
+    report["rerank / euclidean"] = paired_ratio(times, "rerank", "euclidean")
+    report["abandon speedup"] = paired_ratio(times, "rerank_no_abandon", "rerank")
+
+    # Stability: top-K of the same queries with more candidates.
+    neighbours = {}
+    for n_candidates in (50, 100, 200):
+        model = DistortionKNNClassifier(5, n_candidates=n_candidates, warp=2).fit(train, y_train)
+        neighbours[n_candidates] = model.kneighbors(queries, return_distance=False)
+    stability = {}
+    for k in (1, 3, 5):
+        for small, large in ((50, 100), (100, 200), (50, 200)):
+            changed = np.any(neighbours[small][:, :k] != neighbours[large][:, :k], axis=1)
+            stability[f"K={k} N {small}->{large}"] = float(np.mean(changed))
+    report["top_k_changed"] = stability
+    report["validation_accuracy_by_n_candidates"] = {
+        n: float(np.mean(y_train[ind[:, 0]] == y_val)) for n, ind in neighbours.items()
+    }
+    return report
+
+
+def format_distortion_report(distortion):
+    """The IDM section of the bench as lines of text."""
+    lines = [
+        "",
+        f"IDM re-ranking ({distortion['n_train']} training digits, {distortion['n_queries']} queries):",
+        f"  chosen on validation ({distortion['selection_seconds']:.1f} s, 24 combinations): {distortion['selected']}",
+        f"  validation accuracy {distortion['validation_accuracy']:.4f}, test accuracy "
+        f"{distortion['test_accuracy']:.4f} (target >= 0.994)",
+        f"  re-rank 50 candidates (deskewed, warp 2, K=1): {distortion['rerank_seconds']:.3f} s; the Euclidean search "
+        f"that found them: {distortion['euclidean_search_seconds']:.3f} s; paired ratio "
+        f"{distortion['rerank / euclidean']:.2f} (target <= 5)",
+        f"  early abandoning: {distortion['abandon speedup']:.2f}x (without: {distortion['rerank_no_abandon_seconds']:.3f} s)",
+        "  fraction of queries whose IDM top-K changes with more candidates: "
+        + ", ".join(f"{name} {value:.4f}" for name, value in distortion["top_k_changed"].items()),
+        "  1-NN validation accuracy by n_candidates: "
+        + ", ".join(f"{n}: {acc:.4f}" for n, acc in distortion["validation_accuracy_by_n_candidates"].items()),
+    ]
+    return lines
+
+
 def format_report(results):
     """The bench results as a table a person can read."""
     shape = results["shape"]
@@ -483,6 +598,8 @@ def format_report(results):
                 f"{metric} {augment[f'expanded {metric} pruned speedup']:.2f}x" for metric in ("euclidean", "manhattan")
             ),
         ]
+    if "distortion" in results:
+        lines += format_distortion_report(results["distortion"])
     if "memory" in results:
         memory = results["memory"]
         lines.append(

@@ -8,6 +8,7 @@ import sys
 COMMANDS = {
     "experiment": ("fastknn.experiment", "the whole MNIST study: K, metrics, augmentation, report"),
     "bench": ("fastknn.bench", "time fastknn against scikit-learn, FAISS and sgemm"),
+    "warmup": ("fastknn.warmup", "compile the numba kernels ahead of first use"),
 }
 
 

@@ -242,3 +242,60 @@ ALIASES = [
 ]
 
 CANONICAL_METRICS = [("euclidean", 2), ("manhattan", 2), ("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5)]
+
+
+# --------------------------------------------------------------------------
+# image distortion model (fastknn.distortion)
+# --------------------------------------------------------------------------
+def sobel(image):
+    """Horizontal and vertical Sobel gradients of a 2-D image, zero outside it.
+
+    Returns a float64 array of shape ``(2, height, width)``: the derivative
+    along columns, then along rows, each pixel from its 3x3 neighbourhood.
+    """
+    height, width = image.shape
+    kernel_x = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
+    out = np.zeros((2, height, width))
+    for i in range(height):
+        for j in range(width):
+            for a in range(3):
+                for b in range(3):
+                    r, c = i + a - 1, j + b - 1
+                    if 0 <= r < height and 0 <= c < width:
+                        out[0, i, j] += kernel_x[a][b] * float(image[r, c])
+                        out[1, i, j] += kernel_x[b][a] * float(image[r, c])
+    return out
+
+
+def context(gradients, i, j, context_size):
+    """The gradients of the ``context_size`` square around pixel (i, j), as one vector (zeros outside)."""
+    radius = context_size // 2
+    _, height, width = gradients.shape
+    values = []
+    for a in range(-radius, radius + 1):
+        for b in range(-radius, radius + 1):
+            r, c = i + a, j + b
+            inside = 0 <= r < height and 0 <= c < width
+            values.extend(gradients[:, r, c] if inside else [0.0, 0.0])
+    return np.array(values)
+
+
+def idm_distance(query, reference, warp, context_size=3):
+    """IDM distance of one 2-D query image to one reference, from the definition.
+
+    Sum over the query's pixels of the smallest squared difference between
+    the query pixel's context and the context of a reference pixel at most
+    ``warp`` rows and columns away, inside the image.
+    """
+    grad_q, grad_r = sobel(query), sobel(reference)
+    height, width = query.shape
+    total = 0.0
+    for i in range(height):
+        for j in range(width):
+            cq = context(grad_q, i, j, context_size)
+            best = math.inf
+            for r in range(max(0, i - warp), min(height, i + warp + 1)):
+                for c in range(max(0, j - warp), min(width, j + warp + 1)):
+                    best = min(best, float(np.sum((cq - context(grad_r, r, c, context_size)) ** 2)))
+            total += best
+    return total

@@ -15,7 +15,9 @@ import re
 
 import pytest
 
-PUBLIC_MODULES = ("fastknn", "fastknn.datasets", "fastknn.augment", "fastknn.model_selection", "fastknn.dask")
+PUBLIC_MODULES = (
+    "fastknn", "fastknn.datasets", "fastknn.augment", "fastknn.distortion", "fastknn.model_selection", "fastknn.dask"
+)
 # Modules that need an optional extra; absent when it is not installed.
 OPTIONAL_DEPENDENCIES = {"fastknn.dask": "dask"}
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"

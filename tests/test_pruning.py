@@ -72,7 +72,15 @@ def test_fit_projects_the_training_set_in_chunks(monkeypatch):
     monkeypatch.setattr(_pruning, "PCA_PROJECT_ROWS", 25)
     chunked_fine, chunked_codes, chunked_info = _pca_features(index, train)
     np.testing.assert_allclose(chunked_fine, whole_fine, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(chunked_info, whole_info, rtol=1e-12, atol=1e-12)
+    # Columns 1 and 3 are residual norms, sqrt(max(|x|^2 - |projection|^2, 0)):
+    # where a row lies almost in the subspace they are square roots of the
+    # products' rounding, which BLAS blocks differently for 25 rows than for
+    # 103 (seen: 0 against 1.5e-8), so they agree to sqrt(eps |x|^2) only.
+    residual = [1, 3]
+    exact = [c for c in range(whole_info.shape[1]) if c not in residual]
+    np.testing.assert_allclose(chunked_info[:, exact], whole_info[:, exact], rtol=1e-12, atol=1e-12)
+    rounding = np.sqrt(64 * np.finfo(np.float64).eps * whole_info[:, 2:3])
+    assert np.all(np.abs(chunked_info[:, residual] - whole_info[:, residual]) <= rounding + 1e-12 * whole_info[:, residual])
     assert np.abs(chunked_codes.astype(np.int32) - whole_codes).max() <= 1
     # The padding rows stay zero.
     assert whole_codes.shape[0] % 32 == 0 and not whole_codes[len(train):].any()

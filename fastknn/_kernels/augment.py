@@ -2,7 +2,8 @@
 
 Array-in/array-out loops only: the public wrappers in ``fastknn/augment.py``
 validate, coerce every image stack to C-contiguous ``float32`` and allocate the
-outputs, so each kernel compiles to a single specialisation.
+outputs, so each kernel compiles to a single specialisation. The kernels are
+serial; the wrappers run blocks of images in threads.
 
 Coordinates follow :func:`scipy.ndimage.affine_transform`: axis 0 is the row
 (``y``, growing downwards), axis 1 the column (``x``), pixel ``(r, c)`` sits at
@@ -10,7 +11,6 @@ integer coordinates.
 """
 
 import numpy as np
-from numba import prange
 
 from .._config import jit
 
@@ -20,7 +20,7 @@ from .._config import jit
 _MIN_ROW_VARIANCE = 1e-9
 
 
-@jit(parallel=True)
+@jit()
 def _image_moments(images, out):
     """Mass, centre of mass and slant of every image.
 
@@ -35,7 +35,7 @@ def _image_moments(images, out):
         ``0, 0, 0, 0``; ``alpha`` is 0 when all mass lies on one row.
     """
     n_images, height, width = images.shape
-    for i in prange(n_images):
+    for i in range(n_images):
         # One pass over the pixels for per-row sums of I and I * column; the
         # central moments then follow from the rows alone, without the
         # cancellation of raw second moments.
@@ -75,7 +75,7 @@ def _image_moments(images, out):
         out[i, 3] = mu11 / mu02 if mu02 > _MIN_ROW_VARIANCE * mass else 0.0
 
 
-@jit(parallel=True)
+@jit()
 def _affine_warp(images, matrices, offsets, out):
     """Resample each image through its own affine map, bilinear, zero fill.
 
@@ -95,7 +95,7 @@ def _affine_warp(images, matrices, offsets, out):
         Written in full.
     """
     n_images, height, width = images.shape
-    for i in prange(n_images):
+    for i in range(n_images):
         a00 = matrices[i, 0, 0]
         a01 = matrices[i, 0, 1]
         a10 = matrices[i, 1, 0]

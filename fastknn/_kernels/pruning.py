@@ -32,7 +32,6 @@ training index, which the outputs and the tie-breaking use.
 """
 
 import numpy as np
-from numba import prange
 from numba.extending import overload
 
 from .._config import jit
@@ -196,7 +195,8 @@ def _quantise(projection, norm_sq, out_codes):
     ``E = s_t err_q + s_q err_t``. A zero projection gets zero codes, scale
     and error term.
     """
-    out_codes[:] = 0
+    for c in range(out_codes.shape[0]):  # explicit loops compile much faster than slice assignment
+        out_codes[c] = 0
     norm = np.sqrt(norm_sq)
     if norm == 0.0:
         return 0.0, 0.0
@@ -210,7 +210,7 @@ def _quantise(projection, norm_sq, out_codes):
     return scale, scale * (CODE_ROUNDING * codes_l1 + 0.5 * m * CODE_ROUNDING * CODE_ROUNDING)
 
 
-@jit(parallel=True)
+@jit()
 def _pooled_rows(rows, group_of_feature, group_scale, out):
     """Sum the features of each row by group, then scale each group.
 
@@ -220,9 +220,12 @@ def _pooled_rows(rows, group_of_feature, group_scale, out):
     group_of_feature : ndarray of shape (n_features,), int64
     group_scale : ndarray of shape (n_groups,), float64
     out : ndarray of shape (n_rows, n_groups), float64
+
+    Serial: the driver runs blocks of rows in threads.
     """
-    for i in prange(rows.shape[0]):
-        out[i, :] = 0.0
+    for i in range(rows.shape[0]):
+        for g in range(out.shape[1]):  # explicit loops compile much faster than slice assignment
+            out[i, g] = 0.0
         for f in range(rows.shape[1]):
             out[i, group_of_feature[f]] += np.float64(rows[i, f])
         for g in range(out.shape[1]):
@@ -465,7 +468,8 @@ def _strided_minima(row, out):
     ``G <= row.shape[0]``.
     """
     n_groups = out.shape[0]
-    out[:] = row[:n_groups]
+    for g in range(n_groups):  # explicit loops compile much faster than slice assignment
+        out[g] = row[g]
     n_runs = row.shape[0] // n_groups
     for run_id in range(1, n_runs):
         run = row[run_id * n_groups : (run_id + 1) * n_groups]
@@ -622,108 +626,105 @@ def _offer_exact(rows, row_bounds, n_rows, query, train, train_ids, metric, p, b
     return size, n_computed
 
 
-@jit()
-def _pruned_select(
-    positions,
-    queries,
-    train,
-    train_ids,
-    queries_coarse,
-    train_coarse,
-    queries_fine,
-    train_fine,
-    query_info,
-    train_info,
-    train_terms,
-    kind,
-    metric,
-    p,
-    margins,
-    n_seeds,
-    out_rdist,
-    out_index,
-    out_counts,
-):
-    """Exact k nearest training rows of the queries at ``positions``, pruning with bounds.
+def _make_pruned_select(kind, metric, power):
+    """One search dispatcher for one case of the index: ``kind`` and ``metric`` are constants in it.
 
-    One call runs on one thread and releases the GIL; the driver runs tasks
-    of queries in threads.
-
-    Parameters
-    ----------
-    positions : ndarray of shape (n_task,), int64
-        The task's queries: rows of ``queries`` and of the outputs.
-    queries, train : ndarray of shape (n_queries | n_train, n_features)
-    train_ids : ndarray of shape (n_train,), int64
-        Training index of each row of ``train`` (and of the features below),
-        which may be stored in another order: the outputs and the
-        tie-breaking use these indices.
-    queries_coarse : ndarray
-        PCA: the int32 code pairs of the task's stage-1 projections, shape
-        (n_task rounded up to a multiple of ``BLOCK_QUERIES``,
-        CODE_PAIRS), zero-padded. POOLED: the coarse pooled rows of the
-        task's queries, shape (n_task, n_coarse).
-    train_coarse : ndarray
-        PCA: the training rows' code panels, shape (n_panels, CODE_PAIRS,
-        PANEL_ROWS), int32 (see ``pair_products``). POOLED: shape
-        (n_coarse, n_train), transposed, the dtype of ``queries_coarse``:
-        float64, or float32 for pooled Manhattan.
-    queries_fine, train_fine : ndarray of shape (n_task | n_train, n_fine)
-        Stage-2 codes of the projections (PCA, int16) or fine pooled rows
-        (POOLED, float32 or float64 as the index chose).
-    query_info : ndarray of shape (n_task, 4), or (n_task, 9) for PCA, float64
-        PCA: the ``out_info`` columns of ``_pca_project``.
-    train_info : ndarray of shape (4, n_train), or (7, n_train) for PCA, float64
-        PCA: squared norm of the stage-1 projection, stage-1 residual norm,
-        squared norm of the centred row, stage-2 residual norm, squared norm
-        of the stage-2 projection, the stage-2 codes' scale and error term.
-        POOLED: the sums of absolute coarse and fine features.
-    train_terms : ndarray
-        PCA: shape (5, n_train), the rows' terms of the stage-1 bounds in
-        the fill's precision: squared norm of the stage-1 projection,
-        stage-1 residual norm, margin (``margins[0]`` times the squared
-        norm of the centred row), the codes' scale and error term.
-        POOLED: ``train_info``.
-    kind : int
-        ``PCA`` or ``POOLED``.
-    metric : int
-    p : float
-    margins : ndarray of shape (4,), float64
-        Relative safety margins of the stage-1 and stage-2 bounds, then the
-        allowances for single-precision sums: stage-1 pooled sums (POOLED),
-        stage-2 sums (PCA and pooled Manhattan); see
-        ``_pruning.single_precision_rounding``.
-    n_seeds : int
-        Rows computed exactly first (>= k): those of smallest stage-2 bound
-        among the ``PCA_SEED_CANDIDATES * n_seeds`` (or
-        ``POOLED_SEED_CANDIDATES * n_seeds``) rows of smallest stage-1
-        bound.
-    out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
-        Exact reduced distances (ascending) and training indices.
-    out_counts : ndarray of shape (n_queries, 2), int64
-        Rows surviving stage 1 and rows computed exactly, per query.
+    The body is inlined with both as constants, so its distance loops lose
+    their metric switch (the stage-2 and exact distances ran 1.3 to 2.5 times
+    faster so, measured). Each case is its own dispatcher, compiled the first
+    time a search of that case runs: a Manhattan search never compiles the
+    PCA (Euclidean) copy, nor the reverse. ``metric`` and ``power`` None
+    make the general pooled search, with the metric and power passed at run
+    time.
     """
-    # One inlined copy of the search per case, with the metric a constant in
-    # it: the distance loops lose their metric switch (the stage-2 and exact
-    # distances ran 1.3 to 2.5 times faster so, measured).
+
+    @jit()
+    def pruned_select(
+        positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
+        train_info, train_terms, metric_id, p, margins, n_seeds, out_rdist, out_index, out_counts,
+    ):
+        """Exact k nearest training rows of the queries at ``positions``, pruning with bounds.
+
+        One call runs on one thread and releases the GIL; the driver runs tasks
+        of queries in threads.
+
+        Parameters
+        ----------
+        positions : ndarray of shape (n_task,), int64
+            The task's queries: rows of ``queries`` and of the outputs.
+        queries, train : ndarray of shape (n_queries | n_train, n_features)
+        train_ids : ndarray of shape (n_train,), int64
+            Training index of each row of ``train`` (and of the features below),
+            which may be stored in another order: the outputs and the
+            tie-breaking use these indices.
+        queries_coarse : ndarray
+            PCA: the int32 code pairs of the task's stage-1 projections, shape
+            (n_task rounded up to a multiple of ``BLOCK_QUERIES``,
+            CODE_PAIRS), zero-padded. POOLED: the coarse pooled rows of the
+            task's queries, shape (n_task, n_coarse).
+        train_coarse : ndarray
+            PCA: the training rows' code panels, shape (n_panels, CODE_PAIRS,
+            PANEL_ROWS), int32 (see ``pair_products``). POOLED: shape
+            (n_coarse, n_train), transposed, the dtype of ``queries_coarse``:
+            float64, or float32 for pooled Manhattan.
+        queries_fine, train_fine : ndarray of shape (n_task | n_train, n_fine)
+            Stage-2 codes of the projections (PCA, int16) or fine pooled rows
+            (POOLED, float32 or float64 as the index chose).
+        query_info : ndarray of shape (n_task, 4), or (n_task, 9) for PCA, float64
+            PCA: the ``out_info`` columns of ``_pca_project``.
+        train_info : ndarray of shape (4, n_train), or (7, n_train) for PCA, float64
+            PCA: squared norm of the stage-1 projection, stage-1 residual norm,
+            squared norm of the centred row, stage-2 residual norm, squared norm
+            of the stage-2 projection, the stage-2 codes' scale and error term.
+            POOLED: the sums of absolute coarse and fine features.
+        train_terms : ndarray
+            PCA: shape (5, n_train), the rows' terms of the stage-1 bounds in
+            the fill's precision: squared norm of the stage-1 projection,
+            stage-1 residual norm, margin (``margins[0]`` times the squared
+            norm of the centred row), the codes' scale and error term.
+            POOLED: ``train_info``.
+        metric_id, p : int, float
+            Metric and Minkowski power, read by the general pooled search
+            only (the other cases hold theirs as constants).
+        margins : ndarray of shape (4,), float64
+            Relative safety margins of the stage-1 and stage-2 bounds, then the
+            allowances for single-precision sums: stage-1 pooled sums (POOLED),
+            stage-2 sums (PCA and pooled Manhattan); see
+            ``_pruning.single_precision_rounding``.
+        n_seeds : int
+            Rows computed exactly first (>= k): those of smallest stage-2 bound
+            among the ``PCA_SEED_CANDIDATES * n_seeds`` (or
+            ``POOLED_SEED_CANDIDATES * n_seeds``) rows of smallest stage-1
+            bound.
+        out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
+            Exact reduced distances (ascending) and training indices.
+        out_counts : ndarray of shape (n_queries, 2), int64
+            Rows surviving stage 1 and rows computed exactly, per query.
+        """
+        _pruned_select_body(
+            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
+            query_info, train_info, train_terms, kind, metric_id if metric is None else metric,
+            p if metric is None else power, margins, n_seeds, out_rdist, out_index, out_counts,
+        )
+
+    return pruned_select
+
+
+# The search of each case, by (kind, metric): see ``pruned_select_kernel``.
+_PRUNED_SELECT = {
+    (PCA, EUCLIDEAN): _make_pruned_select(PCA, EUCLIDEAN, 2.0),
+    (POOLED, MANHATTAN): _make_pruned_select(POOLED, MANHATTAN, 1.0),
+    (POOLED, None): _make_pruned_select(POOLED, None, None),
+}
+
+
+def pruned_select_kernel(kind, metric):
+    """The compiled search for an index of ``kind`` and a metric id (see ``_make_pruned_select``)."""
     if kind == PCA:
-        _pruned_select_body(
-            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, train_terms, PCA, EUCLIDEAN, 2.0, margins, n_seeds, out_rdist, out_index,
-            out_counts,
-        )
-    elif metric == MANHATTAN:
-        _pruned_select_body(
-            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, train_terms, POOLED, MANHATTAN, 1.0, margins, n_seeds, out_rdist, out_index,
-            out_counts,
-        )
-    else:
-        _pruned_select_body(
-            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, train_terms, POOLED, metric, p, margins, n_seeds, out_rdist, out_index,
-            out_counts,
-        )
+        return _PRUNED_SELECT[PCA, EUCLIDEAN]
+    if metric == MANHATTAN:
+        return _PRUNED_SELECT[POOLED, MANHATTAN]
+    return _PRUNED_SELECT[POOLED, None]
 
 
 @jit(inline=True)
@@ -731,7 +732,7 @@ def _pruned_select_body(
     positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
     train_info, train_terms, kind, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
 ):
-    """The search of ``_pruned_select``, inlined there once per case."""
+    """The search of ``_make_pruned_select``'s dispatchers, inlined in each."""
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
     bounds = np.empty((positions.shape[0], n_train), dtype=np.float32)
@@ -774,7 +775,7 @@ def _pruned_select_body(
             for s in range(n_seeds):
                 listed_bounds[s] = seed_bounds[s]
         size, n_exact = _offer_exact(
-            listed, listed_bounds, n_seeds, query, train, train_ids, metric, p, best_values, best_indices, 0
+            listed, listed_bounds, n_seeds, query, train, train_ids, metric, p, best_values, best_indices, np.int64(0)
         )
 
         # Every other row is pruned unless both of its bounds are within the

@@ -219,7 +219,7 @@ def _scan_row(
                 n_candidates += 1
                 upper = upper_offsets[j] + upper_scale * value
                 if upper < bound_values[0]:
-                    _heap_replace_top(bound_values, bound_indices, n_neighbors, upper, 0)
+                    _heap_replace_top(bound_values, bound_indices, n_neighbors, upper, first_row + j)
                     threshold = bound_values[0] + query_term
     return n_candidates
 
@@ -246,7 +246,7 @@ def _rerank(query, train, candidate_rows, candidate_lower, n_candidates, thresho
     distances keep the lower training index.
     """
     n_neighbors = out_rdist.shape[0]
-    size = 0
+    size = np.int64(0)  # not the literal 0: numba would compile the heap helpers for it too
     for position in range(n_candidates):
         if candidate_lower[position] > threshold:
             continue

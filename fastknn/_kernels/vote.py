@@ -32,7 +32,8 @@ def _vote(first, last, neighbor_labels, neighbor_values, weighting, out_votes):
     """
     n_neighbors = neighbor_labels.shape[1]
     for i in range(first, last):
-        out_votes[i, :] = 0.0
+        for c in range(out_votes.shape[1]):  # explicit loops compile much faster than slice assignment
+            out_votes[i, c] = 0.0
         has_zero = False
         if weighting == INVERSE_DISTANCE:
             for position in range(n_neighbors):

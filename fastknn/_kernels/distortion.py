@@ -1,0 +1,299 @@
+"""Numba kernels behind :mod:`fastknn.distortion`: the image distortion model.
+
+The IDM distance of a query ``Q`` to a reference ``R`` (Keysers et al., IEEE
+PAMI 2007) sums, over the query's pixels ``p``, the smallest squared distance
+between the local context of ``p`` in ``Q`` and the context of a pixel
+``p + d`` of ``R``, ``d`` in the window ``[-warp, warp]^2`` (``p + d`` inside
+the image). A context is the ``context_size x context_size`` neighbourhood of
+the horizontal and vertical Sobel gradients, zero outside the image.
+
+Layout
+    Each image is kept as its two gradient images, zero-padded by
+    ``pad = radius + warp`` pixels on every side: float32, shape
+    ``(n_images, 2, height + 2 pad, width + 2 pad)``. Contexts are never
+    stored (18 floats a pixel at 3x3, six times the padded gradients).
+
+Shift formulation
+    With ``D_d(q) = |g_Q(q) - g_R(q + d)|^2`` summed over both gradients, the
+    context distance of pixel ``p`` at displacement ``d`` is the box sum of
+    ``D_d`` over ``p``'s context. So for each of the ``(2 warp + 1)^2``
+    displacements the kernel computes ``D_d`` row by row (contiguous,
+    vectorised loops), box-filters it (separably) and keeps the running
+    minimum per pixel. Rows are processed in bands of :data:`BAND_ROWS`, so
+    that a candidate's partial sum is known after each band and the
+    candidate can be abandoned early.
+
+Early abandoning
+    The distance only grows as bands are added, so a candidate is dropped as
+    soon as its partial sum exceeds the current ``n_neighbors``-th best of
+    its query. Candidates come in Euclidean order (the best are scored
+    first, so the bound tightens quickly) and bands by decreasing gradient
+    energy of the query (:func:`_band_order`).
+"""
+
+import numpy as np
+from numba import prange
+
+from .._config import jit
+
+#: Query rows per band: the unit of early abandoning. A band recomputes
+#: ``2 * radius`` rows of ``D_d`` shared with its neighbours and runs longer
+#: vector loops when taller, but abandons later; 7 was the fastest of 2, 4,
+#: 7 and 14 on the packaged digits (see docs/performance.rst).
+BAND_ROWS = 14
+
+
+@jit(parallel=True)
+def _sobel_gradients(images, pad, out):
+    """Horizontal and vertical Sobel gradients, zero-padded.
+
+    Parameters
+    ----------
+    images : float32 array of shape (n_images, height, width)
+        Pixel values, C-contiguous; pixels outside the image count as 0.
+    pad : int
+        Zero border of ``out`` on every side.
+    out : float32 array of shape (n_images, 2, height + 2 pad, width + 2 pad)
+        Filled: channel 0 the derivative along columns
+        (``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]``), channel 1 along rows (its
+        transpose), at the image's pixels; the border is set to 0.
+    """
+    n_images, height, width = images.shape
+    for n in prange(n_images):
+        out[n] = 0.0
+        for i in range(height):
+            for j in range(width):
+                gx = np.float32(0.0)
+                gy = np.float32(0.0)
+                for di in range(-1, 2):
+                    r = i + di
+                    if r < 0 or r >= height:
+                        continue
+                    row_weight = np.float32(2.0) if di == 0 else np.float32(1.0)
+                    for dj in range(-1, 2):
+                        c = j + dj
+                        if c < 0 or c >= width:
+                            continue
+                        col_weight = np.float32(2.0) if dj == 0 else np.float32(1.0)
+                        v = images[n, r, c]
+                        gx += row_weight * dj * v
+                        gy += col_weight * di * v
+                out[n, 0, pad + i, pad + j] = gx
+                out[n, 1, pad + i, pad + j] = gy
+
+
+@jit()
+def _column_penalties(width, pad, warp):
+    """0 where a displacement stays inside the image, infinity elsewhere.
+
+    Returns a float32 array of shape ``(2 warp + 1, BAND_ROWS * (width + 2 pad))``:
+    row ``dc + warp`` holds, at flat position ``t`` of a band (padded column
+    ``t % (width + 2 pad)``), 0 when the image column ``j`` there and
+    ``j + dc`` are both inside the image, else infinity. Added to a cost
+    before the minimum, it keeps out matches across the left and right
+    borders without a branch in the vectorised loop.
+    """
+    padded_width = width + 2 * pad
+    penalties = np.full((2 * warp + 1, BAND_ROWS * padded_width), np.inf, dtype=np.float32)
+    for dc in range(-warp, warp + 1):
+        for t in range(BAND_ROWS * padded_width):
+            j = t % padded_width - pad
+            if 0 <= j < width and 0 <= j + dc < width:
+                penalties[dc + warp, t] = 0.0
+    return penalties
+
+
+@jit(fastmath=True)
+def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp, penalties, buffers, minima):
+    """Smallest context distance of each pixel of one band, over the window.
+
+    Parameters
+    ----------
+    query, reference : float32 arrays of shape (2, (height + 2 pad) * (width + 2 pad))
+        Padded gradients of the query and of the reference, flattened.
+    row0, row1 : int
+        The band: query rows ``row0:row1``.
+    penalties : float32 array
+        From :func:`_column_penalties`.
+    buffers : float32 array of shape (3, (BAND_ROWS + 2 radius) * (width + 2 pad))
+        Scratch for ``D_d`` and its horizontal and vertical box sums.
+    minima : float32 array of shape (BAND_ROWS * (width + 2 pad),)
+        Output, flat with the padded row stride: pixel ``(i, j)`` at
+        ``(i - row0) * (width + 2 pad) + pad + j``, for ``row0 <= i < row1``
+        and ``0 <= j < width``. Other entries are scratch.
+
+    The loops run over the band as one flat range of the padded images,
+    a few hundred contiguous floats: rows of 28 pixels alone are too short
+    for LLVM's vectorised loops, which then run their scalar remainder
+    only. Entries at padded columns that no pixel of the band reads are
+    computed and ignored.
+    """
+    padded_width = width + 2 * pad
+    for i in range(row1 - row0):
+        minima[i * padded_width + pad : i * padded_width + pad + width] = np.inf
+    d_buf = buffers[0]
+    h_buf = buffers[1]
+    v_buf = buffers[2]
+    for dr in range(-warp, warp + 1):
+        # Output rows whose displaced pixel stays inside the image.
+        r0 = max(row0, -dr)
+        r1 = min(row1, height - dr)
+        if r0 >= r1:
+            continue
+        for dc in range(-warp, warp + 1):
+            c0 = max(0, -dc)
+            c1 = min(width, width - dc)
+            # D_d from image pixel (r0 - radius, c0 - radius) to
+            # (r1 - 1 + radius, c1 - 1 + radius), flat in the padded layout.
+            start = (pad + r0 - radius) * padded_width + pad + c0 - radius
+            stop = (pad + r1 - 1 + radius) * padded_width + pad + c1 + radius
+            n_d = stop - start
+            shift = dr * padded_width + dc
+            q0 = query[0, start:stop]
+            q1 = query[1, start:stop]
+            g0 = reference[0, start + shift : stop + shift]
+            g1 = reference[1, start + shift : stop + shift]
+            for k in range(n_d):
+                a = q0[k] - g0[k]
+                b = q1[k] - g1[k]
+                d_buf[k] = a * a + b * b
+            # Horizontal box sums, then vertical ones: the cost of pixel
+            # (r0, c0) plus k flat positions is at k. The common 3x3 context
+            # runs as two fused loops instead of five passes.
+            n_h = n_d - 2 * radius
+            n_v = n_h - 2 * radius * padded_width
+            m = minima[(r0 - row0) * padded_width + pad + c0 :]
+            penalty = penalties[dc + warp, pad + c0 :]
+            if radius == 1:
+                for k in range(n_h):
+                    h_buf[k] = d_buf[k] + d_buf[k + 1] + d_buf[k + 2]
+                h_mid = h_buf[padded_width:]
+                h_low = h_buf[2 * padded_width :]
+                for k in range(n_v):
+                    m[k] = min(m[k], h_buf[k] + h_mid[k] + h_low[k] + penalty[k])
+                continue
+            for k in range(n_h):
+                h_buf[k] = d_buf[k]
+            for o in range(1, 2 * radius + 1):
+                for k in range(n_h):
+                    h_buf[k] += d_buf[k + o]
+            for k in range(n_v):
+                v_buf[k] = h_buf[k]
+            for o in range(1, 2 * radius + 1):
+                offset = o * padded_width
+                for k in range(n_v):
+                    v_buf[k] += h_buf[k + offset]
+            for k in range(n_v):
+                m[k] = min(m[k], v_buf[k] + penalty[k])
+
+
+@jit(parallel=True)
+def _band_order(gradients, height, pad, radius, band_order):
+    """The bands of each image by decreasing gradient energy.
+
+    Parameters
+    ----------
+    gradients : float32 array of shape (n_images, 2, height + 2 pad, width + 2 pad)
+    band_order : int64 array of shape (n_images, n_bands)
+        Filled with the band indices by decreasing sum of squared gradients
+        over the rows their contexts read (equal sums by band index). Summed
+        in this order, a poor candidate's partial distance passes the bound
+        after fewer bands: the bands where the query has strokes come first.
+    """
+    n_images = gradients.shape[0]
+    n_bands = band_order.shape[1]
+    for n in prange(n_images):
+        energy = np.zeros(n_bands)
+        for band in range(n_bands):
+            row0 = band * BAND_ROWS
+            row1 = min(row0 + BAND_ROWS, height)
+            for r in range(pad + row0 - radius, pad + row1 + radius):
+                for c in range(gradients.shape[3]):
+                    g0 = np.float64(gradients[n, 0, r, c])
+                    g1 = np.float64(gradients[n, 1, r, c])
+                    energy[band] += g0 * g0 + g1 * g1
+        band_order[n] = np.argsort(-energy, kind="mergesort")
+
+
+@jit(parallel=True)
+def _rerank(
+    query_gradients,
+    query_band_order,
+    train_gradients,
+    candidates,
+    height,
+    width,
+    pad,
+    radius,
+    warp,
+    abandon,
+    out_distances,
+    out_indices,
+):
+    """The ``n_neighbors`` candidates of each query nearest in IDM distance.
+
+    Parameters
+    ----------
+    query_gradients : float32 array of shape (n_queries, 2, height + 2 pad, width + 2 pad)
+    query_band_order : int64 array of shape (n_queries, n_bands)
+        From :func:`_band_order`: the order in which bands are summed.
+    train_gradients : float32 array of shape (n_train, 2, height + 2 pad, width + 2 pad)
+    candidates : int64 array of shape (n_queries, n_candidates)
+        Training indices to score for each query, in the order scored (best
+        first: early candidates tighten the bound sooner).
+    abandon : bool
+        Stop scoring a candidate once its partial sum exceeds the current
+        ``n_neighbors``-th best distance (it can no longer enter). The sums
+        are the same either way, so this never changes the result.
+    out_distances : float64 array of shape (n_queries, n_neighbors)
+        IDM distances, ascending.
+    out_indices : int64 array of shape (n_queries, n_neighbors)
+        Training indices; equal distances are ordered by index.
+    """
+    n_queries, n_candidates = candidates.shape
+    n_neighbors = out_distances.shape[1]
+    n_bands = query_band_order.shape[1]
+    padded_width = width + 2 * pad
+    n_flat = (height + 2 * pad) * padded_width
+    penalties = _column_penalties(width, pad, warp)
+    for q in prange(n_queries):
+        buffers = np.empty((3, (BAND_ROWS + 2 * radius) * padded_width), dtype=np.float32)
+        minima = np.empty(BAND_ROWS * padded_width, dtype=np.float32)
+        best = out_distances[q]
+        best_index = out_indices[q]
+        best[:] = np.inf
+        best_index[:] = np.iinfo(np.int64).max
+        query = query_gradients[q].reshape((2, n_flat))
+        for c in range(n_candidates):
+            t = candidates[q, c]
+            reference = train_gradients[t].reshape((2, n_flat))
+            bound = best[n_neighbors - 1] if abandon else np.inf
+            total = 0.0
+            for b in range(n_bands):
+                row0 = query_band_order[q, b] * BAND_ROWS
+                row1 = min(row0 + BAND_ROWS, height)
+                _band_minima(
+                    query, reference, row0, row1, height, width, pad, radius, warp, penalties, buffers, minima
+                )
+                for i in range(row1 - row0):
+                    band_row = 0.0
+                    for j in range(width):
+                        band_row += minima[i * padded_width + pad + j]
+                    total += band_row
+                if total > bound:
+                    break
+            if total > bound:
+                continue
+            # Insert (total, t) into the sorted list if it beats the last.
+            last = n_neighbors - 1
+            if total > best[last] or (total == best[last] and t >= best_index[last]):
+                continue
+            position = last
+            while position > 0 and (
+                total < best[position - 1] or (total == best[position - 1] and t < best_index[position - 1])
+            ):
+                best[position] = best[position - 1]
+                best_index[position] = best_index[position - 1]
+                position -= 1
+            best[position] = total
+            best_index[position] = t
