@@ -23,6 +23,7 @@ distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
 from fastknn.dask import KNNClassifier, from_npy, kneighbors  # noqa: E402
+from fastknn.dask._bench import peak_rss  # noqa: E402
 
 # Per worker: above the ~300 to 400 MB a worker holds once numba, scikit-learn
 # and fastknn are loaded, below the file-backed training set.
@@ -243,16 +244,6 @@ def test_worker_killed_mid_search(client, tmp_path):
     client.wait_for_workers(2, timeout=120)
 
 
-def _peak_rss():
-    """This process's peak resident memory, in bytes: ``VmHWM``, the high-water mark of its
-    own address space (``ru_maxrss`` would also count the parent's, copied at fork, before exec)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def _spilled_bytes(dask_worker):
     return dask_worker.data.spilled_total.disk if hasattr(dask_worker.data, "spilled_total") else 0
 
@@ -278,7 +269,7 @@ def test_file_backed_training_set_larger_than_worker_memory(client, tmp_path):
     np.testing.assert_array_equal(distances[:8], expected_distances)
     del rows
     if sys.platform.startswith("linux"):
-        peaks = client.run(_peak_rss)
+        peaks = client.run(peak_rss)
         assert max(peaks.values()) < MEMORY_LIMIT < os.path.getsize(path)
     assert sum(client.run(_spilled_bytes).values()) < os.path.getsize(path) / 4
 

@@ -21,6 +21,7 @@ are the 10,000 MNIST test digits. Prints a report and writes JSON.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -34,7 +35,7 @@ from fastknn.bench import interleaved_runs, paired_ratio
 from fastknn.datasets import load_mnist
 
 
-def _peak_rss():
+def peak_rss():
     """This process's peak resident memory, in bytes: ``VmHWM``, the high-water mark of its
     own address space (``ru_maxrss`` would also count the parent's, copied at fork, before exec)."""
     with open("/proc/self/status", encoding="ascii") as status:
@@ -149,7 +150,7 @@ def file_backed_benchmark(client, memory_limit, factor=4.0, n_features=128, rows
         )
         size = os.path.getsize(path)
         del rows
-    peaks = client.run(_peak_rss)
+    peaks = client.run(peak_rss)
     return {
         "file_bytes": size, "rows": n_rows, "n_features": n_features, "rows_per_shard": rows_per_shard,
         "memory_limit_per_worker": memory_limit, "workers": n_workers, "queries": n_queries,
@@ -178,14 +179,16 @@ def one_task_benchmark(n_rows=1_000_000, n_features=128, n_queries=1_000, n_neig
     }
 
 
-def _cluster(memory_limit):
+@contextlib.contextmanager
+def local_cluster(memory_limit):
+    """A client of a LocalCluster of 2 single-thread worker processes, closed on exit."""
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(
+    with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, memory_limit=memory_limit, dashboard_address=None,
         scheduler_port=0,
-    )
-    return cluster, Client(cluster)
+    ) as cluster, Client(cluster) as client:
+        yield client
 
 
 PARTS = ("fashion", "file_backed", "one_task")
@@ -203,25 +206,17 @@ def run(report, parts=PARTS, quick=False, directory=None, save=None):
     if "fashion" in parts:
         report["load_average"]["fashion_start"] = os.getloadavg()
         train, queries = fashion_sized_data(600, 200) if quick else fashion_sized_data()
-        cluster, client = _cluster("2GiB")
-        try:
+        with local_cluster("2GiB") as client:
             report["fashion"], (X, Y, expected) = fashion_benchmark(client, train, queries, rounds=2 if quick else 5)
             report["killed_worker"] = killed_worker_benchmark(client, X, Y, expected)
-        finally:
-            client.close()
-            cluster.close()
         report["load_average"]["fashion_end"] = os.getloadavg()
         save and save(report)
     if "file_backed" in parts:
         report["load_average"]["file_backed_start"] = os.getloadavg()
         memory_limit = 2**30
-        cluster, client = _cluster(memory_limit)
-        try:
+        with local_cluster(memory_limit) as client:
             factor = 0.02 if quick else 4.0
             report["file_backed"] = file_backed_benchmark(client, memory_limit, factor=factor, directory=directory)
-        finally:
-            client.close()
-            cluster.close()
         report["load_average"]["file_backed_end"] = os.getloadavg()
         save and save(report)
     if "one_task" in parts:
