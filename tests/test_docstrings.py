@@ -15,7 +15,11 @@ import re
 
 import pytest
 
-PUBLIC_MODULES = ("fastknn", "fastknn.datasets", "fastknn.augment", "fastknn.distortion", "fastknn.model_selection")
+PUBLIC_MODULES = (
+    "fastknn", "fastknn.datasets", "fastknn.augment", "fastknn.distortion", "fastknn.model_selection", "fastknn.dask"
+)
+# Modules that need an optional extra; absent when it is not installed.
+OPTIONAL_DEPENDENCIES = {"fastknn.dask": "dask"}
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
 OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -28,7 +32,7 @@ def _import_if_present(name):
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as error:
-        if error.name != name:
+        if error.name not in (name, OPTIONAL_DEPENDENCIES.get(name)):
             raise
         return None
 

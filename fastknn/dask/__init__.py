@@ -1,0 +1,19 @@
+"""Exact neighbour search and the estimators on Dask arrays.
+
+An optional part of fastknn (``pip install "fastknn[dask]"``): training rows
+stay in shards on the workers of a Dask cluster, each (query block, shard)
+pair is searched by fastknn's own search in one task, and the per-shard
+candidate lists are merged by a tree reduction. Results equal the
+one-process search to the bit.
+"""
+
+try:
+    import dask.array  # noqa: F401
+except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subprocess
+    raise ModuleNotFoundError('fastknn.dask needs Dask: pip install "fastknn[dask]"', name=error.name) from error
+
+from ._classification import KNNClassifier
+from ._files import from_npy
+from ._neighbors import kneighbors
+
+__all__ = ["KNNClassifier", "from_npy", "kneighbors"]

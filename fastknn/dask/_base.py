@@ -1,0 +1,147 @@
+"""What every neighbours estimator on Dask shares: parameters, a fit that
+leaves the training shards on the workers, and ``kneighbors``.
+
+An estimator adds only what differs: the targets its shards carry (encoded
+labels for the classifier) and what it does with each query's neighbours
+(a vote), block by block, with ``map_blocks``.
+"""
+
+import numbers
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._search import METRIC_ALIASES, resolve_metric
+from ._neighbors import (
+    as_row_blocks,
+    check_search_parameters,
+    distances_of,
+    nearest_candidates,
+    shard_training_rows,
+)
+from ._shards import candidate_dtype
+
+
+def _shard_rows(shard):
+    """``map_blocks`` function: the rows a shard holds (touching it surfaces its build errors)."""
+    return np.array([shard.rows.shape[0]], dtype=np.int64)
+
+
+class DaskNeighborsBase(BaseEstimator):
+    """Parameters, ``fit`` and ``kneighbors`` of the Dask estimators."""
+
+    _parameter_constraints = {
+        "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
+        "metric": [StrOptions(set(METRIC_ALIASES))],
+        "p": [Interval(numbers.Real, 1, None, closed="both")],
+        "algorithm": [StrOptions({"auto", "brute", "pruned"})],
+        "n_jobs": [numbers.Integral, None],
+        "persist": ["boolean"],
+        "split_every": [Interval(numbers.Integral, 2, None, closed="left"), None],
+    }
+
+    def __init__(self, n_neighbors=5, *, metric="minkowski", p=2, algorithm="auto", n_jobs=1, persist=True,
+                 split_every=None):
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.p = p
+        self.algorithm = algorithm
+        self.n_jobs = n_jobs
+        self.persist = persist
+        self.split_every = split_every
+
+    def _fit_shards(self, X, targets=None):
+        """Shard ``X`` (with ``targets``, shape (n_samples, n_outputs)) and keep the shards.
+
+        With ``persist``, the shards are built and held on the workers now,
+        and a bad shard (NaN, infinity) raises here; the client receives one
+        row count per shard, never the data. Without it, they are rebuilt
+        from ``X``'s source at each search (for training sets larger than
+        the cluster's memory).
+        """
+        check_search_parameters(1, 1, self.algorithm, self.n_jobs)
+        self.effective_metric_, power = resolve_metric(self.metric, self.p)
+        self.effective_metric_params_ = {} if power is None else {"p": power}
+        self.n_features_in_ = X.shape[1]
+        self.n_samples_fit_ = X.shape[0]
+        shards = shard_training_rows(
+            X, self.effective_metric_, power, self.algorithm, min(self.n_neighbors, X.shape[0]), targets
+        )
+        if self.persist:
+            shards = shards.persist()
+            shard_rows = shards.map_blocks(_shard_rows, dtype=np.int64, meta=np.empty((0,), dtype=np.int64))
+            self.shard_rows_ = dask.compute(shard_rows)[0]
+        else:
+            self.shard_rows_ = np.array(X.chunks[0], dtype=np.int64)
+        self._shards = shards
+        self._candidate_dtype = candidate_dtype() if targets is None else candidate_dtype(targets.dtype, targets.shape[1])
+        return self
+
+    def _validate_queries(self, X):
+        check_is_fitted(self)
+        X = as_row_blocks(X, "X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X
+
+    def _candidates(self, X, n_neighbors):
+        """Each query's ``n_neighbors`` nearest candidates, with their targets."""
+        X = self._validate_queries(X)
+        check_search_parameters(n_neighbors, self.n_samples_fit_, self.algorithm, self.n_jobs)
+        return nearest_candidates(
+            X, self._shards, n_neighbors, self._candidate_dtype, n_jobs=self.n_jobs, split_every=self.split_every
+        )
+
+    def kneighbors(self, X, n_neighbors=None, return_distance=True):
+        """Find the nearest training samples of each query, lazily.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like of shape (n_queries, n_features)
+            Queries, chunked by rows. (Unlike the in-memory estimators,
+            None, the training set searched against itself, is not
+            accepted.)
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        return_distance : bool, default=True
+            Whether to return the distances too.
+
+        Returns
+        -------
+        neigh_dist : dask.array.Array of shape (n_queries, n_neighbors), float64
+            Distances, ascending; only when ``return_distance``.
+        neigh_ind : dask.array.Array of shape (n_queries, n_neighbors), int64
+            Global training indices; equal distances are ordered by index.
+        """
+        if X is None:
+            raise ValueError("X=None (the training set against itself) is not supported on Dask; pass the queries.")
+        if n_neighbors is None:
+            n_neighbors = self.n_neighbors
+        merged = self._candidates(X, n_neighbors)
+        indices = merged["index"]
+        if not return_distance:
+            return indices
+        power = self.effective_metric_params_.get("p")
+        distances = merged["rdist"].map_blocks(distances_of, self.effective_metric_, power, dtype=np.float64)
+        return distances, indices
+
+
+def as_dask_targets(y, X):
+    """``y`` as a Dask array of shape (n_samples, n_outputs), chunked like ``X``'s rows."""
+    if not isinstance(y, da.Array):
+        y = np.asarray(y)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D, got {y.ndim} dimensions.")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}; they must match.")
+    if not isinstance(y, da.Array):
+        y = da.from_array(y, chunks=(X.chunks[0],) + y.shape[1:])
+    y = y[:, None] if y.ndim == 1 else y
+    return y.rechunk({0: X.chunks[0], 1: -1})

@@ -1,0 +1,152 @@
+"""The worker side of the sharded search: a training shard prepared once, its
+search against a block of queries, and the merge of per-shard candidates.
+
+Everything here runs inside Dask tasks, on plain NumPy blocks.
+"""
+
+import numpy as np
+from sklearn.utils.validation import check_array
+
+from .._pruning import choose_algorithm, pruned_search
+from .._search import as_search_dtype, prepare_euclidean, search
+
+# Index of a padding candidate: a shard with fewer rows than ``n_neighbors``
+# pads its list with (+inf, PAD_INDEX), which sorts after every real
+# candidate, even one at an infinite distance.
+PAD_INDEX = np.iinfo(np.int64).max
+
+
+def candidate_dtype(target_dtype=None, n_outputs=0):
+    """Structured dtype of one candidate neighbour.
+
+    ``rdist`` is the exact reduced distance (squared for Euclidean, p-th
+    power for Minkowski): candidates are merged on it, not on the distance,
+    because the square root maps distinct reduced distances to one float
+    and the order would then fall back on the index where the one-process
+    search does not. ``index`` is the global training index. ``target``,
+    for the estimators, holds the neighbour's ``n_outputs`` targets.
+    """
+    fields = [("rdist", np.float64), ("index", np.int64)]
+    if target_dtype is not None:
+        fields.append(("target", target_dtype, (n_outputs,)))
+    return np.dtype(fields)
+
+
+class Shard:
+    """One shard of training rows, prepared for search on the worker that holds it.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_rows, n_features)
+        The shard's training rows.
+    first_row : int
+        Global index of its first row.
+    metric, p
+        As returned by ``_search.resolve_metric``.
+    algorithm : {"brute", "pruned", "auto"}
+        Chosen for this shard as ``fastknn.kneighbors`` chooses for a whole
+        training set; ``"pruned"`` builds the shard's pruning index here,
+        once.
+    n_neighbors : int
+        Neighbours a search will ask for (``"auto"``'s probe uses it).
+    targets : ndarray of shape (n_rows, n_outputs), optional
+        Targets carried along with the candidates (the estimators' labels).
+
+    Raises
+    ------
+    ValueError
+        When the rows are not finite numbers, naming the shard's rows.
+    """
+
+    def __init__(self, rows, first_row, metric, p, algorithm, n_neighbors, targets=None):
+        self.first_row = int(first_row)
+        last_row = self.first_row + rows.shape[0] - 1
+        try:
+            rows = check_array(rows, dtype="numeric", ensure_min_samples=0, input_name="Y")
+        except ValueError as error:
+            raise ValueError(f"training shard of rows {self.first_row} to {last_row}: {error}") from None
+        # Blocks that Dask deserialised are often read-only; a writable copy
+        # keeps the kernels' types those of the one-process search, so that
+        # workers load its compiled kernels from numba's disk cache instead
+        # of compiling read-only variants.
+        self.rows = as_search_dtype(rows if rows.flags.writeable else rows.copy())
+        self.metric, self.p = metric, p
+        k = min(n_neighbors, self.rows.shape[0])
+        # An empty shard (a row selection can leave one) only pads.
+        self.method, self.index = choose_algorithm(algorithm if k else "brute", self.rows, metric, p, k, n_jobs=1)
+        use_gemm = self.method == "brute" and metric == "euclidean" and k > 0
+        self.euclidean = prepare_euclidean(self.rows) if use_gemm else None
+        self.targets = targets
+
+    def __sizeof__(self):
+        """Bytes held, so that Dask's memory accounting and scheduling see the shard's weight."""
+        size = self.rows.nbytes
+        for part in (self.targets, self.euclidean and self.euclidean.cross_train):
+            if part is not None and part is not self.rows:
+                size += part.nbytes
+        if self.index is not None:
+            size += sum(value.nbytes for value in vars(self.index).values() if isinstance(value, np.ndarray))
+        return size
+
+    def search(self, queries, n_neighbors, n_jobs):
+        """Candidates of each query: the shard's ``min(n_neighbors, n_rows)`` nearest rows, padded.
+
+        Parameters
+        ----------
+        queries : ndarray of shape (n_queries, n_features)
+        n_neighbors : int
+        n_jobs : int or None
+            Threads for this task.
+
+        Returns
+        -------
+        candidates : ndarray of shape (n_queries, n_neighbors), :func:`candidate_dtype`
+            Ascending by (reduced distance, global index); padded with
+            (+inf, :data:`PAD_INDEX`) past the shard's rows.
+        """
+        queries = np.ascontiguousarray(queries, dtype=self.rows.dtype)
+        if not queries.flags.writeable:
+            queries = queries.copy()
+        k = min(n_neighbors, self.rows.shape[0])
+        if k == 0:
+            rdist, indices = np.empty((queries.shape[0], 0)), np.empty((queries.shape[0], 0), dtype=np.int64)
+        elif self.method == "pruned":
+            rdist, indices = pruned_search(queries, self.rows, self.index, k, n_jobs=n_jobs)
+        else:
+            rdist, indices = search(
+                queries, self.rows, k, self.metric, self.p, euclidean_train=self.euclidean, n_jobs=n_jobs
+            )
+        has_targets = self.targets is not None
+        dtype = candidate_dtype(self.targets.dtype, self.targets.shape[1]) if has_targets else candidate_dtype()
+        candidates = np.empty((queries.shape[0], n_neighbors), dtype=dtype)
+        candidates["rdist"][:, :k] = rdist
+        candidates["index"][:, :k] = indices + self.first_row
+        candidates["rdist"][:, k:] = np.inf
+        candidates["index"][:, k:] = PAD_INDEX
+        if has_targets:
+            candidates["target"][:, :k] = self.targets[indices]
+            candidates["target"][:, k:] = 0
+        return candidates
+
+
+def build_shard(rows, *targets, block_info=None, metric, p, algorithm, n_neighbors):
+    """``map_blocks`` function: the :class:`Shard` of one block of training rows."""
+    first_row = block_info[0]["array-location"][0][0]
+    return Shard(rows, first_row, metric, p, algorithm, n_neighbors, targets[0] if targets else None)
+
+
+def search_shard(queries, shard, *, n_neighbors, n_jobs):
+    """``blockwise`` function: one block of queries against one shard."""
+    queries = check_array(queries, dtype="numeric", input_name="X")
+    return shard.search(queries, n_neighbors, n_jobs)
+
+
+def merge_candidates(candidates, axis, keepdims, n_neighbors):
+    """``reduction`` function: the ``n_neighbors`` smallest candidates of each row.
+
+    Ordered by (reduced distance, global index), which is the order of the
+    one-process search: merging shards' sorted lists in any grouping gives
+    the same list.
+    """
+    order = np.lexsort((candidates["index"], candidates["rdist"]), axis=1)[:, :n_neighbors]
+    return np.take_along_axis(candidates, order, axis=1)

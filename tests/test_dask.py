@@ -1,0 +1,331 @@
+"""fastknn.dask on a real LocalCluster: two single-thread worker processes.
+
+Every result is compared with the one-process search or estimator, to the
+bit. The cluster is started once for the module and always closed.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import fastknn
+from fastknn.datasets import load_mnist
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+cloudpickle = pytest.importorskip("cloudpickle")
+
+from fastknn.dask import KNNClassifier, from_npy, kneighbors  # noqa: E402
+from fastknn.dask._bench import peak_rss  # noqa: E402
+
+# Per worker: above the ~300 to 400 MB a worker holds once numba, scikit-learn
+# and fastknn are loaded, below the file-backed training set.
+MEMORY_LIMIT = 768 * 2**20
+
+
+def _compile_kernels():
+    """Compile the searches the tests run, in this process, into numba's disk cache.
+
+    The worker processes then load them from the cache; two workers
+    compiling the same kernels at once would take minutes on 2 cores.
+    """
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        Y = rng.normal(size=(50, 4)).astype(dtype)
+        for metric in ("euclidean", "manhattan", "chebyshev", "minkowski"):
+            for algorithm in ("brute", "pruned"):
+                fastknn.kneighbors(Y[:3], Y, 3, metric=metric, p=3, algorithm=algorithm)
+    fastknn.KNNClassifier(n_neighbors=3, weights="distance").fit(Y, np.arange(50) % 3).predict(Y[:3])
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A client of a LocalCluster of 2 worker processes with 1 thread each."""
+    _compile_kernels()
+    # Functions defined here (slow blocks, weights) travel by value: the
+    # workers cannot import this test module.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, memory_limit=MEMORY_LIMIT,
+        dashboard_address=None, scheduler_port=0,
+    )
+    try:
+        with distributed.Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def assert_same_search(X, Y, n_neighbors, split_every=None, **params):
+    """fastknn.dask.kneighbors on the Dask arrays equals fastknn.kneighbors on the whole ones."""
+    distances, indices = kneighbors(X, Y, n_neighbors, split_every=split_every, **params)
+    assert isinstance(distances, da.Array) and isinstance(indices, da.Array)
+    distances, indices = dask.compute(distances, indices)
+    expected_distances, expected_indices = fastknn.kneighbors(np.asarray(X), np.asarray(Y), n_neighbors, **params)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(distances, expected_distances)
+
+
+def test_fastknn_imports_without_dask():
+    """``import fastknn`` works when Dask is missing; ``fastknn.dask`` says how to install it."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["dask"] = None  # an import of dask now fails, as when it is not installed
+        import fastknn
+        assert fastknn.KNNClassifier and fastknn.kneighbors
+        try:
+            import fastknn.dask
+        except ModuleNotFoundError as error:
+            assert 'pip install "fastknn[dask]"' in str(error), error
+        else:
+            raise AssertionError("fastknn.dask imported without dask")
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("metric, algorithm", [("euclidean", "brute"), ("manhattan", "pruned"), ("minkowski", "auto")])
+def test_random_data(client, metric, algorithm):
+    rng = np.random.default_rng(0)
+    Y, X = rng.normal(size=(400, 12)), rng.normal(size=(90, 12))
+    assert_same_search(
+        da.from_array(X, chunks=(25, 12)), da.from_array(Y, chunks=(130, 12)), 9,
+        metric=metric, p=3, algorithm=algorithm,
+    )
+
+
+def test_digits(client):
+    digits, _ = load_mnist(return_X_y=True)
+    Y = da.from_array(digits[10_000:12_000], chunks=((700, 800, 500), (784,)))
+    X = da.from_array(digits[:120], chunks=(50, 784))
+    assert_same_search(X, Y, 5, metric="euclidean", algorithm="pruned")
+    assert_same_search(X, Y, 5, metric="manhattan", algorithm="auto")
+
+
+def test_ties_across_shard_boundaries(client):
+    """Integer rows in [-1, 1]: most distances tie, the lower global index must win."""
+    rng = np.random.default_rng(3)
+    Y = rng.integers(-1, 2, size=(150, 3)).astype(np.float32)
+    X = rng.integers(-1, 2, size=(40, 3)).astype(np.float32)
+    for chunks in (13, (1, 49, 2, 70, 28)):
+        assert_same_search(X, da.from_array(Y, chunks=(chunks, 3)), 30, metric="manhattan")
+        assert_same_search(X, da.from_array(Y, chunks=(chunks, 3)), 30, metric="euclidean", split_every=2)
+
+
+def test_order_is_on_reduced_distances(client):
+    """Two rows whose squared distances differ but whose distances are the same float.
+
+    The one-process search orders them by squared distance (row 1 first);
+    a merge on (distance, index) would put row 0 first.
+    """
+    a = float.fromhex("0x1.000000affaddbp+0")
+    b = np.nextafter(a, 2.0)
+    Y = np.array([[1.0, b], [1.0, a]])
+    distances, indices = dask.compute(*kneighbors([[0.0, 0.0]], da.from_array(Y, chunks=(1, 2)), 2))
+    assert distances[0, 0] == distances[0, 1]
+    np.testing.assert_array_equal(indices, [[1, 0]])
+    assert_same_search(np.zeros((1, 2)), da.from_array(Y, chunks=(1, 2)), 2)
+
+
+def test_uneven_single_row_chunks_and_k_beyond_a_shard(client):
+    rng = np.random.default_rng(4)
+    Y, X = rng.normal(size=(23, 4)), rng.normal(size=(11, 4))
+    assert_same_search(da.from_array(X[:4], chunks=(1, 4)), da.from_array(Y[:12], chunks=(1, 4)), 5)
+    assert_same_search(da.from_array(X, chunks=((4, 1, 6), (4,))), da.from_array(Y, chunks=((5, 1, 17), (4,))), 23)
+    assert_same_search(X, da.from_array(Y, chunks=(3, 4)), 20, metric="chebyshev")
+    # An empty shard, as a row selection can leave, only pads.
+    assert_same_search(X, da.from_array(Y, chunks=((10, 0, 13), (4,))), 12)
+
+
+def test_numpy_inputs_and_indices_alone(client):
+    rng = np.random.default_rng(5)
+    Y, X = rng.normal(size=(50, 3)), rng.normal(size=(7, 3))
+    indices = kneighbors(X, Y, 4, return_distance=False)
+    np.testing.assert_array_equal(indices.compute(), fastknn.kneighbors(X, Y, 4, return_distance=False))
+
+
+@pytest.fixture(scope="module")
+def labelled_split():
+    """Integer features (ties in distance and in votes) and two outputs."""
+    rng = np.random.default_rng(6)
+    X = rng.integers(-2, 3, size=(240, 3)).astype(np.float64)
+    y = np.stack([rng.integers(0, 4, size=240), rng.choice(["a", "b", "c"], size=240)], axis=1)
+    queries = rng.integers(-2, 3, size=(60, 3)).astype(np.float64)
+    return X, y, queries
+
+
+def _inverse_square(distances):
+    return 1.0 / (1.0 + distances**2)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance", _inverse_square])
+@pytest.mark.parametrize("two_outputs", [False, True])
+def test_classifier_matches_in_memory(client, labelled_split, weights, two_outputs):
+    X, y, queries = labelled_split
+    y = y if two_outputs else y[:, 0].astype(int)
+    params = dict(n_neighbors=7, weights=weights, metric="manhattan", algorithm="auto")
+    expected = fastknn.KNNClassifier(**params).fit(X, y)
+    clf = KNNClassifier(**params).fit(da.from_array(X, chunks=(45, 3)), da.from_array(y, chunks=(45,) + y.shape[1:]))
+    Q = da.from_array(queries, chunks=(16, 3))
+    predictions = clf.predict(Q)
+    assert isinstance(predictions, da.Array)
+    np.testing.assert_array_equal(predictions.compute(), expected.predict(queries))
+    proba, expected_proba = clf.predict_proba(Q), expected.predict_proba(queries)
+    for got, want in zip(proba if two_outputs else [proba], expected_proba if two_outputs else [expected_proba]):
+        np.testing.assert_array_equal(got.compute(), want)
+    distances, indices = dask.compute(*clf.kneighbors(Q, n_neighbors=12))
+    expected_distances, expected_indices = expected.kneighbors(queries, n_neighbors=12)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(distances, expected_distances)
+    # scikit-learn's accuracy does not take mixed-type outputs: subset accuracy by hand.
+    accuracy = np.mean(np.all(expected.predict(queries).reshape(60, -1) == y[:60].reshape(60, -1), axis=1))
+    assert float(clf.score(Q, y[:60]).compute()) == accuracy
+
+
+def test_classifier_keeps_shards_on_the_workers(client, mnist_split):
+    X_train, y_train, X_test, _ = mnist_split
+    clf = KNNClassifier(n_neighbors=3).fit(da.from_array(X_train, chunks=(300, 784)), y_train)
+    np.testing.assert_array_equal(clf.shard_rows_, [300, 300, 300, 100])
+    # The shards are held by the cluster: their keys are in the workers' memory.
+    keys = {key for keys in client.has_what().values() for key in keys}
+    assert {key for key in clf._shards.__dask_keys__()} <= keys
+    with distributed.get_task_stream(client) as stream:
+        predictions = clf.predict(da.from_array(X_test, chunks=(50, 784))).compute()
+    np.testing.assert_array_equal(predictions, fastknn.KNNClassifier(n_neighbors=3).fit(X_train, y_train).predict(X_test))
+    # Predicting searched the persisted shards: none was built again.
+    names = [task["key"][0] if isinstance(task["key"], tuple) else task["key"] for task in stream.data]
+    assert any("search_shard" in name for name in names)
+    assert not any("build_shard" in name for name in names)
+
+
+def test_unpersisted_classifier(client, labelled_split):
+    X, y, queries = labelled_split
+    clf = KNNClassifier(n_neighbors=4, persist=False).fit(da.from_array(X, chunks=(100, 3)), y[:, 0])
+    expected = fastknn.KNNClassifier(n_neighbors=4).fit(X, y[:, 0])
+    np.testing.assert_array_equal(clf.predict(queries).compute(), expected.predict(queries))
+
+
+def _slow_copy(block, marker_dir):
+    """A training block, slowly, leaving a file behind so that the test sees the search advance."""
+    time.sleep(0.25)
+    with open(os.path.join(marker_dir, f"{time.monotonic_ns()}-{os.getpid()}"), "w"):
+        pass
+    return block.copy()
+
+
+def test_worker_killed_mid_search(client, tmp_path):
+    """A worker process dies while the search runs: the nanny restarts it, the scheduler
+    reruns its tasks, and the answer is the same."""
+    rng = np.random.default_rng(7)
+    Y, X = rng.normal(size=(2400, 8)), rng.normal(size=(60, 8))
+    slow_Y = da.from_array(Y, chunks=(100, 8)).map_blocks(_slow_copy, str(tmp_path), dtype=Y.dtype)
+    distances, indices = kneighbors(da.from_array(X, chunks=(20, 8)), slow_Y, 6)
+    future = client.compute([distances, indices])
+    deadline = time.monotonic() + 120
+    while len(os.listdir(tmp_path)) < 4:
+        assert time.monotonic() < deadline, "the search did not start"
+        time.sleep(0.02)
+    assert not all(f.done() for f in future)
+    pids = client.run(os.getpid)
+    os.kill(next(iter(pids.values())), signal.SIGKILL)
+    got_distances, got_indices = client.gather(future)
+    expected_distances, expected_indices = fastknn.kneighbors(X, Y, 6)
+    np.testing.assert_array_equal(got_indices, expected_indices)
+    np.testing.assert_array_equal(got_distances, expected_distances)
+    client.wait_for_workers(2, timeout=120)
+
+
+def _spilled_bytes(dask_worker):
+    return dask_worker.data.spilled_total.disk if hasattr(dask_worker.data, "spilled_total") else 0
+
+
+def test_file_backed_training_set_larger_than_worker_memory(client, tmp_path):
+    """A .npy file of 1.1 times a worker's memory limit, read shard by shard."""
+    n_features = 64
+    n_rows = int(1.1 * MEMORY_LIMIT) // (4 * n_features)
+    path = tmp_path / "train.npy"
+    rows = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_rows, n_features))
+    rng = np.random.default_rng(8)
+    for start in range(0, n_rows, 500_000):
+        stop = min(start + 500_000, n_rows)
+        rows[start:stop] = rng.random((stop - start, n_features), dtype=np.float32)
+    rows.flush()
+    assert os.path.getsize(path) > MEMORY_LIMIT
+    queries = rng.random((20, n_features), dtype=np.float32)
+    Y = from_npy(path, rows_per_shard=100_000)
+    distances, indices = dask.compute(*kneighbors(queries, Y, 5))
+    # The subset check: the in-memory search over the mapped file, for the first 8 queries.
+    expected_distances, expected_indices = fastknn.kneighbors(queries[:8], rows, 5)
+    np.testing.assert_array_equal(indices[:8], expected_indices)
+    np.testing.assert_array_equal(distances[:8], expected_distances)
+    del rows
+    if sys.platform.startswith("linux"):
+        peaks = client.run(peak_rss)
+        assert max(peaks.values()) < MEMORY_LIMIT < os.path.getsize(path)
+    assert sum(client.run(_spilled_bytes).values()) < os.path.getsize(path) / 4
+
+
+def test_bad_inputs_raise_on_the_client(client):
+    rng = np.random.default_rng(9)
+    Y = da.from_array(rng.normal(size=(40, 5)), chunks=(10, 5))
+    with pytest.raises(ValueError, match="X has 4 features but Y has 5"):
+        kneighbors(rng.normal(size=(3, 4)), Y)
+    with pytest.raises(ValueError, match=r"split along its features .* Y.rechunk\(\{1: -1\}\)"):
+        kneighbors(rng.normal(size=(3, 5)), Y.rechunk((10, 2)))
+    with pytest.raises(ValueError, match="n_neighbors must be between 1 and the number of training rows \\(40\\)"):
+        kneighbors(rng.normal(size=(3, 5)), Y, 41)
+    with pytest.raises(TypeError, match="n_neighbors must be an integer"):
+        kneighbors(rng.normal(size=(3, 5)), Y, 2.0)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        kneighbors(rng.normal(size=(3, 5)), Y, metric="cosine")
+    with pytest.raises(ValueError, match="algorithm must be"):
+        kneighbors(rng.normal(size=(3, 5)), Y, algorithm="kd_tree")
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        kneighbors(rng.normal(size=(3, 5)), Y[Y[:, 0] > 0])
+    with pytest.raises(ValueError, match="must hold numbers"):
+        kneighbors(np.array([["a"]]), np.array([["b"]]))
+
+    with_nan = rng.normal(size=(40, 5))
+    with_nan[23, 1] = np.nan
+    distances, _ = kneighbors(rng.normal(size=(3, 5)), da.from_array(with_nan, chunks=(10, 5)))
+    with pytest.raises(ValueError, match="training shard of rows 20 to 29: Input Y contains NaN"):
+        distances.compute()
+    distances, _ = kneighbors(np.full((3, 5), np.inf), Y)
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        distances.compute()
+
+    clf = KNNClassifier()
+    with pytest.raises(ValueError, match="training shard of rows 20 to 29: Input Y contains NaN"):
+        clf.fit(da.from_array(with_nan, chunks=(10, 5)), np.arange(40) % 2)
+    clf.fit(Y, np.arange(40) % 2)
+    with pytest.raises(ValueError, match="X has 4 features, but KNNClassifier is expecting 5 features"):
+        clf.predict(rng.normal(size=(3, 4)))
+    with pytest.raises(ValueError, match="X has 40 rows but y has 39"):
+        KNNClassifier().fit(Y, np.arange(39))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        KNNClassifier().fit(Y, rng.normal(size=40))
+    with pytest.raises(ValueError, match="n_neighbors must be between"):
+        clf.kneighbors(rng.normal(size=(3, 5)), n_neighbors=41)
+
+
+def test_benchmark_script_runs_small(client, tmp_path):
+    """The figures' script on small shapes: its checks hold (no timing is asserted)."""
+    from fastknn.dask import _bench
+
+    train, queries = _bench.fashion_sized_data(n_train=400, n_queries=60)
+    fashion, _ = _bench.fashion_benchmark(client, train, queries, n_shards=4, n_blocks=2, rounds=1)
+    assert fashion["identical"] and fashion["tasks"] > 8
+    files = _bench.file_backed_benchmark(
+        client, MEMORY_LIMIT, factor=0.002, n_features=16, rows_per_shard=20_000, n_queries=5, directory=tmp_path
+    )
+    assert files["identical_on_checked_queries"] and files["file_bytes"] > 0.002 * 2 * MEMORY_LIMIT
+    assert _bench.one_task_benchmark(n_rows=500, n_features=8, n_queries=20, repeats=1)["seconds"] > 0
