@@ -85,6 +85,23 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
     return FittedSearch(method, train, metric, p, euclidean_train, index)
 
 
+def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
+    """Exact k nearest training rows of every query, with their *reduced* distances.
+
+    The one place that runs the k search by the method ``fit`` chose.
+    Reduced distances (squared for Euclidean, p-th power for Minkowski) are
+    what a caller merging several searches must compare: the square root can
+    map two of them to the same float. Same parameters as
+    :func:`kneighbors_search`, which returns distances.
+    """
+    if fitted.method == "pruned":
+        return pruned_search(queries, fitted.train, fitted.pruned_index, n_neighbors, n_jobs=n_jobs)
+    return search(
+        queries, fitted.train, n_neighbors, fitted.metric, fitted.p,
+        euclidean_train=fitted.euclidean_train, n_jobs=n_jobs,
+    )
+
+
 def kneighbors_search(fitted, queries, n_neighbors, n_jobs=None):
     """Exact k nearest training rows of every query, by the method ``fit`` chose.
 
@@ -104,13 +121,7 @@ def kneighbors_search(fitted, queries, n_neighbors, n_jobs=None):
     indices : ndarray of shape (n_queries, n_neighbors), int64
         Training indices; equal distances are ordered by index.
     """
-    if fitted.method == "pruned":
-        rdist, indices = pruned_search(queries, fitted.train, fitted.pruned_index, n_neighbors, n_jobs=n_jobs)
-    else:
-        rdist, indices = search(
-            queries, fitted.train, n_neighbors, fitted.metric, fitted.p,
-            euclidean_train=fitted.euclidean_train, n_jobs=n_jobs,
-        )
+    rdist, indices = kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=n_jobs)
     return rdist_to_dist(rdist, fitted.metric, fitted.p), indices
 
 

@@ -7,8 +7,8 @@ Everything here runs inside Dask tasks, on plain NumPy blocks.
 import numpy as np
 from sklearn.utils.validation import check_array
 
-from .._pruning import choose_algorithm, pruned_search
-from .._search import as_search_dtype, prepare_euclidean, search
+from .._base import fit_search, kneighbors_rdist
+from .._search import as_search_dtype
 
 # Index of a padding candidate: a shard with fewer rows than ``n_neighbors``
 # pads its list with (+inf, PAD_INDEX), which sorts after every real
@@ -70,22 +70,23 @@ class Shard:
         # workers load its compiled kernels from numba's disk cache instead
         # of compiling read-only variants.
         self.rows = as_search_dtype(rows if rows.flags.writeable else rows.copy())
-        self.metric, self.p = metric, p
         k = min(n_neighbors, self.rows.shape[0])
-        # An empty shard (a row selection can leave one) only pads.
-        self.method, self.index = choose_algorithm(algorithm if k else "brute", self.rows, metric, p, k, n_jobs=1)
-        use_gemm = self.method == "brute" and metric == "euclidean" and k > 0
-        self.euclidean = prepare_euclidean(self.rows) if use_gemm else None
+        # The shard's search, prepared as an estimator's fit prepares its
+        # own (method, pruning index, Euclidean norms); an empty shard (a
+        # row selection can leave one) only pads, and prepares nothing.
+        self.fitted = fit_search(self.rows, metric, p, algorithm, k, n_jobs=1) if k else None
         self.targets = targets
 
     def __sizeof__(self):
         """Bytes held, so that Dask's memory accounting and scheduling see the shard's weight."""
         size = self.rows.nbytes
-        for part in (self.targets, self.euclidean and self.euclidean.cross_train):
+        euclidean = self.fitted and self.fitted.euclidean_train
+        for part in (self.targets, euclidean and euclidean.cross_train, euclidean and euclidean.sqnorms):
             if part is not None and part is not self.rows:
                 size += part.nbytes
-        if self.index is not None:
-            size += sum(value.nbytes for value in vars(self.index).values() if isinstance(value, np.ndarray))
+        index = self.fitted and self.fitted.pruned_index
+        if index is not None:
+            size += sum(value.nbytes for value in vars(index).values() if isinstance(value, np.ndarray))
         return size
 
     def search(self, queries, n_neighbors, n_jobs):
@@ -110,12 +111,8 @@ class Shard:
         k = min(n_neighbors, self.rows.shape[0])
         if k == 0:
             rdist, indices = np.empty((queries.shape[0], 0)), np.empty((queries.shape[0], 0), dtype=np.int64)
-        elif self.method == "pruned":
-            rdist, indices = pruned_search(queries, self.rows, self.index, k, n_jobs=n_jobs)
         else:
-            rdist, indices = search(
-                queries, self.rows, k, self.metric, self.p, euclidean_train=self.euclidean, n_jobs=n_jobs
-            )
+            rdist, indices = kneighbors_rdist(self.fitted, queries, k, n_jobs=n_jobs)
         has_targets = self.targets is not None
         dtype = candidate_dtype(self.targets.dtype, self.targets.shape[1]) if has_targets else candidate_dtype()
         candidates = np.empty((queries.shape[0], n_neighbors), dtype=dtype)
