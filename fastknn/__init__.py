@@ -1,18 +1,6 @@
 """fastknn: exact k-nearest-neighbour classification with Numba kernels."""
 
-from ._classification import KNNClassifier, RadiusNeighborsClassifier
-from ._graph import KNNTransformer, RadiusNeighborsTransformer
-from ._regression import KNNRegressor, RadiusNeighborsRegressor
-from ._unsupervised import NearestNeighbors
-from .distortion import DistortionKNNClassifier
-from .model_selection import KNNClassifierCV, KNNRegressorCV
-from .neighbors import kneighbors
-
-# scikit-learn's names for the same classes: changing the module of
-# ``from sklearn.neighbors import X`` is the whole migration.
-KNeighborsClassifier = KNNClassifier
-KNeighborsRegressor = KNNRegressor
-KNeighborsTransformer = KNNTransformer
+import importlib
 
 __version__ = "0.1.0.dev0"
 
@@ -33,3 +21,44 @@ __all__ = [
     "kneighbors",
     "__version__",
 ]
+
+# Public name -> (module, name there). Imported on first use (module
+# __getattr__, PEP 562), so that ``import fastknn`` loads neither numba nor
+# scikit-learn's model selection until a name that needs them is used.
+# scikit-learn's names are the same classes: changing the module of
+# ``from sklearn.neighbors import X`` is the whole migration.
+_LAZY = {
+    "KNNClassifier": ("_classification", "KNNClassifier"),
+    "KNeighborsClassifier": ("_classification", "KNNClassifier"),
+    "RadiusNeighborsClassifier": ("_classification", "RadiusNeighborsClassifier"),
+    "KNNTransformer": ("_graph", "KNNTransformer"),
+    "KNeighborsTransformer": ("_graph", "KNNTransformer"),
+    "RadiusNeighborsTransformer": ("_graph", "RadiusNeighborsTransformer"),
+    "KNNRegressor": ("_regression", "KNNRegressor"),
+    "KNeighborsRegressor": ("_regression", "KNNRegressor"),
+    "RadiusNeighborsRegressor": ("_regression", "RadiusNeighborsRegressor"),
+    "NearestNeighbors": ("_unsupervised", "NearestNeighbors"),
+    "DistortionKNNClassifier": ("distortion", "DistortionKNNClassifier"),
+    "KNNClassifierCV": ("model_selection", "KNNClassifierCV"),
+    "KNNRegressorCV": ("model_selection", "KNNRegressorCV"),
+    "kneighbors": ("neighbors", "kneighbors"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    if not name.startswith("__"):  # a submodule, as ``fastknn.estimators`` was before names were lazy
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -932,7 +932,7 @@ class AugmentedKNN(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.estimator = estimator
         self.augmenter = augmenter
 
-    def fit(self, X, y):
+    def fit(self, X, y, *, X_val=None, y_val=None):
         """Expand the training set, then fit the estimator on it.
 
         Parameters
@@ -941,19 +941,36 @@ class AugmentedKNN(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Training images.
         y : array-like of shape (n_samples,)
             Labels.
+        X_val : array-like of shape (n_val_samples, n_features), default=None
+            A fixed validation set for a search inside ``estimator`` (a
+            :class:`~fastknn.KNNClassifierCV`, or a Pipeline ending in one):
+            handed on unexpanded, through the estimator's transformers, by
+            :func:`fastknn.model_selection.fit_with_validation`. Needs
+            ``y_val``.
+        y_val : array-like of shape (n_val_samples,), default=None
+            Labels of ``X_val``.
 
         Returns
         -------
         self : AugmentedKNN
             The fitted classifier.
         """
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together.")
         X, y = validate_data(self, X, y)
         check_classification_targets(y)  # before expanding: clearer errors
         self.augmenters_ = self._make_augmenters()
         for augmenter in self.augmenters_:
             X, y = augmenter.fit_resample(X, y)
-        estimator = _default_estimator() if self.estimator is None else self.estimator
-        self.estimator_ = clone(estimator).fit(X, y)
+        estimator = clone(_default_estimator() if self.estimator is None else self.estimator)
+        if X_val is None:
+            self.estimator_ = estimator.fit(X, y)
+        else:
+            from .model_selection import fit_with_validation
+
+            X_val = validate_data(self, X_val, reset=False)
+            fit_with_validation(estimator, X, y, X_val, y_val)
+            self.estimator_ = estimator
         self.n_samples_fit_ = X.shape[0]
         return self
 

@@ -124,21 +124,76 @@ def paired_ratio(times, numerator, denominator):
     return float(np.median(ratios))
 
 
-def fresh_process_seconds(cache_dir):
+# The same job with scikit-learn's classifier, for the start-up comparison.
+_SKLEARN_FRESH_PROCESS_SCRIPT = _FRESH_PROCESS_SCRIPT.replace(
+    "import fastknn", "from sklearn.neighbors import KNeighborsClassifier"
+).replace("fastknn.KNNClassifier()", "KNeighborsClassifier(algorithm='brute')")
+
+
+def fresh_process_seconds(cache_dir, script=_FRESH_PROCESS_SCRIPT):
     """Seconds for a new interpreter to import fastknn and predict once.
 
     ``NUMBA_CACHE_DIR`` points at ``cache_dir``: empty, this is the first-call
-    (compile) time; filled by an earlier run, the cached start-up time.
+    (compile) time; filled by an earlier run, the cached start-up time. None
+    keeps numba's own cache (beside the installed modules). ``script`` is
+    the job run, timed from its first import to the end of its predict.
     """
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    env = dict(os.environ) if cache_dir is None else dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
     completed = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS_SCRIPT],
+        [sys.executable, "-c", script],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
     return float(completed.stdout.strip().splitlines()[-1])
+
+
+def startup_comparison(repeats=3, cache_dir=None):
+    """A fresh process importing and predicting once: fastknn against scikit-learn.
+
+    Each run is a new interpreter that imports NumPy and the classifier,
+    fits 200 digits-sized rows and predicts 50 (the job of
+    :data:`_FRESH_PROCESS_SCRIPT`): fastknn's ``KNNClassifier`` with warm
+    kernel caches (one unmeasured run fills them first), and scikit-learn's
+    ``KNeighborsClassifier(algorithm="brute")``, in turn, ``repeats`` times
+    each. On a shared machine the best run of each is the figure least
+    moved by the neighbours' load.
+
+    Returns
+    -------
+    figures : dict
+        ``fastknn_seconds`` and ``sklearn_seconds`` (lists, one per run),
+        their best, and ``extra_seconds``: fastknn's best minus
+        scikit-learn's.
+    """
+    fresh_process_seconds(cache_dir)  # fills (or checks) the kernel cache
+    runs = {"fastknn": [], "sklearn": []}
+    scripts = {"fastknn": _FRESH_PROCESS_SCRIPT, "sklearn": _SKLEARN_FRESH_PROCESS_SCRIPT}
+    for round_ in range(repeats):
+        order = ("fastknn", "sklearn") if round_ % 2 == 0 else ("sklearn", "fastknn")
+        for name in order:
+            runs[name].append(fresh_process_seconds(cache_dir, scripts[name]))
+    best = {name: min(seconds) for name, seconds in runs.items()}
+    return {
+        "fastknn_seconds": runs["fastknn"],
+        "sklearn_seconds": runs["sklearn"],
+        "fastknn_best_seconds": best["fastknn"],
+        "sklearn_best_seconds": best["sklearn"],
+        "extra_seconds": best["fastknn"] - best["sklearn"],
+    }
+
+
+def format_startup_report(figures):
+    """The start-up comparison as lines of text."""
+    return [
+        "",
+        "fresh process, import + fit 200 rows + predict 50 (warm kernel caches), best of "
+        f"{len(figures['fastknn_seconds'])}, interleaved:",
+        f"  fastknn KNNClassifier                  {figures['fastknn_best_seconds']:9.2f} s",
+        f"  scikit-learn KNeighborsClassifier      {figures['sklearn_best_seconds']:9.2f} s",
+        f"  fastknn's extra start-up               {figures['extra_seconds']:9.2f} s",
+    ]
 
 
 def _faiss_predict(train, labels, queries, k):
@@ -775,14 +830,45 @@ def format_cv_report(cv):
     return lines
 
 
+def _check_options(args):
+    """Refuse option values that make no sense, before minutes of measuring."""
+    from .cli import CommandLineError
+
+    if args.repeats < 1:
+        raise CommandLineError(f"--repeats {args.repeats}: needs at least 1 run")
+    if args.memory_queries < 0:
+        raise CommandLineError(f"--memory-queries {args.memory_queries}: must be 0 (skip) or positive")
+    if args.cv_sklearn and not args.cv:
+        raise CommandLineError("--cv-sklearn needs --cv")
+    if args.json is not None:
+        path = os.path.abspath(args.json)
+        folder = os.path.dirname(path)
+        if os.path.isdir(path):
+            raise CommandLineError(f"--json {args.json} is a folder; give a file name")
+        if not os.path.isdir(folder):
+            raise CommandLineError(f"--json {args.json}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise CommandLineError(f"--json {args.json}: the folder {folder} is not writable")
+
+
 def main(args):
-    """Entry point of ``fastknn bench``."""
+    """Entry point of ``fastknn bench``: results to stdout, or also to ``--json``."""
+    _check_options(args)
+    if args.startup:
+        figures = startup_comparison(repeats=args.repeats)
+        print("\n".join(format_startup_report(figures)).lstrip("\n"))
+        if args.json:
+            with open(args.json, "w") as stream:
+                json.dump({"startup": figures}, stream, indent=2)
+        return 0
     results = run_bench(repeats=args.repeats, memory_queries=args.memory_queries, quick=args.quick)
     report = format_report(results)
     if args.cv:
         from ._cv_benchmark import benchmark_cv
 
-        results["cv"] = benchmark_cv(repeats=args.repeats if not args.quick else 1, sklearn_repeats=1 if args.cv_sklearn else 0)
+        results["cv"] = benchmark_cv(
+            repeats=args.repeats if not args.quick else 1, sklearn_repeats=1 if args.cv_sklearn else 0
+        )
         report += "\n" + "\n".join(format_cv_report(results["cv"]))
     print(report)
     if args.json:
@@ -791,13 +877,29 @@ def main(args):
     return 0
 
 
+EXAMPLE = """example:
+  fastknn bench --quick                  # a smoke test, about a minute
+  fastknn bench --json bench.json        # every figure, also as JSON
+  fastknn bench --startup --repeats 5    # fresh-process start-up against scikit-learn
+"""
+
+
 def add_arguments(parser):
     """Register the options of ``fastknn bench`` on an argparse parser."""
+    parser.epilog = EXAMPLE
     parser.add_argument("--repeats", type=int, default=7, help="runs per fastknn measurement (median)")
-    parser.add_argument("--memory-queries", type=int, default=100_000, help="queries for the peak-memory check (0 skips)")
+    parser.add_argument(
+        "--memory-queries", type=int, default=100_000, help="queries for the peak-memory check (0 skips)"
+    )
     parser.add_argument("--quick", action="store_true", help="small shapes and single runs, for smoke tests")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--cv", action="store_true", help="also time KNNClassifierCV against GridSearchCV (minutes)")
+    parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="only the start-up comparison: a fresh process importing and predicting once, against scikit-learn "
+        "(--repeats runs each)",
+    )
     parser.add_argument(
         "--cv-sklearn", action="store_true", help="with --cv, include scikit-learn's GridSearchCV (about 15 minutes)"
     )

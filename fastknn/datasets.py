@@ -297,6 +297,21 @@ def _reconstruct_empty_ndarray(subtype, shape, dtype):
     return _numpy_reconstruct(subtype, shape, dtype)
 
 
+def _empty_bytes(*args):
+    """Stand in for ``bytes``, allowing only ``bytes()``: the buffer of an empty array.
+
+    Protocol 2 pickles the empty buffer of an array with no element (an empty
+    part of a split) as ``bytes()``; with an argument, ``bytes`` could be made
+    to allocate memory of a size the file chooses.
+    """
+    if args:
+        raise UnsafePickleError(
+            "refused bytes() with arguments: only the empty buffer of an empty "
+            "array occurs in numpy array pickles"
+        )
+    return b""
+
+
 def _allowed_pickle_globals():
     """Map each ``(module, name)`` allowed in a safe load to its object.
 
@@ -309,6 +324,8 @@ def _allowed_pickle_globals():
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _encode_latin1,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
     }
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = _reconstruct_empty_ndarray
@@ -355,7 +372,8 @@ def _check_split_arrays(arrays, where):
     Raises
     ------
     ValueError
-        If the structure, shapes or dtypes are not those of the format.
+        If the structure, shapes or dtypes are not those of the format, or the
+        data hold NaN or infinite values.
     """
     if not isinstance(arrays, tuple) or len(arrays) != len(_SPLIT_PART_NAMES):
         length = len(arrays) if isinstance(arrays, (tuple, list)) else None
@@ -404,6 +422,10 @@ def _check_split_arrays(arrays, where):
             raise ValueError(
                 f"{where}: {data_name} has {data.shape[0]} rows but "
                 f"{labels_name} has {labels.shape[0]} labels"
+            )
+        if not np.isfinite(data).all():
+            raise ValueError(
+                f"{where}: {data_name} holds NaN or infinite pixel values"
             )
         checked.append(data.astype(np.float32, copy=False))
         checked.append(labels.astype(np.int64, copy=False))
@@ -484,12 +506,15 @@ def load_mnist_pickle(path):
 
     Raises
     ------
+    OSError
+        If the file cannot be opened (``FileNotFoundError``,
+        ``IsADirectoryError``, ``PermissionError``).
     UnsafePickleError
         If the pickle names any global other than those needed to rebuild
         numpy arrays. Nothing it names is imported or run.
     ValueError
         If the file is not gzip, is truncated or corrupt, or does not hold a
-        6-tuple of arrays with the shapes and dtypes described above.
+        6-tuple of finite arrays with the shapes and dtypes described above.
         (:class:`UnsafePickleError` is a ValueError too.)
 
     See Also
@@ -522,6 +547,8 @@ def load_mnist_pickle(path):
         raise ValueError(
             f"{path} is truncated or not a gzip-compressed pickle: {error}"
         ) from error
+    except OSError:
+        raise  # missing, a folder, unreadable: not a question of the file's content
     except Exception as error:
         # A stream that is corrupt rather than hostile can fail in many ways
         # (UnpicklingError, KeyError, TypeError, ...); nothing in it has run.

@@ -38,6 +38,14 @@ def test_paired_ratio_is_the_median_of_same_round_ratios():
         paired_ratio({"x": [], "y": [1.0]}, "x", "y")
 
 
+def test_startup_comparison_runs_both_jobs_in_fresh_processes():
+    from fastknn.bench import format_startup_report, startup_comparison
+
+    figures = startup_comparison(repeats=1)  # numba's own cache, warm after the first run
+    assert len(figures["fastknn_seconds"]) == len(figures["sklearn_seconds"]) == 1
+    assert figures["fastknn_best_seconds"] > 0 and figures["sklearn_best_seconds"] > 0
+    assert figures["extra_seconds"] == figures["fastknn_best_seconds"] - figures["sklearn_best_seconds"]
+    assert "fastknn's extra start-up" in "\n".join(format_startup_report(figures))
 def test_family_bench_runs_on_a_slice():
     """The neighbours-family section of ``fastknn bench`` on small shapes: answers agree, the report formats."""
     from fastknn.bench import format_family_report, run_family_bench

@@ -521,3 +521,30 @@ def test_packaged_file_matches_a_fresh_build(tmp_path):
 def test_docstring_examples():
     results = doctest.testmod(datasets, optionflags=doctest.ELLIPSIS)
     assert results.attempted > 0 and results.failed == 0
+
+
+def test_a_split_with_an_empty_part_round_trips(tmp_path):
+    # An empty array pickles its buffer as bytes(), which the safe load allows
+    # with no argument only.
+    rng = np.random.default_rng(0)
+    parts = (rng.random((3, 4), dtype=np.float32), np.arange(3), np.zeros((0, 4), np.float32), np.arange(0),
+             rng.random((2, 4), dtype=np.float32), np.arange(2))
+    loaded = load_mnist_pickle(save_mnist_pickle(tmp_path / "split.pkl.gz", parts))
+    assert [part.shape for part in loaded] == [(3, 4), (3,), (0, 4), (0,), (2, 4), (2,)]
+
+
+def test_bytes_with_an_argument_is_refused(tmp_path):
+    path = tmp_path / "alloc.pkl.gz"
+    with gzip.open(path, "wb") as stream:
+        stream.write(b"\x80\x02c__builtin__\nbytes\nK\x10\x85R.")  # bytes(16)
+    with pytest.raises(UnsafePickleError, match="bytes"):
+        load_mnist_pickle(path)
+    assert pickle.loads(b"\x80\x02c__builtin__\nbytes\nK\x10\x85R.") == bytes(16)
+
+
+def test_nan_pixels_are_refused(tmp_path):
+    parts = list(load_mnist_split("1000"))
+    parts[4] = parts[4].copy()
+    parts[4][5, 5] = np.nan
+    with pytest.raises(ValueError, match="testData holds NaN"):
+        save_mnist_pickle(tmp_path / "nan.pkl.gz", tuple(parts))

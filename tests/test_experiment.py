@@ -11,8 +11,9 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from fastknn import KNNClassifier, cli, experiment
-from fastknn.augment import deskew, gaussian_blur, rotate_images, shift_images
+from fastknn.augment import deskew
 from fastknn.datasets import load_mnist_split, save_mnist_pickle
+from fastknn.experiment.agreement import compare_with_sklearn, exact_squared_distances
 
 FIGURES = ("sample_digits.png", "validation_accuracy.png", "confusion_matrix.png", "misclassified.png", "deskew.png")
 
@@ -49,7 +50,8 @@ def test_terminal_summary_and_progress(small_run):
     stdout, stderr = small_run["stdout"], small_run["stderr"]
     assert "Test accuracy" in stdout and "Elapsed:" in stdout
     assert "precision" in stdout and "Confusion matrix" in stdout
-    assert "validation: deskew + shift" in stderr  # one progress line per search
+    assert "validation: deskew + shifts" in stderr  # one progress line per candidate
+    assert "Test accuracy" not in stderr and "validation:" not in stdout  # results to stdout, progress to stderr
     assert "drawing figures" in stderr
 
 
@@ -60,7 +62,7 @@ def test_results_json_keys(small_run):
     assert set(results["validation"]) == {"euclidean", "manhattan", "minkowski_p3"}
     assert set(results["validation"]["euclidean"]) == {"1", "3", "5", "9", "15", "25"}
     assert set(results["best"]) >= {"k", "metric", "transform", "weights"}
-    assert list(results["augmentation"]["transforms"]) == list(experiment.TRANSFORMS_BY_KEY)
+    assert list(results["augmentation"]["transforms"]) == list(experiment.CANDIDATES_BY_KEY)
     assert results["timings"]["total"] > 0
     assert sum(map(sum, results["confusion_matrix"]["matrix"])) == results["data"]["n_test"] == 200
 
@@ -95,26 +97,11 @@ def test_choice_is_the_best_on_validation_and_its_test_accuracy_is_direct(small_
     chosen = table[best["transform"]]["metrics"][best["metric"]]["validation"][best["weights"]][str(best["k"])]
     assert chosen == best["validation_accuracy"]
 
-    # Retrain the chosen configuration on the training data alone: maps on
-    # every image, expansions on training images only.
-    maps = {
-        "deskew": deskew,
-        "blur": lambda images: gaussian_blur(images, sigma=experiment.BLUR_SIGMA),
-        "normalize": experiment._normalize,
-    }
-    expansions = {
-        "shift": lambda images, labels: shift_images(images, labels, n_pixels=1, directions=4),
-        "rotate": lambda images, labels: rotate_images(images, labels, degrees=experiment.ROTATION_DEGREES),
-    }
-    for step in best["steps"]:
-        if step in maps:
-            X, X_test = maps[step](X), maps[step](X_test)
-        else:
-            X, y = expansions[step](X, y)
-    assert len(X) == best["n_train"] and len(X_test) == 200
+    # Rebuild the chosen model from its candidate entry around a plain
+    # KNNClassifier with the chosen parameters, fitted on the training data.
     spec = results["metrics"][best["metric"]]
-    model = KNNClassifier(n_neighbors=best["k"], weights=best["weights"], metric=spec["metric"], p=spec["p"])
-    model.fit(X, y)
+    knn = KNNClassifier(n_neighbors=best["k"], weights=best["weights"], metric=spec["metric"], p=spec["p"])
+    model = experiment.CANDIDATES_BY_KEY[best["transform"]].build(knn).fit(X, y)
     assert results["test_accuracy"] == pytest.approx(model.score(X_test, y_test), abs=1e-12)
 
 
@@ -179,33 +166,25 @@ def test_default_out_folder_is_new(tmp_path, monkeypatch):
     assert second.name == "fastknn-experiment-20240102-030405-2" and second.is_dir()
 
 
-def test_cumulative_votes_match_the_classifier(small_split):
-    X, y, X_val, _, _, _ = small_split
-    classes, encoded = np.unique(y, return_inverse=True)
-    neighbors = KNNClassifier(25).fit(X, y).kneighbors(X_val[:50], return_distance=False)
-    votes = experiment.cumulative_votes(encoded[neighbors], len(classes))
-    for k in (1, 2, 4, 25):  # even K produce vote ties: lowest class wins in both
-        expected = KNNClassifier(k).fit(X, y).predict(X_val[:50])
-        np.testing.assert_array_equal(classes[np.argmax(votes[:, k - 1], axis=1)], expected)
-
-
-def test_distance_weighted_cumulative_votes_match_the_classifier(small_split):
-    X, y, X_val, _, _, _ = small_split
-    queries = np.concatenate([X_val[:40], X[:5]])  # training images: neighbours at distance 0
-    classes, encoded = np.unique(y, return_inverse=True)
-    distances, neighbors = KNNClassifier(25).fit(X, y).kneighbors(queries)
-    votes = experiment.cumulative_votes(encoded[neighbors], len(classes), distances)
-    for k in (1, 2, 6, 25):
-        expected = KNNClassifier(k, weights="distance").fit(X, y).predict(queries)
-        np.testing.assert_array_equal(classes[np.argmax(votes[:, k - 1], axis=1)], expected)
-
-
-def test_best_k_breaks_ties_to_the_smaller_k():
-    assert experiment.best_k({1: 5, 3: 7, 5: 7, 9: 2}) == 3
-
-
-def test_encode_labels_marks_unknown_labels():
-    np.testing.assert_array_equal(experiment.encode_labels(np.array([3, 7, 5]), np.array([3, 5])), [0, -1, 1])
+def test_results_equal_those_of_the_single_module_study(small_run):
+    # The numbers of the study before it was rebuilt on the public API (commit
+    # 999052f, small layout); they change only by the documented tie rules.
+    results = small_run["results"]
+    expected = {"1": 0.87, "3": 0.895, "5": 0.855, "9": 0.86, "15": 0.805, "25": 0.815}
+    assert results["validation"]["euclidean"] == expected
+    assert results["best_k_per_metric"]["manhattan"]["k"] == 1
+    assert results["baseline"]["k"] == 3 and results["baseline"]["test_correct"] == 178
+    best = results["best"]
+    assert (best["transform"], best["metric"], best["weights"], best["k"]) == (
+        "deskew+blur+rotate+shift+norm",
+        "euclidean",
+        "uniform",
+        12,
+    )
+    assert best["n_train"] == 15000 and best["validation_accuracy"] == 0.97 and results["test_correct"] == 193
+    cell = results["augmentation"]["transforms"]["deskew+blur+norm"]["metrics"]["manhattan"]
+    # 94.00 % at K=3 with distance weights and at K=6 with uniform votes: the smaller K wins.
+    assert (cell["k"], cell["weights"], cell["validation_accuracy"]) == (3, "distance", 0.94)
 
 
 class _ReversedTies(KNeighborsClassifier):
@@ -252,7 +231,7 @@ def _tied_data():
 def test_sklearn_check_recognises_tie_disagreements(monkeypatch):
     X, y, queries = _tied_data()
     monkeypatch.setattr("sklearn.neighbors.KNeighborsClassifier", _ReversedTies)
-    agreement = experiment.compare_with_sklearn(X, y, queries, n_neighbors=3)
+    agreement = compare_with_sklearn(X, y, queries, n_neighbors=3)
     assert agreement["n_disagree"] > 0
     assert agreement["n_disagree_at_ties"] == agreement["n_disagree"]
     assert agreement["all_disagreements_at_ties"]
@@ -263,38 +242,29 @@ def test_sklearn_check_flags_disagreements_that_are_not_ties(monkeypatch):
     rng = np.random.default_rng(1)  # continuous data: no two distances are equal
     X, y, queries = rng.random((60, 4), dtype=np.float32), rng.integers(0, 3, 60), rng.random((40, 4), dtype=np.float32)
     monkeypatch.setattr("sklearn.neighbors.KNeighborsClassifier", _SkipsNearest)
-    agreement = experiment.compare_with_sklearn(X, y, queries, n_neighbors=1)
+    agreement = compare_with_sklearn(X, y, queries, n_neighbors=1)
     assert agreement["n_disagree"] > 0
     assert not agreement["all_disagreements_at_ties"]
     assert agreement["n_disagree_at_ties"] == 0
 
 
-def test_normalize_gives_unit_rows_and_keeps_zero_rows():
-    from sklearn.preprocessing import normalize
-
-    X = np.random.default_rng(0).random((5, 16), dtype=np.float32)
-    X[2] = 0
-    out = experiment._normalize(X)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, normalize(X), rtol=1e-6, atol=1e-7)
-    assert not out[2].any()
-
-
-def test_every_transform_keeps_queries_unexpanded(small_split):
-    data = experiment.ExperimentData(*[part[:40] for part in small_split], source="test", description="")
-    transformed = experiment._TransformedData(data)
-    for transform in experiment.TRANSFORMS:
-        train_X, train_y = transformed.train(transform)
-        expansion = {"shift": 5, "rotate": 3}
-        factor = int(np.prod([expansion.get(step, 1) for step in transform.steps]))
-        assert train_X.shape == (40 * factor, 784) and len(train_y) == 40 * factor
-        assert transformed.queries(transform, "val").shape == (40, 784)
-        assert transformed.queries(transform, "test").shape == (40, 784)
-
-
 def test_exact_squared_distances_are_correctly_rounded():
     query = np.array([0.1, 0.2, 0.3], dtype=np.float32)
     rows = np.array([[0.1, 0.2, 0.3], [0.0, 0.0, 0.0]], dtype=np.float32)
-    exact = experiment.exact_squared_distances(query, rows)
+    exact = exact_squared_distances(query, rows)
     assert exact[0] == 0.0
     assert exact[1] == sum(float(v) ** 2 for v in query)
+
+
+def test_every_candidate_expands_training_images_only(small_split):
+    from fastknn import KNNClassifierCV
+    from fastknn.model_selection import fit_with_validation
+
+    X, y, X_val, y_val, _, _ = [part[:40] for part in small_split]
+    expansion = {"shift": 5, "rotate": 3}
+    for candidate in experiment.CANDIDATES:
+        model = candidate.build(KNNClassifierCV((1, 3), metrics=("euclidean",)))
+        search = fit_with_validation(model, X, y, X_val, y_val)
+        factor = int(np.prod([expansion.get(step, 1) for step in candidate.steps]))
+        assert search.best_estimator_.n_samples_fit_ == 40 * factor, candidate.key
+        assert search.n_splits_ == 1 and model.predict(X_val).shape == (40,)

@@ -357,6 +357,56 @@ def test_benchmark_function_runs_on_a_slice():
     assert results["speedup_vs_grid_search_sklearn"] > 0
 
 
+# --------------------------------------------------------------------------
+# fit_with_validation: a search inside a Pipeline / AugmentedKNN
+# --------------------------------------------------------------------------
+def test_fit_with_validation_scores_what_the_fitted_model_would(digits):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import Normalizer
+
+    from fastknn.augment import AugmentedKNN, Deskew, ShiftAugmenter
+
+    X, y, X_val, y_val = digits
+    model = make_pipeline(
+        Deskew(), AugmentedKNN(make_pipeline(Normalizer(), KNNClassifierCV((1, 2, 5))), ShiftAugmenter())
+    )
+    search = model_selection.fit_with_validation(model, X, y, X_val, y_val)
+    assert search is model[-1].estimator_[-1]
+    assert search.n_splits_ == 1 and search.best_estimator_.n_samples_fit_ == 5 * len(X)
+    # Every candidate's score is that of the same model fitted with that candidate alone.
+    for params, score in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):
+        alone = make_pipeline(
+            Deskew(), AugmentedKNN(make_pipeline(Normalizer(), KNNClassifier(**params)), ShiftAugmenter())
+        )
+        assert alone.fit(X, y).score(X_val, y_val) == score, params
+    assert model.score(X_val, y_val) == search.best_score_
+
+
+def test_fit_with_validation_on_a_bare_search_and_a_bad_model(digits):
+    X, y, X_val, y_val = digits
+    search = KNNClassifierCV((1, 3), metrics=("euclidean",))
+    assert model_selection.fit_with_validation(search, X, y, X_val, y_val) is search
+    direct = KNNClassifierCV((1, 3), metrics=("euclidean",)).fit(X, y, X_val=X_val, y_val=y_val)
+    np.testing.assert_array_equal(search.cv_results_["mean_test_score"], direct.cv_results_["mean_test_score"])
+    with pytest.raises(TypeError, match="needs a KNNClassifierCV"):
+        model_selection.fit_with_validation(KNNClassifier(), X, y, X_val, y_val)
+
+
+def test_augmented_knn_needs_both_validation_arrays(digits):
+    from fastknn.augment import AugmentedKNN
+
+    X, y, X_val, _ = digits
+    with pytest.raises(ValueError, match="X_val and y_val must be given together"):
+        AugmentedKNN(KNNClassifierCV((1,))).fit(X, y, X_val=X_val)
+
+
+def test_pruned_search_gives_the_same_scores(digits):
+    X, y, X_val, y_val = digits
+    grid = {"n_neighbors": (1, 4, 9), "metrics": ("manhattan", "minkowski"), "p": 3}
+    brute = KNNClassifierCV(**grid, algorithm="brute").fit(X, y, X_val=X_val, y_val=y_val)
+    pruned = KNNClassifierCV(**grid, algorithm="pruned").fit(X, y, X_val=X_val, y_val=y_val)
+    np.testing.assert_array_equal(pruned.cv_results_["mean_test_score"], brute.cv_results_["mean_test_score"])
+    assert pruned.best_estimator_.fit_method_ == "pruned" and brute.best_estimator_.fit_method_ == "brute"
 # -------------------------------------------------------------------------
 # KNNRegressorCV: the same machinery for the regressor
 # -------------------------------------------------------------------------

@@ -221,3 +221,53 @@ def before_after(before, after, side, path):
         "Deskewing: each digit sheared upright and centred",
     )
     _save(figure, path)
+
+
+def draw_figures(results, data, out_dir, augment):
+    """Draw the study's PNG figures into ``out_dir``; return name -> file name."""
+    figures = {}
+    side = data.side
+    figures["samples"] = "sample_digits.png"
+    sample_digits(data.train_X, data.train_y, side, out_dir / figures["samples"])
+
+    curves = {}
+    for entry in results["augmentation"]["transforms"].values():
+        curves[entry["label"]] = {
+            results["metrics"][m]["label"]: {
+                weighting: {int(k): acc for k, acc in by_k.items()} for weighting, by_k in cell["validation"].items()
+            }
+            for m, cell in entry["metrics"].items()
+            if cell is not None
+        }
+    figures["validation"] = "validation_accuracy.png"
+    validation_curves(curves, out_dir / figures["validation"])
+
+    figures["confusion"] = "confusion_matrix.png"
+    confusion_heatmap(
+        np.asarray(results["confusion_matrix"]["matrix"]),
+        np.asarray(results["confusion_matrix"]["labels"]),
+        out_dir / figures["confusion"],
+        title=f"Test set, {results['best']['label']}",
+    )
+
+    errors = results["most_confident_errors"]
+    if errors:
+        figures["errors"] = "misclassified.png"
+        rows = [e["test_index"] for e in errors]
+        captions = [f"true {e['true']}, pred {e['predicted']}\nvotes {100 * e['vote_share']:.0f} %" for e in errors]
+        digit_grid(
+            data.test_X[rows],
+            side,
+            captions,
+            out_dir / figures["errors"],
+            title="Most confidently misclassified test digits",
+        )
+
+    if augment:
+        from ..augment import deskew
+
+        figures["deskew"] = "deskew.png"
+        first_per_class = [np.flatnonzero(data.train_y == c)[0] for c in np.unique(data.train_y)[:10]]
+        before = data.train_X[first_per_class]
+        before_after(before, deskew(before), side, out_dir / figures["deskew"])
+    return figures
