@@ -1,4 +1,4 @@
-"""The ``fastknn`` command line: ``fastknn bench`` and ``fastknn experiment``.
+"""The ``fastknn`` command line: ``fastknn experiment``, ``fastknn bench`` and ``fastknn warmup``.
 
 Expected failures (a file that is missing or malformed, an option value that
 makes no sense) print one line, ``fastknn <command>: error: ...``, to stderr

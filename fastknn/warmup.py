@@ -108,8 +108,15 @@ def format_profile(compiled):
     return "\n".join(lines)
 
 
+EXAMPLE = """example:
+  fastknn warmup              # compile the common kernels once, e.g. in a Docker image build
+  fastknn warmup --profile    # then list the compile time of each kernel
+"""
+
+
 def add_arguments(parser):
     """Add the ``warmup`` options to an argparse parser."""
+    parser.epilog = EXAMPLE
     parser.add_argument(
         "--profile", action="store_true", help="after compiling, list the compile time of each kernel (stdout)"
     )

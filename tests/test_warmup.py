@@ -31,3 +31,8 @@ def test_profile_own_seconds_add_up_to_the_whole():
     assert table[1].split()[-1] == "topk._select_nearest_gemm"  # most expensive first
     assert rows["topk._heap_push"][:3] == ["2.50", "3.00", "2"]
     assert table[-1].split()[:2] == ["6.00", "4"]  # 0.5 + 2.5 + 3.0, four compilations
+
+
+def test_help_shows_an_example(capsys):
+    assert main(["warmup", "--help"]) == 0
+    assert "fastknn warmup --profile" in capsys.readouterr().out
