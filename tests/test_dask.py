@@ -22,7 +22,7 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
-from fastknn.dask import KNNClassifier, from_npy, kneighbors  # noqa: E402
+from fastknn.dask import KNNClassifier, KNNRegressor, from_npy, kneighbors  # noqa: E402
 from fastknn.dask._bench import peak_rss  # noqa: E402
 
 # Per worker: above the ~300 to 400 MB a worker holds once numba, scikit-learn
@@ -189,6 +189,36 @@ def test_classifier_matches_in_memory(client, labelled_split, weights, two_outpu
     # scikit-learn's accuracy does not take mixed-type outputs: subset accuracy by hand.
     accuracy = np.mean(np.all(expected.predict(queries).reshape(60, -1) == y[:60].reshape(60, -1), axis=1))
     assert float(clf.score(Q, y[:60]).compute()) == accuracy
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance", _inverse_square])
+@pytest.mark.parametrize("two_outputs", [False, True])
+def test_regressor_matches_in_memory(client, labelled_split, weights, two_outputs):
+    X, _, queries = labelled_split
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=(X.shape[0], 2)) if two_outputs else rng.normal(size=X.shape[0])
+    params = dict(n_neighbors=7, weights=weights, metric="manhattan", algorithm="auto")
+    expected = fastknn.KNNRegressor(**params).fit(X, y)
+    reg = KNNRegressor(**params).fit(da.from_array(X, chunks=(45, 3)), da.from_array(y, chunks=(45,) + y.shape[1:]))
+    Q = da.from_array(queries, chunks=(16, 3))
+    predictions = reg.predict(Q)
+    assert isinstance(predictions, da.Array)
+    np.testing.assert_array_equal(predictions.compute(), expected.predict(queries))
+    score = reg.score(Q, y[:60])
+    assert isinstance(score, da.Array)
+    np.testing.assert_allclose(float(score.compute()), expected.score(queries, y[:60]), rtol=1e-12)
+    weights_60 = rng.random(60)
+    np.testing.assert_allclose(
+        float(reg.score(Q, y[:60], sample_weight=weights_60).compute()),
+        expected.score(queries, y[:60], sample_weight=weights_60),
+        rtol=1e-12,
+    )
+
+
+def test_regressor_refuses_non_numeric_targets(client, labelled_split):
+    X, y, _ = labelled_split
+    with pytest.raises(ValueError, match="y must hold real numbers"):
+        KNNRegressor().fit(da.from_array(X, chunks=(45, 3)), y[:, 1])
 
 
 def test_classifier_keeps_shards_on_the_workers(client, mnist_split):

@@ -15,5 +15,6 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subpro
 from ._classification import KNNClassifier
 from ._files import from_npy
 from ._neighbors import kneighbors
+from ._regression import KNNRegressor
 
-__all__ = ["KNNClassifier", "from_npy", "kneighbors"]
+__all__ = ["KNNClassifier", "KNNRegressor", "from_npy", "kneighbors"]
