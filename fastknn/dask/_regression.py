@@ -88,7 +88,7 @@ class KNNRegressor(RegressorMixin, DaskNeighborsBase):
     >>> y = da.from_array([0.0, 0.0, 1.0, 1.0], chunks=2)
     >>> reg = KNNRegressor(n_neighbors=2).fit(X, y)
     >>> reg.predict(da.from_array([[1.4], [2.6]], chunks=(1, 1))).compute()
-    array([0. , 1. ])
+    array([0.5, 1. ])
     """
 
     _parameter_constraints = {
