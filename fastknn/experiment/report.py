@@ -352,7 +352,8 @@ def format_report(results, figures, command):
                 "of its ink finds its match in the IDM nearest."
             )
             add("")
-            add(f"![A query, its Euclidean and IDM nearest neighbours, and the displacement field]({figures['distortion']})")
+            alt = "A query, its Euclidean and IDM nearest neighbours, and the displacement field"
+            add(f"![{alt}]({figures['distortion']})")
             add("")
         elif example is None:
             add("No test image has a wrong Euclidean nearest neighbour and a right IDM nearest neighbour.")

@@ -227,12 +227,14 @@ def run_experiment(
         del model
     distortion_step = None
     if augment and distortion:
-        with progress.step(f"validation: {DISTORTION.label}: N={DISTORTION.n_candidates}", search_seconds, DISTORTION.key):
+        text = f"validation: {DISTORTION.label}: N={DISTORTION.n_candidates}, w in {DISTORTION.warps}"
+        with progress.step(text, search_seconds, DISTORTION.key):
             idm_model, idm_rows = DISTORTION.select(
                 data.train_X, data.train_y, data.val_X, data.val_y, data.side, n_jobs
             )
         idm_best = max(idm_rows, key=lambda row: row["validation_accuracy"])  # the first among equals
-        distortion_step = {"rows": idm_rows, "best": idm_best, "chosen": idm_best["validation_accuracy"] > leader[2].best_score_}
+        chosen = idm_best["validation_accuracy"] > leader[2].best_score_  # strictly: ties keep the leader
+        distortion_step = {"rows": idm_rows, "best": idm_best, "chosen": chosen}
         if distortion_step["chosen"]:
             leader = None  # the test uses idm_model
         else:
