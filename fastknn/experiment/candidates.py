@@ -187,11 +187,13 @@ class DistortionCandidate:
 
         ``rows`` are :func:`~fastknn.distortion.select_distortion_knn`'s, in
         the order warp, K, weighting; the model is the first best among them.
+        Values of K above the number of training images are left out.
         """
         from ..distortion import select_distortion_knn
 
+        n_neighbors = tuple(k for k in self.n_neighbors if k <= len(X_train)) or (1,)  # as the K grid
         best, rows = select_distortion_knn(
-            deskew(X_train), y_train, deskew(X_val), y_val, warps=self.warps, n_neighbors=self.n_neighbors,
+            deskew(X_train), y_train, deskew(X_val), y_val, warps=self.warps, n_neighbors=n_neighbors,
             weights=self.weights, n_candidates=self.n_candidates, image_shape=(side, side), n_jobs=n_jobs,
         )
         return make_pipeline(Deskew(), best).fit(X_train, y_train), rows

@@ -433,7 +433,9 @@ def format_report(results, figures, command):
         "goes to the smallest class. When two configurations have the same validation accuracy, the one "
         "searched first wins: transforms in the order of the table, then Euclidean, Manhattan, Minkowski "
         "p=3, then the smaller K, then uniform before distance-weighted votes (the order of "
-        "`KNNClassifierCV`'s `cv_results_`). The numbers are in `results.json`."
+        "`KNNClassifierCV`'s `cv_results_`). The IDM re-ranking is searched after every transform (warp, then "
+        "K, then uniform before distance-weighted votes), so it is chosen only when strictly better. The "
+        "numbers are in `results.json`."
     )
     add("")
     return "\n".join(out)

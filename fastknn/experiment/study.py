@@ -123,7 +123,7 @@ def _distortion_results(step):
         "label": DISTORTION.label,
         "n_candidates": DISTORTION.n_candidates,
         "warps": list(DISTORTION.warps),
-        "n_neighbors": list(DISTORTION.n_neighbors),
+        "n_neighbors": sorted({row["n_neighbors"] for row in step["rows"]}),
         "weights": list(DISTORTION.weights),
         "validation": step["rows"],
         "best": {**step["best"], "label": _distortion_label(step["best"])},
