@@ -15,7 +15,14 @@ from fastknn.augment import deskew
 from fastknn.datasets import load_mnist_split, save_mnist_pickle
 from fastknn.experiment.agreement import compare_with_sklearn, exact_squared_distances
 
-FIGURES = ("sample_digits.png", "validation_accuracy.png", "confusion_matrix.png", "misclassified.png", "deskew.png")
+FIGURES = (
+    "sample_digits.png",
+    "validation_accuracy.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "deskew.png",
+    "idm_example.png",
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +100,28 @@ def test_choice_is_the_best_on_validation_and_its_test_accuracy_is_direct(small_
         for by_k in cell["validation"].values()
         for accuracy in by_k.values()
     ]
-    assert best["validation_accuracy"] == max(every)
-    chosen = table[best["transform"]]["metrics"][best["metric"]]["validation"][best["weights"]][str(best["k"])]
-    assert chosen == best["validation_accuracy"]
-
-    # Rebuild the chosen model from its candidate entry around a plain
-    # KNNClassifier with the chosen parameters, fitted on the training data.
-    spec = results["metrics"][best["metric"]]
-    knn = KNNClassifier(n_neighbors=best["k"], weights=best["weights"], metric=spec["metric"], p=spec["p"])
-    model = experiment.CANDIDATES_BY_KEY[best["transform"]].build(knn).fit(X, y)
+    idm = results["distortion"]
+    idm_best = max(row["validation_accuracy"] for row in idm["validation"])
+    # The IDM step is searched last: chosen only when strictly above every other candidate.
+    assert idm["chosen"] == (idm_best > max(every))
+    assert best["validation_accuracy"] == max(every + [idm_best])
+    if best["transform"] == experiment.DISTORTION.key:
+        assert idm["chosen"] and best["steps"] == ["deskew", "idm"]
+        settings = idm["best"]
+        assert settings == {**idm["validation"][[r["validation_accuracy"] for r in idm["validation"]].index(idm_best)],
+                            "label": best["label"]}  # the first best row
+        assert (best["k"], best["weights"]) == (settings["n_neighbors"], settings["weights"])
+        model = experiment.DISTORTION.build(
+            warp=settings["warp"], n_neighbors=settings["n_neighbors"], weights=settings["weights"], side=28
+        ).fit(X, y)
+    else:
+        chosen = table[best["transform"]]["metrics"][best["metric"]]["validation"][best["weights"]][str(best["k"])]
+        assert chosen == best["validation_accuracy"]
+        # Rebuild the chosen model from its candidate entry around a plain
+        # KNNClassifier with the chosen parameters, fitted on the training data.
+        spec = results["metrics"][best["metric"]]
+        knn = KNNClassifier(n_neighbors=best["k"], weights=best["weights"], metric=spec["metric"], p=spec["p"])
+        model = experiment.CANDIDATES_BY_KEY[best["transform"]].build(knn).fit(X, y)
     assert results["test_accuracy"] == pytest.approx(model.score(X_test, y_test), abs=1e-12)
 
 
@@ -174,17 +194,90 @@ def test_results_equal_those_of_the_single_module_study(small_run):
     assert results["validation"]["euclidean"] == expected
     assert results["best_k_per_metric"]["manhattan"]["k"] == 1
     assert results["baseline"]["k"] == 3 and results["baseline"]["test_correct"] == 178
+    # The best model before the IDM step: 97.00 % on validation.
+    cell = results["augmentation"]["transforms"]["deskew+blur+rotate+shift+norm"]["metrics"]["euclidean"]
+    assert (cell["k"], cell["weights"], cell["validation_accuracy"]) == (12, "uniform", 0.97)
+    assert results["augmentation"]["transforms"]["deskew+blur+rotate+shift+norm"]["n_train"] == 15000
+    # The IDM step (issue 21) reaches 99.00 % and is chosen; 196 / 200 on test, where that model had 193.
     best = results["best"]
-    assert (best["transform"], best["metric"], best["weights"], best["k"]) == (
-        "deskew+blur+rotate+shift+norm",
-        "euclidean",
-        "uniform",
-        12,
-    )
-    assert best["n_train"] == 15000 and best["validation_accuracy"] == 0.97 and results["test_correct"] == 193
+    assert (best["transform"], best["metric"], best["weights"], best["k"]) == ("deskew+idm", "idm", "distance", 3)
+    assert results["distortion"]["best"]["warp"] == 2
+    assert best["n_train"] == 1000 and best["validation_accuracy"] == 0.99 and results["test_correct"] == 196
     cell = results["augmentation"]["transforms"]["deskew+blur+norm"]["metrics"]["manhattan"]
     # 94.00 % at K=3 with distance weights and at K=6 with uniform votes: the smaller K wins.
     assert (cell["k"], cell["weights"], cell["validation_accuracy"]) == (3, "distance", 0.94)
+
+
+def test_distortion_step_in_report_and_summary(small_run):
+    report = (small_run["out"] / "report.md").read_text()
+    idm = small_run["results"]["distortion"]
+    assert idm["enabled"] and len(idm["validation"]) == 2 * 3 * 2  # warp x K x weights
+    assert "### Re-ranking with an image distortion model" in report
+    assert "| w | K | uniform votes | distance-weighted votes |" in report
+    for row in idm["validation"]:
+        assert f"{100 * row['validation_accuracy']:.2f}" in report
+    assert "deskew + IDM re-ranking (N=50)" in small_run["stdout"]
+    assert "validation: deskew + IDM re-ranking" in small_run["stderr"]
+
+
+def test_distortion_example_is_the_first_fixed_test_image(small_run, small_split):
+    from fastknn.distortion import DistortionKNNClassifier
+
+    X, y, _, _, X_test, y_test = small_split
+    example = small_run["results"]["distortion"]["example"]
+    train, test = deskew(X), deskew(X_test[: example["test_index"] + 1])
+    euclidean = KNNClassifier(1).fit(train, y).kneighbors(test, return_distance=False)[:, 0]
+    idm = DistortionKNNClassifier(1, warp=example["warp"]).fit(train, y).kneighbors(test, return_distance=False)[:, 0]
+    fixed = (y[euclidean] != y_test[: len(test)]) & (y[idm] == y_test[: len(test)])
+    assert np.flatnonzero(fixed).tolist() == [example["test_index"]]
+    assert (euclidean[-1], idm[-1]) == (example["euclidean_index"], example["idm_index"])
+
+
+@pytest.fixture(scope="module")
+def tiny_data(small_split):
+    X, y, X_val, y_val, X_test, y_test = small_split
+    return experiment.ExperimentData(X[:300], y[:300], X_val[:100], y_val[:100], X_test[:100], y_test[:100], "tiny", "")
+
+
+def _with_idm_score(monkeypatch, score):
+    """Make the IDM step score ``score`` for every setting; its model is then the first setting's."""
+    from fastknn.experiment import candidates
+
+    real_select = candidates.DistortionCandidate.select
+
+    def select(self, X_train, y_train, X_val, y_val, side, n_jobs=None):
+        _, rows = real_select(self, X_train, y_train, X_val, y_val, side, n_jobs)
+        first = rows[0]
+        model = self.build(warp=first["warp"], n_neighbors=first["n_neighbors"], weights=first["weights"], side=side)
+        return model.fit(X_train, y_train), [{**row, "validation_accuracy": score} for row in rows]
+
+    monkeypatch.setattr(candidates.DistortionCandidate, "select", select)
+
+
+def test_distortion_is_chosen_only_when_strictly_best(tiny_data, monkeypatch):
+    grid = {"metrics": ("euclidean",), "transforms": ("none", "deskew")}
+    without = experiment.run_experiment(tiny_data, distortion=False, **grid)
+    assert without["distortion"] == {"enabled": False} and without["best"]["transform"] != "deskew+idm"
+    leader = without["best"]["validation_accuracy"]
+
+    _with_idm_score(monkeypatch, leader)  # a tie: the earlier, simpler candidate keeps it
+    tied = experiment.run_experiment(tiny_data, **grid)
+    assert not tied["distortion"]["chosen"]
+    assert tied["best"] == without["best"] and tied["test_correct"] == without["test_correct"]
+
+    _with_idm_score(monkeypatch, leader + 0.01)  # strictly above: chosen, first setting among equals
+    above = experiment.run_experiment(tiny_data, **grid)
+    assert above["distortion"]["chosen"] and above["best"]["transform"] == "deskew+idm"
+    assert (above["distortion"]["best"]["warp"], above["best"]["k"], above["best"]["weights"]) == (1, 1, "uniform")
+    model = experiment.DISTORTION.build(warp=1, n_neighbors=1, weights="uniform", side=28)
+    model.fit(tiny_data.train_X, tiny_data.train_y)
+    assert above["test_correct"] == int(np.sum(model.predict(tiny_data.test_X) == tiny_data.test_y))
+
+
+def test_no_distortion_option(tmp_path, capsys):
+    assert cli.main(["experiment", "--small", "--no-augment", "--no-distortion", "--out", str(tmp_path)]) == 2
+    assert "--no-distortion is implied by --no-augment" in capsys.readouterr().err
+    assert experiment.command_line(small=True, distortion=False) == "fastknn experiment --small --no-distortion"
 
 
 class _ReversedTies(KNeighborsClassifier):

@@ -8,7 +8,8 @@ data and measures its test accuracy (the raw-pixel Euclidean baseline);
 checks it against scikit-learn's brute-force KNeighborsClassifier (agreement,
 exact-distance ties, timings); compares the Manhattan and Minkowski p=3
 metrics; then tries deskewing, blurring, unit-norm scaling and training-set
-expansion by rotated and shifted copies, choosing the model, metric, vote
+expansion by rotated and shifted copies, and re-ranking the Euclidean
+neighbours of the deskewed images with an image distortion model, choosing the model, metric, vote
 weighting and K on validation only, and measures the chosen model on test
 with its per-class report and confusion matrix. It writes report.md, figures
 and results.json to a new folder; the summary goes to stdout, progress to
@@ -19,7 +20,7 @@ stderr.
 # split), study.py (validation, baseline, test, all public fastknn calls),
 # agreement.py (the check against scikit-learn), report.py (summary,
 # report.md, results.json), figures.py (PNG figures), cli.py (options, files).
-from .candidates import CANDIDATES, CANDIDATES_BY_KEY, METRICS, Candidate
+from .candidates import CANDIDATES, CANDIDATES_BY_KEY, DISTORTION, METRICS, Candidate, DistortionCandidate
 from .cli import add_arguments, command_line, main, prepare_out_dir, run
 from .data import ExperimentData, load_data
 from .study import K_GRID, WEIGHTS, run_experiment
@@ -28,6 +29,8 @@ __all__ = [
     "CANDIDATES",
     "CANDIDATES_BY_KEY",
     "Candidate",
+    "DISTORTION",
+    "DistortionCandidate",
     "ExperimentData",
     "K_GRID",
     "METRICS",

@@ -6,6 +6,12 @@ vote weighting from one neighbour search per metric), and the same model then
 predicts the test images with the best of them, a
 :class:`~fastknn.KNNClassifier`. Adding a model to the study is one more
 entry in :data:`CANDIDATES`.
+
+The re-ranking with an image distortion model (:data:`DISTORTION`) is the
+one candidate of another kind: its validation is
+:func:`~fastknn.distortion.select_distortion_knn` on the deskewed images,
+and it is searched after every entry of :data:`CANDIDATES`, so that a tie of
+validation accuracy goes to the simpler, earlier model.
 """
 
 import dataclasses
@@ -13,7 +19,7 @@ import dataclasses
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 
-from ..augment import AugmentedKNN, Deskew, GaussianBlur, RotationAugmenter, ShiftAugmenter
+from ..augment import AugmentedKNN, Deskew, GaussianBlur, RotationAugmenter, ShiftAugmenter, deskew
 
 # The augmentation study (fastknn.augment, issue 4) chose these on the
 # validation set of the 10000 layout.
@@ -54,6 +60,13 @@ STEPS = {
         "unit norm",
         "Normalising scales each image to unit Euclidean norm, so that Euclidean distances rank "
         "neighbours by the angle between images (cosine similarity).",
+    ),
+    "idm": (
+        "IDM re-ranking",
+        "The image distortion model (IDM) re-ranks the exact Euclidean nearest training images of each "
+        "query: every query pixel is matched to the best reference pixel within a small window (warp w: "
+        "1 for 3x3, 2 for 5x5), comparing 3x3 neighbourhoods of Sobel gradients, and the distance is the "
+        "sum of those best matches.",
     ),
 }
 
@@ -125,9 +138,74 @@ CANDIDATES = (
 CANDIDATES_BY_KEY = {candidate.key: candidate for candidate in CANDIDATES}
 
 
+@dataclasses.dataclass(frozen=True)
+class DistortionCandidate:
+    """The re-ranking with an image distortion model, on deskewed images.
+
+    Its validation scores every warp, K and vote weighting with
+    :func:`~fastknn.distortion.select_distortion_knn` (one re-ranking of the
+    ``n_candidates`` exact Euclidean neighbours per warp).
+
+    Attributes
+    ----------
+    key : str
+        Name in ``results.json``.
+    steps : tuple of str
+        Keys of :data:`STEPS`, in the order the model applies them.
+    warps, n_neighbors : tuple of int
+        Warp ranges and values of K tried.
+    weights : tuple of {"uniform", "distance"}
+        Vote weightings tried.
+    n_candidates : int
+        Euclidean neighbours re-ranked per query.
+    """
+
+    key: str = "deskew+idm"
+    steps: tuple = ("deskew", "idm")
+    warps: tuple = (1, 2)
+    n_neighbors: tuple = (1, 3, 5)
+    weights: tuple = ("uniform", "distance")
+    n_candidates: int = 50
+
+    @property
+    def label(self):
+        """Name in the report: ``"deskew + IDM re-ranking"``."""
+        return " + ".join(STEPS[step][0] for step in self.steps)
+
+    def build(self, *, warp, n_neighbors, weights, side, n_jobs=None):
+        """The model with these settings, unfitted: deskewing, then the re-ranking classifier."""
+        from ..distortion import DistortionKNNClassifier
+
+        knn = DistortionKNNClassifier(
+            n_neighbors, n_candidates=self.n_candidates, warp=warp, weights=weights, image_shape=(side, side),
+            n_jobs=n_jobs,
+        )
+        return make_pipeline(Deskew(), knn)
+
+    def select(self, X_train, y_train, X_val, y_val, side, n_jobs=None):
+        """Score the grid on validation; return ``(model fitted on the training set, rows)``.
+
+        ``rows`` are :func:`~fastknn.distortion.select_distortion_knn`'s, in
+        the order warp, K, weighting; the model is the first best among them.
+        Values of K above the number of training images are left out.
+        """
+        from ..distortion import select_distortion_knn
+
+        n_neighbors = tuple(k for k in self.n_neighbors if k <= len(X_train)) or (1,)  # as the K grid
+        best, rows = select_distortion_knn(
+            deskew(X_train), y_train, deskew(X_val), y_val, warps=self.warps, n_neighbors=n_neighbors,
+            weights=self.weights, n_candidates=self.n_candidates, image_shape=(side, side), n_jobs=n_jobs,
+        )
+        return make_pipeline(Deskew(), best).fit(X_train, y_train), rows
+
+
+DISTORTION = DistortionCandidate()
+
+
 def step_descriptions(candidate_keys):
     """One sentence per step used by the candidates, in order of first use."""
     steps = []
     for key in candidate_keys:
-        steps += [step for step in CANDIDATES_BY_KEY[key].steps if step not in steps]
+        candidate = DISTORTION if key == DISTORTION.key else CANDIDATES_BY_KEY[key]
+        steps += [step for step in candidate.steps if step not in steps]
     return [STEPS[step][1] for step in steps]

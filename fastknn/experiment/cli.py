@@ -70,7 +70,7 @@ def prepare_out_dir(out, overwrite=False, now=None):
     return path
 
 
-def command_line(data_path=None, small=False, augment=True, n_jobs=None):
+def command_line(data_path=None, small=False, augment=True, n_jobs=None, distortion=True):
     """The ``fastknn experiment`` command that reruns these settings."""
     words = ["fastknn", "experiment"]
     if data_path is not None:
@@ -79,6 +79,8 @@ def command_line(data_path=None, small=False, augment=True, n_jobs=None):
         words.append("--small")
     if not augment:
         words.append("--no-augment")
+    elif not distortion:
+        words.append("--no-distortion")
     if n_jobs is not None:
         words += ["--n-jobs", str(n_jobs)]
     return " ".join(words)
@@ -111,6 +113,7 @@ def run(
     data=None,
     load_seconds=0.0,
     augment=True,
+    distortion=True,
     n_jobs=None,
     overwrite=False,
     stream=None,
@@ -134,6 +137,8 @@ def run(
         The time that loading ``data`` took, for the timings.
     augment : bool, default=True
         Try every candidate model, not only raw pixels.
+    distortion : bool, default=True
+        With ``augment``, also try the re-ranking with an image distortion model.
     n_jobs : int or None
         Threads for fastknn, scikit-learn and BLAS; None keeps the defaults.
     overwrite : bool, default=False
@@ -165,7 +170,7 @@ def run(
                 data = load_data(data_path, small)
         else:
             timings["load"] = load_seconds
-        results = run_experiment(data, augment=augment, n_jobs=n_jobs, progress=progress, **grid)
+        results = run_experiment(data, augment=augment, distortion=distortion, n_jobs=n_jobs, progress=progress, **grid)
         results["timings"] = {**timings, **results["timings"]}
         results["_description"] = data.description
         with progress.step("drawing figures", results["timings"], "figures"):
@@ -174,7 +179,9 @@ def run(
     results["out_dir"] = str(out_dir)
     results["timings"]["total"] = progress.elapsed() + (load_seconds if preloaded else 0.0)
     if command is None:
-        command = command_line(data_path=data_path, small=small, augment=augment, n_jobs=n_jobs)
+        command = command_line(
+            data_path=data_path, small=small, augment=augment, n_jobs=n_jobs, distortion=distortion
+        )
     (out_dir / "results.json").write_text(json.dumps(report.json_ready(results), indent=2) + "\n")
     (out_dir / "report.md").write_text(report.format_report(results, drawn, command))
     print(report.format_summary(results, out_dir), file=stream)
@@ -202,6 +209,11 @@ def add_arguments(parser):
         help="skip the augmentation step (deskew, blur, rotated and shifted copies)",
     )
     parser.add_argument(
+        "--no-distortion",
+        action="store_true",
+        help="skip the re-ranking with an image distortion model (IDM; also skipped by --no-augment)",
+    )
+    parser.add_argument(
         "--n-jobs", type=int, default=None, metavar="N", help="threads (default: numba's setting; -1: all)"
     )
 
@@ -227,6 +239,8 @@ def main(args):
     """Entry point of ``fastknn experiment``; returns the exit status."""
     if args.n_jobs == 0:
         raise CommandLineError("--n-jobs 0 has no meaning; use -1 or a positive number")
+    if args.no_augment and args.no_distortion:
+        raise CommandLineError("--no-distortion is implied by --no-augment; pass one of them")
     if args.out is not None and pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
         raise CommandLineError(f"--out {args.out} exists and is not a folder")
     start = perf_counter()
@@ -241,6 +255,7 @@ def main(args):
         data=data,
         load_seconds=load_seconds,
         augment=not args.no_augment,
+        distortion=not args.no_distortion,
         n_jobs=args.n_jobs,
         overwrite=True,
     )

@@ -223,6 +223,41 @@ def before_after(before, after, side, path):
     _save(figure, path)
 
 
+def distortion_example(panels, captions, field, path, title=""):
+    """A query, two of its neighbours and the displacement field, side by side.
+
+    Parameters
+    ----------
+    panels : sequence of three ndarray of shape (side, side)
+        The query, its Euclidean nearest and its IDM nearest training image.
+    captions : sequence of four str
+        Titles of the three images and of the field.
+    field : ndarray of shape (side, side, 2)
+        ``(row, column)`` offset of each query pixel's best match, as
+        :func:`fastknn.distortion.idm_displacements` returns it; drawn as
+        arrows over the query's ink (pixels of at least a quarter of its
+        largest value; pixels that stay in place get none).
+    path : path-like
+    title : str, default=""
+    """
+    figure = Figure(figsize=(8.4, 2.6), layout="constrained")
+    axes_row = figure.subplots(1, 4)
+    for axes, image, caption in zip(axes_row, [*panels, panels[0]], captions):
+        axes.imshow(image, cmap=_CMAP, interpolation="nearest", alpha=0.35 if axes is axes_row[3] else 1.0)
+        axes.set_title(caption, fontsize="small")
+        axes.set_axis_off()
+    query = np.asarray(panels[0])
+    rows, columns = np.nonzero(np.any(field != 0, axis=2) & (query >= 0.25 * query.max()))
+    # imshow puts row 0 on top, so a positive row offset points down the screen.
+    axes_row[3].quiver(
+        columns, rows, field[rows, columns, 1], -field[rows, columns, 0],
+        angles="uv", scale_units="xy", scale=1, color="C3", width=0.005, headwidth=3, headlength=3,
+    )
+    if title:
+        figure.suptitle(title, fontsize="medium")
+    _save(figure, path)
+
+
 def draw_figures(results, data, out_dir, augment):
     """Draw the study's PNG figures into ``out_dir``; return name -> file name."""
     figures = {}
@@ -270,4 +305,27 @@ def draw_figures(results, data, out_dir, augment):
         first_per_class = [np.flatnonzero(data.train_y == c)[0] for c in np.unique(data.train_y)[:10]]
         before = data.train_X[first_per_class]
         before_after(before, deskew(before), side, out_dir / figures["deskew"])
+
+    example = results["distortion"].get("example")
+    if example is not None:
+        from ..augment import deskew
+        from ..distortion import idm_displacements
+
+        figures["distortion"] = "idm_example.png"
+        query = deskew(data.test_X[[example["test_index"]]])[0].reshape(side, side)
+        neighbours = deskew(data.train_X[[example["euclidean_index"], example["idm_index"]]]).reshape(-1, side, side)
+        field, _ = idm_displacements(query, neighbours[1], warp=example["warp"], image_shape=(side, side))
+        labels = [data.test_y[example["test_index"]], *data.train_y[[example["euclidean_index"], example["idm_index"]]]]
+        distortion_example(
+            [query, *neighbours],
+            [
+                f"test #{example['test_index']}: {labels[0]}",
+                f"Euclidean 1-NN: {labels[1]}",
+                f"IDM 1-NN: {labels[2]}",
+                f"displacements (w={example['warp']})",
+            ],
+            field,
+            out_dir / figures["distortion"],
+            title="Deskewed query, its nearest training images, and where its pixels match the IDM nearest",
+        )
     return figures

@@ -55,6 +55,14 @@ def format_summary(results, out_dir):
         lines.append("   " + f"{entry['label']:<{width}}" + cells)
     if any(cell is None for entry in transforms.values() for cell in entry["metrics"].values()):
         lines.append("   (-: not searched; see report.md)")
+    idm = results["distortion"]
+    if idm["enabled"]:
+        lines += ["", f"   {idm['label']} (N={idm['n_candidates']}): validation accuracy (%), per warp w and K"]
+        lines += ["   " + line for line in _distortion_rows(idm)]
+        lines.append(
+            f"   best: {idm['best']['label']}: {_pct(idm['best']['validation_accuracy'])}"
+            f" ({'chosen' if idm['chosen'] else 'not chosen: not strictly above the best other candidate'})"
+        )
     lines += [
         "",
         f"5. Chosen model on test: {best['label']}: {_pct(results['test_accuracy'])}",
@@ -78,6 +86,25 @@ def _cell_text(cell, missing="-"):
         return missing
     weighting = ", distance" if cell["weights"] == "distance" else ""
     return f"{100 * cell['validation_accuracy']:.2f} (K={cell['k']}{weighting})"
+
+
+def _distortion_grid(idm):
+    """``(header, rows)`` of the IDM step's validation accuracies: one row per (warp, K), one column per weighting."""
+    by_cell = {(r["warp"], r["n_neighbors"], r["weights"]): r["validation_accuracy"] for r in idm["validation"]}
+    header = ["w", "K", *("distance-weighted votes" if w == "distance" else f"{w} votes" for w in idm["weights"])]
+    rows = [
+        [w, k, *(f"{100 * by_cell[w, k, weighting]:.2f}" for weighting in idm["weights"])]
+        for w in idm["warps"]
+        for k in idm["n_neighbors"]
+    ]
+    return header, rows
+
+
+def _distortion_rows(idm):
+    """The IDM grid as aligned text lines for the terminal summary."""
+    header, rows = _distortion_grid(idm)
+    widths = [4, 4] + [len(cell) + 2 for cell in header[2:]]
+    return ["".join(f"{cell!s:>{width}}" for cell, width in zip(row, widths)) for row in [header, *rows]]
 
 
 def _agreement_sentence(agreement):
@@ -294,6 +321,43 @@ def format_report(results, figures, command):
     if "deskew" in figures:
         add(f"![Digits before (top) and after (bottom) deskewing]({figures['deskew']})")
         add("")
+    idm = results["distortion"]
+    if idm["enabled"]:
+        add("### Re-ranking with an image distortion model")
+        add("")
+        add(
+            f"Deskewed images; the {idm['n_candidates']} exact Euclidean nearest training images of each "
+            "validation image are re-ranked by their IDM distance, once per warp w, and every K and vote "
+            "weighting is scored from the same re-ranked lists (`fastknn.distortion.select_distortion_knn`). "
+            "Validation accuracy (%):"
+        )
+        add("")
+        header, rows = _distortion_grid(idm)
+        add(_markdown_table(header, rows))
+        add("")
+        outcome = (
+            "chosen for the test, being strictly above every other candidate"
+            if idm["chosen"]
+            else "not chosen: the other candidates' best is at least as high, and ties go to the simpler model"
+        )
+        add(f"Best: {idm['best']['label']}, {_pct(idm['best']['validation_accuracy'])}; {outcome}.")
+        add("")
+        example = idm.get("example")
+        if "distortion" in figures and example is not None:
+            add(
+                f"Of the {example['n_euclidean_wrong']} test images whose Euclidean nearest neighbour (deskewed "
+                f"images) has the wrong class, {example['n_fixed']} have an IDM nearest neighbour (w="
+                f"{example['warp']}) of the right class. The first of them by index, test image "
+                f"{example['test_index']}, is drawn below with both neighbours; the arrows show where each pixel "
+                "of its ink finds its match in the IDM nearest."
+            )
+            add("")
+            alt = "A query, its Euclidean and IDM nearest neighbours, and the displacement field"
+            add(f"![{alt}]({figures['distortion']})")
+            add("")
+        elif example is None:
+            add("No test image has a wrong Euclidean nearest neighbour and a right IDM nearest neighbour.")
+            add("")
 
     add("## 5. The chosen model on test")
     add("")
@@ -369,7 +433,9 @@ def format_report(results, figures, command):
         "goes to the smallest class. When two configurations have the same validation accuracy, the one "
         "searched first wins: transforms in the order of the table, then Euclidean, Manhattan, Minkowski "
         "p=3, then the smaller K, then uniform before distance-weighted votes (the order of "
-        "`KNNClassifierCV`'s `cv_results_`). The numbers are in `results.json`."
+        "`KNNClassifierCV`'s `cv_results_`). The IDM re-ranking is searched after every transform (warp, then "
+        "K, then uniform before distance-weighted votes), so it is chosen only when strictly better. The "
+        "numbers are in `results.json`."
     )
     add("")
     return "\n".join(out)
@@ -383,6 +449,7 @@ def _flat_timings(timings, results):
         "fastknn_fit_predict": "- fastknn fit + predict",
         "sklearn_fit_predict": "- scikit-learn fit + predict",
         "final_test": "chosen model: test predictions",
+        "distortion_example": "IDM example for the figure (Euclidean and IDM 1-NN of the test images)",
         "figures": "figures",
         "total": "**total**",
     }
@@ -390,7 +457,10 @@ def _flat_timings(timings, results):
     for name, value in timings.items():
         if name == "validation":
             for key, seconds in value.items():
-                yield f"validation: {transforms[key]['label']} (transforms, every metric's search)", seconds
+                if key in transforms:
+                    yield f"validation: {transforms[key]['label']} (transforms, every metric's search)", seconds
+                else:
+                    yield f"validation: {results['distortion']['label']} (every warp's re-ranking)", seconds
         else:
             yield names.get(name, name), value
 

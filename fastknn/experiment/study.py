@@ -3,7 +3,9 @@
 Each step is a public call: :func:`fastknn.model_selection.fit_with_validation`
 fits a candidate's model around a :class:`~fastknn.KNNClassifierCV`, which
 scores every K, metric and vote weighting from one neighbour search per
-metric; the best candidate's model, which then predicts with a
+metric; :func:`fastknn.distortion.select_distortion_knn` scores the
+re-ranking with an image distortion model (IDM) on the deskewed images; the
+best candidate's model, which then predicts with a
 :class:`~fastknn.KNNClassifier`, classifies the test images; scikit-learn's
 ``classification_report`` and ``confusion_matrix`` describe the result.
 """
@@ -14,7 +16,7 @@ from time import perf_counter
 
 import numpy as np
 
-from .candidates import BASELINE_METRIC, CANDIDATES_BY_KEY, METRICS, step_descriptions
+from .candidates import BASELINE_METRIC, CANDIDATES_BY_KEY, DISTORTION, METRICS, step_descriptions
 
 K_GRID = (1, 3, 5, 9, 15, 25)
 
@@ -73,6 +75,63 @@ def _configuration_label(candidate_key, metric_key, weighting, k):
     return f"{CANDIDATES_BY_KEY[candidate_key].label}, {METRICS[metric_key][0]}, K={k}, {votes}"
 
 
+def _distortion_label(row):
+    votes = "distance-weighted votes" if row["weights"] == "distance" else "uniform votes"
+    return f"{DISTORTION.label}, w={row['warp']}, N={DISTORTION.n_candidates}, K={row['n_neighbors']}, {votes}"
+
+
+def _distortion_example(data, warp, n_jobs):
+    """The first test image (by index) whose Euclidean 1-NN is wrong and whose IDM 1-NN is right.
+
+    Both on the deskewed images; the IDM 1-NN is the best of the Euclidean
+    candidates after re-ranking with ``warp``. None when there is no such image.
+    """
+    from .. import KNNClassifier
+    from ..augment import deskew
+    from ..distortion import DistortionKNNClassifier
+
+    train, test = deskew(data.train_X), deskew(data.test_X)
+    euclidean = KNNClassifier(1, n_jobs=n_jobs).fit(train, data.train_y).kneighbors(test, return_distance=False)[:, 0]
+    wrong = np.flatnonzero(data.train_y[euclidean] != data.test_y)
+    if not wrong.size:
+        return None
+    idm = DistortionKNNClassifier(
+        1, n_candidates=DISTORTION.n_candidates, warp=warp, image_shape=(data.side, data.side), n_jobs=n_jobs
+    )
+    nearest = idm.fit(train, data.train_y).kneighbors(test[wrong], return_distance=False)[:, 0]
+    fixed = np.flatnonzero(data.train_y[nearest] == data.test_y[wrong])
+    if not fixed.size:
+        return None
+    first = fixed[0]
+    return {
+        "test_index": int(wrong[first]),
+        "euclidean_index": int(euclidean[wrong[first]]),
+        "idm_index": int(nearest[first]),
+        "warp": int(warp),
+        "n_fixed": int(fixed.size),
+        "n_euclidean_wrong": int(wrong.size),
+    }
+
+
+def _distortion_results(step):
+    """The IDM step's entry of ``results.json``; ``{"enabled": False}`` when it did not run."""
+    if step is None:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "key": DISTORTION.key,
+        "label": DISTORTION.label,
+        "n_candidates": DISTORTION.n_candidates,
+        "warps": list(DISTORTION.warps),
+        "n_neighbors": sorted({row["n_neighbors"] for row in step["rows"]}),
+        "weights": list(DISTORTION.weights),
+        "validation": step["rows"],
+        "best": {**step["best"], "label": _distortion_label(step["best"])},
+        "chosen": bool(step["chosen"]),
+        "example": step.get("example"),
+    }
+
+
 def run_experiment(
     data,
     *,
@@ -82,6 +141,7 @@ def run_experiment(
     transforms=tuple(CANDIDATES_BY_KEY),
     weights=WEIGHTS,
     select_every_k=True,
+    distortion=True,
     n_jobs=None,
     progress=None,
 ):
@@ -104,6 +164,10 @@ def run_experiment(
     select_every_k : bool, default=True
         Choose among every K from 1 to ``max(k_grid)`` (one search gives them
         all); ``k_grid`` alone when False.
+    distortion : bool, default=True
+        Also try the IDM re-ranking (:data:`~fastknn.experiment.candidates.DISTORTION`)
+        when ``augment``. It is searched last: it is chosen only when its
+        best validation accuracy is strictly above every other candidate's.
     n_jobs : int or None
         Threads, as for :class:`~fastknn.KNNClassifier`.
     progress : Progress, optional
@@ -161,6 +225,20 @@ def run_experiment(
         if leader is None or search.best_score_ > leader[2].best_score_:
             leader = (key, model, search)
         del model
+    distortion_step = None
+    if augment and distortion:
+        text = f"validation: {DISTORTION.label}: N={DISTORTION.n_candidates}, w in {DISTORTION.warps}"
+        with progress.step(text, search_seconds, DISTORTION.key):
+            idm_model, idm_rows = DISTORTION.select(
+                data.train_X, data.train_y, data.val_X, data.val_y, data.side, n_jobs
+            )
+        idm_best = max(idm_rows, key=lambda row: row["validation_accuracy"])  # the first among equals
+        chosen = idm_best["validation_accuracy"] > leader[2].best_score_  # strictly: ties keep the leader
+        distortion_step = {"rows": idm_rows, "best": idm_best, "chosen": chosen}
+        if distortion_step["chosen"]:
+            leader = None  # the test uses idm_model
+        else:
+            del idm_model
     timings["validation"] = search_seconds
 
     # The raw Euclidean baseline, uniform votes, best K of the grid, and the check against scikit-learn.
@@ -174,17 +252,31 @@ def run_experiment(
     timings["sklearn_fit_predict"] = agreement["sklearn_seconds"]
 
     # The candidate chosen on validation, on test.
-    chosen_key, model, search = leader
-    del leader
-    best = search.best_params_
-    metric_key = next(m for m in by_candidate[chosen_key]["metric_keys"] if METRICS[m][1] == best["metric"])
-    label = _configuration_label(chosen_key, metric_key, best["weights"], best["n_neighbors"])
+    if leader is None:
+        chosen_key, model, metric_key = DISTORTION.key, idm_model, "idm"
+        best = {"n_neighbors": distortion_step["best"]["n_neighbors"], "weights": distortion_step["best"]["weights"]}
+        label = _distortion_label(distortion_step["best"])
+        best_score = distortion_step["best"]["validation_accuracy"]
+        n_train_chosen, chosen_steps = n_train, DISTORTION.steps
+        del idm_model
+    else:
+        chosen_key, model, search = leader
+        del leader
+        best = search.best_params_
+        metric_key = next(m for m in by_candidate[chosen_key]["metric_keys"] if METRICS[m][1] == best["metric"])
+        label = _configuration_label(chosen_key, metric_key, best["weights"], best["n_neighbors"])
+        best_score = tables[chosen_key][metric_key, best["weights"]][best["n_neighbors"]]
+        n_train_chosen, chosen_steps = by_candidate[chosen_key]["n_train"], CANDIDATES_BY_KEY[chosen_key].steps
+        del search
     with progress.step(f"test: {label}", timings, "final_test"):
         test_pred = model.predict(data.test_X)
         wrong = np.flatnonzero(test_pred != data.test_y)
         vote_share = model.predict_proba(data.test_X[wrong]).max(axis=1) if wrong.size else np.empty(0)
     classes = model.classes_
-    del model, search
+    del model
+    if distortion_step is not None:
+        with progress.step("IDM example: Euclidean 1-NN wrong, IDM 1-NN right", timings, "distortion_example"):
+            distortion_step["example"] = _distortion_example(data, distortion_step["best"]["warp"], n_jobs)
     test_correct = n_test - wrong.size
 
     labels = np.union1d(classes, np.unique(data.test_y))
@@ -233,7 +325,6 @@ def run_experiment(
         }
         for key in candidate_keys
     }
-    best_score = tables[chosen_key][metric_key, best["weights"]][best["n_neighbors"]]
     return {
         "fastknn_version": __version__,
         "data": {"source": data.source, **data.sizes(), "classes": labels.tolist()},
@@ -246,8 +337,9 @@ def run_experiment(
         "augmentation": {
             "enabled": bool(augment),
             "transforms": by_transform,
-            "descriptions": step_descriptions(candidate_keys),
+            "descriptions": step_descriptions(candidate_keys + ((DISTORTION.key,) if distortion_step else ())),
         },
+        "distortion": _distortion_results(distortion_step),
         "baseline": {
             "transform": "none",
             "metric": BASELINE_METRIC,
@@ -265,8 +357,8 @@ def run_experiment(
             "k": best["n_neighbors"],
             "label": label,
             "validation_accuracy": best_score,
-            "n_train": by_candidate[chosen_key]["n_train"],
-            "steps": list(CANDIDATES_BY_KEY[chosen_key].steps),
+            "n_train": n_train_chosen,
+            "steps": list(chosen_steps),
         },
         "test_accuracy": test_correct / n_test,
         "test_correct": int(test_correct),
