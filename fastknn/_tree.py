@@ -26,7 +26,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ._kernels.tree import _pair_rdist, _rank_fetched
-from ._search import _METRIC_IDS, effective_n_threads, rdist_to_dist, thread_limit
+from ._radius import radius_search as brute_radius_search
+from ._search import _METRIC_IDS, effective_n_threads, rdist_to_dist, search, thread_limit
 
 # The tree's float64 distance and the exact one differ by a few units in
 # the last place; this relative margin, far above that, decides when the
@@ -62,6 +63,24 @@ def tree_pays(train, metric):
     """Whether ``algorithm="auto"`` should search ``train`` with the tree: few features."""
     limit = AUTO_TREE_MAX_FEATURES if metric == "euclidean" else AUTO_TREE_MAX_FEATURES_NON_EUCLIDEAN
     return train.shape[1] <= limit
+
+
+def within_tree_range(queries, train, metric, p, radius=0.0):
+    """Whether the tree's float64 sums of ``|a - b| ** power`` (and ``radius ** power``) cannot overflow.
+
+    scipy's tree refuses such data, or (from its worker threads) returns
+    nothing: outside this range the search falls back to brute force,
+    whose exact pass handles it.
+    """
+    power = tree_power(metric, p)
+    exponent = 1.0 if math.isinf(power) else power
+    largest = max(
+        2.0 * max(float(np.abs(rows).max(initial=0.0)) for rows in (queries, train)),
+        float(rdist_to_dist(np.array([float(radius)]), metric, p)[0]),
+    )
+    if largest == 0.0:
+        return True
+    return exponent * math.log10(largest) + math.log10(train.shape[1] + 1) < 300.0
 
 
 def build_tree(train):
@@ -114,6 +133,8 @@ def tree_search(queries, train, tree, n_neighbors, metric, p, n_jobs=None):
     n_queries, n_train, k = queries.shape[0], train.shape[0], n_neighbors
     if n_queries == 0:
         return np.empty((0, k)), np.empty((0, k), dtype=np.int64)
+    if not within_tree_range(queries, train, metric, p):
+        return search(queries, train, k, metric, p, n_jobs=n_jobs)
     power, workers = tree_power(metric, p), tree_workers(n_jobs)
     n_fetch = min(k + 1, n_train)
     with thread_limit(n_jobs):
@@ -156,6 +177,8 @@ def tree_radius_search(queries, train, tree, radius, metric, p, n_jobs=None, sor
     n_queries = queries.shape[0]
     if n_queries == 0:
         return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    if not within_tree_range(queries, train, metric, p, radius):
+        return brute_radius_search(queries, train, radius, metric, p, n_jobs=n_jobs, sort_distances=sort_distances)
     power, workers = tree_power(metric, p), tree_workers(n_jobs)
     wide = rdist_to_dist(np.array([float(radius)]), metric, p)[0] * (1.0 + 4 * RELATIVE_MARGIN)
     with thread_limit(n_jobs):

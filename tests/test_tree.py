@@ -115,3 +115,18 @@ def test_unknown_algorithm_is_refused():
 @parametrize_with_checks([KNNClassifier(algorithm="kd_tree"), KNNRegressor(weights="distance", algorithm="ball_tree")])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+@pytest.mark.parametrize("metric, p", METRICS)
+def test_extreme_scales_equal_brute_force(scale, metric, p):
+    """Sums that overflow the tree's float64 (scipy refuses them) fall back to brute force."""
+    rng = np.random.default_rng(9)
+    train, queries = rng.random((50, 3)) * scale, rng.random((5, 3)) * scale
+    power = float(p) if metric == "minkowski" else None
+    answers = []
+    for algorithm in ("kd_tree", "brute"):
+        fitted = fit_search(train, metric, power, algorithm, 3)
+        answers.append(kneighbors_search(fitted, queries, 3) + radius_search(fitted, queries, 0.5 * scale, sort_results=True))
+    for got_part, want_part in zip(*answers):
+        np.testing.assert_array_equal(got_part, want_part)
