@@ -25,6 +25,7 @@ import numba
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ._config import WORKING_MEMORY_BYTES
 from ._kernels.tree import _pair_rdist, _rank_fetched
 from ._radius import radius_search as brute_radius_search
 from ._search import _METRIC_IDS, effective_n_threads, rdist_to_dist, search, thread_limit
@@ -43,8 +44,7 @@ TREE_ALGORITHMS = ("kd_tree", "ball_tree")
 AUTO_TREE_MAX_FEATURES = 6
 AUTO_TREE_MAX_FEATURES_NON_EUCLIDEAN = 8
 
-# Points per leaf of the k-d tree (scipy's default is 16; measured for fit +
-# predict on 200,000 x 2 and 1,000,000 x 3, see docs/performance.rst).
+# Points per leaf of the k-d tree (scipy's default; not tuned).
 LEAF_SIZE = 16
 
 
@@ -106,6 +106,20 @@ def ball_rows(tree, queries, radii, power, workers):
     return rows, offsets
 
 
+def settle_ties(queries, train, tree, group, radii, k, metric, p, power, workers, rdist, indices):
+    """Rank every row within ``radii`` of the queries ``group``, and write their first ``k`` rows."""
+    ball, offsets = ball_rows(tree, queries[group], radii, power, workers)
+    counts = np.diff(offsets)
+    if np.any(counts < k):  # the ball holds the k rows found by the first pass
+        raise RuntimeError("tree search: a tie ball lost rows; please report this as a bug.")
+    ball_query = np.repeat(np.arange(group.shape[0], dtype=np.int64), counts)
+    ball_rdist = pair_rdist(queries, train, group[ball_query], ball, metric, p)
+    order = np.lexsort((ball, ball_rdist, ball_query))
+    first_k = order[(offsets[:-1, None] + np.arange(k)).ravel()]
+    rdist[group] = ball_rdist[first_k].reshape(-1, k)
+    indices[group] = ball[first_k].reshape(-1, k)
+
+
 def tree_search(queries, train, tree, n_neighbors, metric, p, n_jobs=None):
     """Exact k nearest training rows of every query, through the tree.
 
@@ -151,18 +165,20 @@ def tree_search(queries, train, tree, n_neighbors, metric, p, n_jobs=None):
         )
         unsettled = np.flatnonzero(unsettled)
         if unsettled.shape[0]:
-            kth = rdist_to_dist(rdist[unsettled, -1].copy(), metric, p)
-            radii = kth * (1.0 + 4 * RELATIVE_MARGIN)
-            ball, offsets = ball_rows(tree, queries[unsettled], radii, power, workers)
-            counts = np.diff(offsets)
-            ball_query = np.repeat(np.arange(unsettled.shape[0], dtype=np.int64), counts)
-            ball_rdist = pair_rdist(queries, train, unsettled[ball_query], ball, metric, p)
-            order = np.lexsort((ball, ball_rdist, ball_query))
-            if np.any(counts < k):  # the ball holds the k rows found above
-                raise RuntimeError("tree search: a tie ball lost rows; please report this as a bug.")
-            first_k = (offsets[:-1, None] + np.arange(k)).ravel()
-            rdist[unsettled] = ball_rdist[order[first_k]].reshape(-1, k)
-            indices[unsettled] = ball[order[first_k]].reshape(-1, k)
+            radii = rdist_to_dist(rdist[unsettled, -1].copy(), metric, p) * (1.0 + 4 * RELATIVE_MARGIN)
+            # A tie ball can hold much of the training set (duplicate rows):
+            # count first, and settle the queries in groups whose balls fit
+            # the working memory (pairs cost 24 bytes here).
+            sizes = tree.query_ball_point(queries[unsettled], radii, p=power, workers=workers, return_length=True)
+            budget = max(WORKING_MEMORY_BYTES // 24, int(sizes.max()))
+            ends = np.cumsum(sizes)
+            first = 0
+            while first < unsettled.shape[0]:
+                before = ends[first - 1] if first else 0
+                last = max(first + 1, int(np.searchsorted(ends, before + budget, side="right")))
+                group = unsettled[first:last]
+                settle_ties(queries, train, tree, group, radii[first:last], k, metric, p, power, workers, rdist, indices)
+                first = last
     return rdist, indices
 
 

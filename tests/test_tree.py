@@ -130,3 +130,17 @@ def test_extreme_scales_equal_brute_force(scale, metric, p):
         answers.append(kneighbors_search(fitted, queries, 3) + radius_search(fitted, queries, 0.5 * scale, sort_results=True))
     for got_part, want_part in zip(*answers):
         np.testing.assert_array_equal(got_part, want_part)
+
+
+def test_tie_balls_are_settled_in_groups_within_the_working_memory(monkeypatch):
+    """Duplicate rows make each query's tie ball hold hundreds of rows; a small budget splits them into groups."""
+    import fastknn._tree
+
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 3, (3000, 2)).astype(np.float64)
+    queries = rng.integers(0, 3, (200, 2)).astype(np.float64)
+    want = kneighbors(queries, train, 7, algorithm="brute")
+    monkeypatch.setattr(fastknn._tree, "WORKING_MEMORY_BYTES", 24 * 100)
+    got = kneighbors(queries, train, 7, algorithm="kd_tree")
+    for got_part, want_part in zip(got, want):
+        np.testing.assert_array_equal(got_part, want_part)
