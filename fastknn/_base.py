@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._pruning import PrunedIndex, choose_algorithm, pruned_radius_search, pruned_search
 from ._radius import radius_search as brute_radius_search
 from ._radius import reduced_radius
+from ._tree import TREE_ALGORITHMS, build_tree, tree_pays, tree_radius_search, tree_search
 from ._search import (
     METRIC_ALIASES,
     EuclideanTrain,
@@ -41,7 +42,7 @@ class FittedSearch(NamedTuple):
 
     Attributes
     ----------
-    method : {"brute", "pruned"}
+    method : {"brute", "pruned", "tree"}
     train : ndarray of shape (n_train, n_features)
         The training rows, float32 or float64, C-contiguous.
     metric : str
@@ -52,6 +53,8 @@ class FittedSearch(NamedTuple):
         Brute-force Euclidean precomputation.
     pruned_index : PrunedIndex or None
         The pruned method's index.
+    tree : scipy.spatial.cKDTree or None
+        The tree method's index.
     """
 
     method: str
@@ -60,6 +63,7 @@ class FittedSearch(NamedTuple):
     p: float | None
     euclidean_train: EuclideanTrain | None
     pruned_index: PrunedIndex | None
+    tree: object = None
 
 
 def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
@@ -71,7 +75,9 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
         Validated, in the search dtype (``_search.as_search_dtype``).
     metric, p
         As returned by ``_search.resolve_metric``.
-    algorithm : {"auto", "brute", "pruned"}
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}
+        Both tree names run the tree method (``_tree``); ``"auto"`` takes it
+        when :func:`_tree.tree_pays`, else chooses as ``_pruning.choose_algorithm``.
     n_neighbors : int
         Neighbours the probe of ``"auto"`` searches for.
     n_jobs : int or None
@@ -80,6 +86,8 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
     -------
     fitted : FittedSearch
     """
+    if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric)):
+        return FittedSearch("tree", train, metric, p, None, None, build_tree(train))
     method, index = choose_algorithm(algorithm, train, metric, p, min(n_neighbors, train.shape[0]), n_jobs=n_jobs)
     euclidean_train = prepare_euclidean(train) if metric == "euclidean" and method == "brute" else None
     return FittedSearch(method, train, metric, p, euclidean_train, index)
@@ -94,6 +102,8 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
     map two of them to the same float. Same parameters as
     :func:`kneighbors_search`, which returns distances.
     """
+    if fitted.method == "tree":
+        return tree_search(queries, fitted.train, fitted.tree, n_neighbors, fitted.metric, fitted.p, n_jobs=n_jobs)
     if fitted.method == "pruned":
         return pruned_search(queries, fitted.train, fitted.pruned_index, n_neighbors, n_jobs=n_jobs)
     return search(
@@ -150,7 +160,11 @@ def radius_search(fitted, queries, radius, n_jobs=None, sort_results=False):
     if not radius >= 0:  # also NaN: no distance is within it
         return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
     reduced = reduced_radius(radius, fitted.metric, fitted.p)
-    if fitted.method == "pruned":
+    if fitted.method == "tree":
+        rdist, indices, offsets = tree_radius_search(
+            queries, fitted.train, fitted.tree, reduced, fitted.metric, fitted.p, n_jobs=n_jobs, sort_distances=sort_results
+        )
+    elif fitted.method == "pruned":
         rdist, indices, offsets = pruned_radius_search(
             queries, fitted.train, fitted.pruned_index, reduced, n_jobs=n_jobs, sort_distances=sort_results
         )
@@ -233,7 +247,7 @@ class NeighborsBase(BaseEstimator):
         "metric": [StrOptions(set(METRIC_ALIASES))],
         "p": [Interval(numbers.Real, 1, None, closed="both")],  # p=inf: Chebyshev
         "n_jobs": [numbers.Integral, None],
-        "algorithm": [StrOptions({"auto", "brute", "pruned"})],
+        "algorithm": [StrOptions({"auto", "brute", "pruned", *TREE_ALGORITHMS})],
     }
 
     def _fit(self, X, y=None):

@@ -82,12 +82,15 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
         Threads for the search: None keeps numba's current setting, -1 uses
         every thread numba may use (``NUMBA_NUM_THREADS``), a positive number
         that many. The previous setting is restored after each call.
-    algorithm : {"auto", "brute", "pruned"}, default="auto"
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         ``"brute"`` compares every query with every training row.
         ``"pruned"`` first proves, with cheap lower bounds computed at fit,
         that most training rows cannot be among the k nearest (same results,
-        exactly). ``"auto"`` prunes when a probe at fit measures that it pays
-        (see Notes).
+        exactly). ``"kd_tree"`` and ``"ball_tree"`` (scikit-learn's names;
+        both run the same k-d tree, ``fit_method_ == "tree"``) partition the
+        training rows at fit, which pays on a few features. ``"auto"`` takes
+        the tree on few features and otherwise prunes when a probe at fit
+        measures that it pays (see Notes).
 
     Attributes
     ----------
@@ -104,7 +107,7 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned"}
+    fit_method_ : {"brute", "pruned", "tree"}
         The search used, as chosen by ``algorithm``.
     outputs_2d_ : bool
         Whether the target was 2-D at fit.
@@ -120,7 +123,10 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
     lower first, whatever the number of threads. A vote tie goes to the
     class that comes first in ``classes_``.
 
-    With ``algorithm="auto"``, pruning is used for the Manhattan, Chebyshev
+    With ``algorithm="auto"``, the tree is used for data with at most 6
+    features (Euclidean) or 8 (the other metrics), where it beats brute
+    force for fit + predict (measured, see the performance page); above
+    that, pruning is used for the Manhattan, Chebyshev
     and Minkowski metrics when the training set has at least 2,000 rows and,
     searching a probe of 16 training rows at fit, at most a fifth of the
     training rows survive the first bound. Euclidean search keeps brute force:
@@ -275,9 +281,11 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
         training class), or None to raise a ValueError for such queries.
     n_jobs : int, default=None
         Threads for the search, as :class:`~fastknn.KNNClassifier`'s.
-    algorithm : {"auto", "brute", "pruned"}, default="auto"
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method: ``"pruned"`` computes a distance exactly only
-        when cheap lower bounds of it are within the radius.
+        when cheap lower bounds of it are within the radius; ``"kd_tree"``
+        and ``"ball_tree"`` (one k-d tree) visit only the tree's cells that
+        reach the radius.
 
     Attributes
     ----------
@@ -295,7 +303,7 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned"}
+    fit_method_ : {"brute", "pruned", "tree"}
         The search used.
     outputs_2d_ : bool
         Whether the target was 2-D at fit.

@@ -78,7 +78,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         Power of the Minkowski metric, >= 1.
     n_jobs : int, default=None
         Threads for the search.
-    algorithm : {"auto", "brute", "pruned"}, default="auto"
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method, as :class:`~fastknn.KNNClassifier`'s.
 
     Attributes
@@ -93,7 +93,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples: the graph's number of columns.
-    fit_method_ : {"brute", "pruned"}
+    fit_method_ : {"brute", "pruned", "tree"}
         The search used.
 
     See Also
@@ -171,7 +171,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
         Power of the Minkowski metric, >= 1.
     n_jobs : int, default=None
         Threads for the search.
-    algorithm : {"auto", "brute", "pruned"}, default="auto"
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method (see :class:`~fastknn.RadiusNeighborsClassifier`).
 
     Attributes
@@ -186,7 +186,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples: the graph's number of columns.
-    fit_method_ : {"brute", "pruned"}
+    fit_method_ : {"brute", "pruned", "tree"}
         The search used.
 
     See Also

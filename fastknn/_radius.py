@@ -35,7 +35,8 @@ def reduced_radius(radius, metric, p):
     if metric == "euclidean":
         return float(radius) * float(radius)
     if metric == "minkowski":
-        return float(radius) ** p
+        with np.errstate(over="ignore"):  # a radius beyond float64's range takes every row
+            return float(np.float64(radius) ** p)
     return float(radius)
 
 

@@ -70,7 +70,7 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
         Power of the Minkowski metric, >= 1.
     n_jobs : int, default=None
         Threads for the search: None keeps numba's setting, -1 uses all.
-    algorithm : {"auto", "brute", "pruned"}, default="auto"
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method, as :class:`~fastknn.KNNClassifier`'s.
 
     Attributes
@@ -86,7 +86,7 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned"}
+    fit_method_ : {"brute", "pruned", "tree"}
         The search used.
 
     See Also
@@ -194,7 +194,7 @@ class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, Regresso
         Power of the Minkowski metric, >= 1.
     n_jobs : int, default=None
         Threads for the search.
-    algorithm : {"auto", "brute", "pruned"}, default="auto"
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method (see :class:`~fastknn.RadiusNeighborsClassifier`).
 
     Attributes
@@ -209,7 +209,7 @@ class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, Regresso
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned"}
+    fit_method_ : {"brute", "pruned", "tree"}
         The search used.
 
     See Also

@@ -29,7 +29,7 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
         Power of the Minkowski metric, >= 1.
     n_jobs : int, default=None
         Threads for the search: None keeps numba's setting, -1 uses all.
-    algorithm : {"auto", "brute", "pruned"}, default="auto"
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method, as :class:`~fastknn.KNNClassifier`'s.
 
     Attributes
@@ -44,7 +44,7 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned"}
+    fit_method_ : {"brute", "pruned", "tree"}
         The search used.
 
     See Also

@@ -319,6 +319,7 @@ def run_bench(repeats=7, reference_repeats=5, slow_reference_repeats=1, memory_q
     results["augment"] = run_augment_bench(train, train_labels, queries, repeats=repeats, quick=quick)
     results["family"] = run_family_bench(train, train_labels, queries, repeats=reference_repeats, quick=quick)
     results["distortion"] = run_distortion_bench(repeats=repeats, quick=quick)
+    results["low_dimensional"] = run_low_dimensional_bench(repeats=reference_repeats, quick=quick)
 
     if memory_queries:
         peak = peak_memory_predict(train, train_labels, memory_queries)
@@ -547,6 +548,63 @@ def run_pruning_bench(train, train_labels, queries, repeats=3, quick=False):
         times, _ = interleaved_runs(functions)
         report["gaussian auto / brute"][metric] = paired_ratio(times, "auto", "brute")
     return report
+
+
+# Low-dimensional shapes of issue 17, (n_train, n_features, n_queries), and
+# the targets of the default KNNClassifier() there (paired ratios).
+LOW_DIMENSIONAL_SHAPES = ((200_000, 2, 50_000), (1_000_000, 3, 100_000))
+LOW_DIMENSIONAL_TARGETS = {"sklearn_default / fastknn": 2.0, "ckdtree / fastknn": 1.0}
+
+
+def run_low_dimensional_bench(repeats=5, quick=False, shapes=LOW_DIMENSIONAL_SHAPES):
+    """Default estimators on uniform low-dimensional points: fit + predict, k=5.
+
+    fastknn's ``KNNClassifier()`` (``"auto"`` picks its tree there) against
+    scikit-learn's ``KNeighborsClassifier()`` (its k-d tree) and against
+    ``scipy.spatial.cKDTree`` build + query with ``workers=-1`` (neighbours
+    only, no vote), interleaved; ratios are medians of paired runs.
+    """
+    from scipy.spatial import cKDTree
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from ._classification import KNNClassifier
+
+    if quick:
+        shapes, repeats = ((20_000, 2, 5_000),), 1
+    rng = np.random.default_rng(0)
+    report = {}
+    for n_train, n_features, n_queries in shapes:
+        train = rng.random((n_train, n_features))
+        labels = rng.integers(0, 10, n_train)
+        queries = rng.random((n_queries, n_features))
+        ours = KNNClassifier()
+        ours.fit(train[:100], labels[:100]).predict(queries[:5])  # compile outside timing
+        theirs = KNeighborsClassifier()
+        times, results = interleaved_runs({
+            "fastknn": (lambda: ours.fit(train, labels).predict(queries), repeats),
+            "sklearn_default": (lambda: theirs.fit(train, labels).predict(queries), repeats),
+            "ckdtree": (lambda: cKDTree(train).query(queries, k=5, workers=-1), repeats),
+        })
+        report[f"{n_train} x {n_features}, {n_queries} queries"] = {
+            "seconds": {name: float(np.median(values)) for name, values in times.items()},
+            "ratios": {name: paired_ratio(times, name.split(" / ")[0], "fastknn") for name in LOW_DIMENSIONAL_TARGETS},
+            "same_predictions": bool(np.array_equal(results["fastknn"], results["sklearn_default"])),
+            "fit_method": ours.fit_method_,
+        }
+    return report
+
+
+def format_low_dimensional_report(low_dimensional):
+    """The low-dimensional section of the bench as lines of text."""
+    lines = ["", "low-dimensional uniform points, k=5, fit + predict (median seconds; paired ratios, higher is faster):"]
+    for case, entry in low_dimensional.items():
+        seconds = ", ".join(f"{name} {value:.3f}" for name, value in entry["seconds"].items())
+        ratios = ", ".join(
+            f"{name} {value:.2f} (target >= {LOW_DIMENSIONAL_TARGETS[name]:g})" for name, value in entry["ratios"].items()
+        )
+        lines.append(f"  {case}: {seconds}; fastknn method {entry['fit_method']!r}")
+        lines.append(f"    {ratios}; same predictions as scikit-learn: {entry['same_predictions']}")
+    return lines
 
 
 def _scipy_deskew_loop(images):
@@ -804,6 +862,8 @@ def format_report(results):
         lines += format_family_report(results["family"])
     if "distortion" in results:
         lines += format_distortion_report(results["distortion"])
+    if "low_dimensional" in results:
+        lines += format_low_dimensional_report(results["low_dimensional"])
     if "memory" in results:
         memory = results["memory"]
         lines.append(

@@ -30,10 +30,12 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
         Whether to return the distances too.
     n_jobs : int, default=None
         Threads (None keeps numba's setting, -1 all).
-    algorithm : {"brute", "pruned", "auto"}, default="brute"
+    algorithm : {"brute", "pruned", "kd_tree", "ball_tree", "auto"}, default="brute"
         ``"pruned"`` builds lower-bound features of ``Y`` first, which pays
-        when there are many queries; ``"auto"`` decides as
-        :class:`~fastknn.KNNClassifier` does. Results are identical.
+        when there are many queries; ``"kd_tree"`` and ``"ball_tree"`` (the
+        same search) build a k-d tree over ``Y``, which pays on a few
+        dimensions; ``"auto"`` decides as :class:`~fastknn.KNNClassifier`
+        does. Results are identical.
 
     Returns
     -------
@@ -79,8 +81,8 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
         )
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
-    if algorithm not in ("brute", "pruned", "auto"):
-        raise ValueError(f"algorithm must be 'brute', 'pruned' or 'auto', got {algorithm!r}.")
+    if algorithm not in ("brute", "pruned", "kd_tree", "ball_tree", "auto"):
+        raise ValueError(f"algorithm must be 'brute', 'pruned', 'kd_tree', 'ball_tree' or 'auto', got {algorithm!r}.")
     queries = np.ascontiguousarray(X, dtype=Y.dtype)
     fitted = fit_search(Y, metric_name, power, algorithm, n_neighbors, n_jobs=n_jobs)
     distances, indices = kneighbors_search(fitted, queries, n_neighbors, n_jobs=n_jobs)

@@ -60,3 +60,14 @@ def test_family_bench_runs_on_a_slice():
     assert family["radius"]["mean_neighbours"] > 1
     report = "\n".join(format_family_report(family))
     assert "radius_neighbors pruned" in report and "KNNTransformer fit_transform" in report
+
+
+def test_low_dimensional_bench_runs_on_a_small_shape():
+    """The low-dimensional section of ``fastknn bench``: the tree is chosen, predictions agree, the report formats."""
+    from fastknn.bench import format_low_dimensional_report, run_low_dimensional_bench
+
+    report = run_low_dimensional_bench(repeats=1, shapes=((3000, 2, 500),))
+    (entry,) = report.values()
+    assert entry["fit_method"] == "tree" and entry["same_predictions"]
+    assert set(entry["ratios"]) == {"sklearn_default / fastknn", "ckdtree / fastknn"}
+    assert "ckdtree / fastknn" in "\n".join(format_low_dimensional_report(report))

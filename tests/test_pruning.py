@@ -200,7 +200,7 @@ def test_low_level_search_accepts_algorithm(digits):
     pruned = kneighbors(X_val[:20], X_train, 4, metric="manhattan", algorithm="pruned")
     np.testing.assert_array_equal(brute[1], pruned[1])
     with pytest.raises(ValueError, match="algorithm"):
-        kneighbors(X_val[:2], X_train, 4, algorithm="kd_tree")
+        kneighbors(X_val[:2], X_train, 4, algorithm="cover_tree")
 
 
 def test_auto_falls_back_to_brute_force_where_pruning_cannot_pay():

@@ -1,0 +1,146 @@
+"""The tree search (``algorithm="kd_tree"`` / ``"ball_tree"``) against brute force, ties included."""
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fastknn import KNNClassifier, KNNRegressor, kneighbors
+from fastknn._base import fit_search, kneighbors_search, radius_search
+from fastknn._tree import AUTO_TREE_MAX_FEATURES
+
+METRICS = [("euclidean", 2), ("manhattan", 2), ("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5)]
+
+
+def low_dimensional(kind, rng):
+    """Training rows and queries: uniform floats, or integer grids whose distances tie everywhere."""
+    if kind == "uniform":
+        return rng.random((400, 3)), rng.random((60, 3))
+    if kind == "grid":
+        train = rng.integers(0, 5, (300, 2)).astype(np.float64)
+        return train, np.ascontiguousarray(train[:60] + rng.integers(-1, 2, (60, 2)) * 0.5)
+    train = rng.integers(0, 3, (200, 3)).astype(np.float32)  # many duplicate rows
+    return train, np.ascontiguousarray(train[:60] + rng.integers(-1, 2, (60, 3)), dtype=np.float32)
+
+
+@pytest.fixture(scope="module", params=["uniform", "grid", "float32 duplicates"])
+def data(request):
+    return low_dimensional(request.param, np.random.default_rng(7))
+
+
+@pytest.mark.parametrize("metric, p", METRICS)
+def test_equals_brute_force_and_sklearn(data, metric, p):
+    train, queries = data
+    n_train = train.shape[0]
+    for algorithm in ("kd_tree", "ball_tree"):
+        for k in (1, 6, n_train):
+            got_dist, got_ind = kneighbors(queries, train, k, metric=metric, p=p, algorithm=algorithm)
+            want_dist, want_ind = kneighbors(queries, train, k, metric=metric, p=p, algorithm="brute")
+            np.testing.assert_array_equal(got_ind, want_ind)
+            np.testing.assert_array_equal(got_dist, want_dist)
+    reference = NearestNeighbors(n_neighbors=6, algorithm="brute", metric=metric, p=p).fit(train.astype(np.float64))
+    want_dist, want_ind = reference.kneighbors(queries.astype(np.float64))
+    got_dist, got_ind = kneighbors(queries, train, 6, metric=metric, p=p, algorithm="kd_tree")
+    np.testing.assert_allclose(got_dist, want_dist, rtol=1e-12, atol=1e-12)
+    # scikit-learn's brute force does not promise an order among equal distances.
+    untied = np.all(np.diff(want_dist, axis=1) > 1e-9, axis=1)
+    np.testing.assert_array_equal(got_ind[untied], want_ind[untied])
+
+
+@pytest.mark.parametrize("metric, p", METRICS)
+@pytest.mark.parametrize("sort_results", [False, True])
+def test_radius_equals_brute_force(data, metric, p, sort_results):
+    train, queries = data
+    tree = fit_search(train, metric, None if metric != "minkowski" else float(p), "kd_tree", 5)
+    brute = fit_search(train, metric, None if metric != "minkowski" else float(p), "brute", 5)
+    for radius in (0.0, 0.5, 1.0, 2.0):
+        got = radius_search(tree, queries, radius, sort_results=sort_results)
+        want = radius_search(brute, queries, radius, sort_results=sort_results)
+        for got_part, want_part in zip(got, want):
+            np.testing.assert_array_equal(got_part, want_part)
+
+
+def test_no_queries():
+    train = np.random.default_rng(0).random((30, 2))
+    fitted = fit_search(train, "euclidean", None, "kd_tree", 3)
+    dist, ind = kneighbors_search(fitted, np.empty((0, 2)), 3)
+    assert dist.shape == ind.shape == (0, 3)
+    dist, ind, offsets = radius_search(fitted, np.empty((0, 2)), 1.0)
+    assert dist.shape == ind.shape == (0,) and offsets.tolist() == [0]
+
+
+def test_classifier_on_a_grid_equals_brute_force():
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 6, (500, 2)).astype(np.float64)
+    y = rng.integers(0, 3, 500)
+    queries = rng.integers(0, 6, (200, 2)) + 0.5 * rng.integers(0, 2, (200, 2))
+    tree = KNNClassifier(n_neighbors=7, algorithm="kd_tree").fit(X, y)
+    brute = KNNClassifier(n_neighbors=7, algorithm="brute").fit(X, y)
+    assert tree.fit_method_ == "tree"
+    np.testing.assert_array_equal(tree.predict(queries), brute.predict(queries))
+    np.testing.assert_array_equal(tree.predict_proba(queries), brute.predict_proba(queries))
+    for got, want in zip(tree.kneighbors(), brute.kneighbors()):  # X=None: each sample without itself
+        np.testing.assert_array_equal(got, want)
+    # Without ties, scikit-learn's default (its k-d tree) agrees too.
+    uniform, uniform_queries = rng.random((500, 2)), rng.random((200, 2))
+    ours = KNNClassifier(n_neighbors=7).fit(uniform, y)
+    theirs = KNeighborsClassifier(n_neighbors=7).fit(uniform, y)
+    np.testing.assert_array_equal(ours.predict(uniform_queries), theirs.predict(uniform_queries))
+
+
+def test_regressor_equals_brute_force():
+    rng = np.random.default_rng(4)
+    X, y, queries = rng.random((300, 2)), rng.random(300), rng.random((50, 2))
+    tree = KNNRegressor(weights="distance", metric="manhattan", algorithm="ball_tree").fit(X, y)
+    brute = KNNRegressor(weights="distance", metric="manhattan", algorithm="brute").fit(X, y)
+    np.testing.assert_array_equal(tree.predict(queries), brute.predict(queries))
+
+
+def test_auto_takes_the_tree_only_on_few_features():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 200)
+    assert KNNClassifier().fit(rng.random((200, 2)), y).fit_method_ == "tree"
+    assert KNNClassifier().fit(rng.random((200, AUTO_TREE_MAX_FEATURES)), y).fit_method_ == "tree"
+    assert KNNClassifier().fit(rng.random((200, 64)), y).fit_method_ != "tree"
+    assert KNNClassifier(algorithm="brute").fit(rng.random((200, 2)), y).fit_method_ == "brute"
+
+
+def test_unknown_algorithm_is_refused():
+    with pytest.raises(ValueError, match="algorithm must be"):
+        kneighbors(np.zeros((1, 2)), np.zeros((3, 2)), 1, algorithm="cover_tree")
+    with pytest.raises(ValueError, match="algorithm"):
+        KNNClassifier(algorithm="cover_tree").fit(np.zeros((3, 2)), [0, 1, 0])
+
+
+@parametrize_with_checks([KNNClassifier(algorithm="kd_tree"), KNNRegressor(weights="distance", algorithm="ball_tree")])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-300])
+@pytest.mark.parametrize("metric, p", METRICS)
+def test_extreme_scales_equal_brute_force(scale, metric, p):
+    """Sums that overflow the tree's float64 (scipy refuses them) fall back to brute force."""
+    rng = np.random.default_rng(9)
+    train, queries = rng.random((50, 3)) * scale, rng.random((5, 3)) * scale
+    power = float(p) if metric == "minkowski" else None
+    answers = []
+    for algorithm in ("kd_tree", "brute"):
+        fitted = fit_search(train, metric, power, algorithm, 3)
+        answers.append(kneighbors_search(fitted, queries, 3) + radius_search(fitted, queries, 0.5 * scale, sort_results=True))
+    for got_part, want_part in zip(*answers):
+        np.testing.assert_array_equal(got_part, want_part)
+
+
+def test_tie_balls_are_settled_in_groups_within_the_working_memory(monkeypatch):
+    """Duplicate rows make each query's tie ball hold hundreds of rows; a small budget splits them into groups."""
+    import fastknn._tree
+
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 3, (3000, 2)).astype(np.float64)
+    queries = rng.integers(0, 3, (200, 2)).astype(np.float64)
+    want = kneighbors(queries, train, 7, algorithm="brute")
+    monkeypatch.setattr(fastknn._tree, "WORKING_MEMORY_BYTES", 24 * 100)
+    got = kneighbors(queries, train, 7, algorithm="kd_tree")
+    for got_part, want_part in zip(got, want):
+        np.testing.assert_array_equal(got_part, want_part)
