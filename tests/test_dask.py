@@ -93,7 +93,10 @@ def test_fastknn_imports_without_dask():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("metric, algorithm", [("euclidean", "brute"), ("manhattan", "pruned"), ("minkowski", "auto")])
+@pytest.mark.parametrize(
+    "metric, algorithm",
+    [("euclidean", "brute"), ("manhattan", "pruned"), ("minkowski", "auto"), ("chebyshev", "kd_tree")],
+)
 def test_random_data(client, metric, algorithm):
     rng = np.random.default_rng(0)
     Y, X = rng.normal(size=(400, 12)), rng.normal(size=(90, 12))
@@ -318,7 +321,7 @@ def test_bad_inputs_raise_on_the_client(client):
     with pytest.raises(ValueError, match="metric must be one of"):
         kneighbors(rng.normal(size=(3, 5)), Y, metric="cosine")
     with pytest.raises(ValueError, match="algorithm must be"):
-        kneighbors(rng.normal(size=(3, 5)), Y, algorithm="kd_tree")
+        kneighbors(rng.normal(size=(3, 5)), Y, algorithm="cover_tree")
     with pytest.raises(ValueError, match="unknown chunk sizes"):
         kneighbors(rng.normal(size=(3, 5)), Y[Y[:, 0] > 0])
     with pytest.raises(ValueError, match="must hold numbers"):

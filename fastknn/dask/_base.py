@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._search import METRIC_ALIASES, resolve_metric
 from ._neighbors import (
+    ALGORITHMS,
     as_row_blocks,
     check_search_parameters,
     distances_of,
@@ -38,7 +39,7 @@ class DaskNeighborsBase(BaseEstimator):
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
         "metric": [StrOptions(set(METRIC_ALIASES))],
         "p": [Interval(numbers.Real, 1, None, closed="both")],
-        "algorithm": [StrOptions({"auto", "brute", "pruned"})],
+        "algorithm": [StrOptions(set(ALGORITHMS))],
         "n_jobs": [numbers.Integral, None],
         "persist": ["boolean"],
         "split_every": [Interval(numbers.Integral, 2, None, closed="left"), None],

@@ -66,7 +66,7 @@ class KNNClassifier(ClassifierMixin, DaskNeighborsBase):
         As for :class:`fastknn.KNNClassifier`.
     p : float, default=2
         Power of the Minkowski metric, >= 1.
-    algorithm : {"auto", "brute", "pruned"}, default="auto"
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         As for :class:`fastknn.KNNClassifier`, chosen per shard; a pruning
         index is built once per shard and kept with it.
     n_jobs : int or None, default=1

@@ -17,7 +17,7 @@ from dask.array.core import PerformanceWarning
 from .._search import rdist_to_dist, resolve_metric
 from ._shards import build_shard, candidate_dtype, merge_candidates, search_shard
 
-ALGORITHMS = ("brute", "pruned", "auto")
+ALGORITHMS = ("brute", "pruned", "auto", "kd_tree", "ball_tree")
 
 
 def as_row_blocks(array, name):
@@ -58,7 +58,7 @@ def check_search_parameters(n_neighbors, n_samples, algorithm, n_jobs):
             f"n_neighbors must be between 1 and the number of training rows ({n_samples}), got {n_neighbors}."
         )
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be 'brute', 'pruned' or 'auto', got {algorithm!r}.")
+        raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}.")
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
 
@@ -137,7 +137,7 @@ def kneighbors(
         As for :func:`fastknn.kneighbors`.
     p : float, default=2
         Power for ``metric="minkowski"``, >= 1.
-    algorithm : {"brute", "pruned", "auto"}, default="brute"
+    algorithm : {"brute", "pruned", "auto", "kd_tree", "ball_tree"}, default="brute"
         As for :func:`fastknn.kneighbors`, chosen per shard; a pruning
         index is built once per shard, by the task that prepares it.
     return_distance : bool, default=True

@@ -44,7 +44,7 @@ class KNNRegressor(RegressorMixin, DaskNeighborsBase):
         As for :class:`fastknn.KNNRegressor`.
     p : float, default=2
         Power of the Minkowski metric, >= 1.
-    algorithm : {"auto", "brute", "pruned"}, default="auto"
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         Chosen per shard, as for :class:`fastknn.dask.KNNClassifier`.
     n_jobs : int or None, default=1
         Threads per task (see :func:`fastknn.dask.kneighbors`).

@@ -43,7 +43,7 @@ class Shard:
         Global index of its first row.
     metric, p
         As returned by ``_search.resolve_metric``.
-    algorithm : {"brute", "pruned", "auto"}
+    algorithm : {"brute", "pruned", "auto", "kd_tree", "ball_tree"}
         Chosen for this shard as ``fastknn.kneighbors`` chooses for a whole
         training set; ``"pruned"`` builds the shard's pruning index here,
         once.
