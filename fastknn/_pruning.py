@@ -24,7 +24,7 @@ from ._kernels.pruning import (
     _pooled_rows,
     pruned_select_kernel,
 )
-from ._kernels.radius import _pruned_radius_select
+from ._kernels.radius import pruned_radius_kernel
 from ._radius import concatenate_tasks, radius_search
 from ._search import (
     _METRIC_IDS,
@@ -475,7 +475,7 @@ def pruned_radius_search(queries, train, index, radius, *, n_jobs=None, sort_dis
     Same contract as ``_radius.radius_search``: ``(rdist, rows, offsets)``,
     query i's rows being ``rows[offsets[i]:offsets[i + 1]]``. A row is
     computed exactly only when both of its lower bounds are within the
-    radius (see ``_kernels.radius._pruned_radius_select``).
+    radius (see ``_kernels.radius._make_pruned_radius_select``).
     """
     features = _query_features(queries, index)
     if features is None:
@@ -483,13 +483,14 @@ def pruned_radius_search(queries, train, index, radius, *, n_jobs=None, sort_dis
                              sort_distances=sort_distances)
     metric_id = _METRIC_IDS[index.metric]
     power = 0.0 if index.p is None else float(index.p)
+    select = pruned_radius_kernel(index.kind, metric_id)
     tasks = []
 
     def search_block(positions):
         block_coarse, block_fine, block_info = _task_features(queries, index, features, positions)
-        found = _pruned_radius_select(
+        found = select(
             positions, queries, index.rows, index.row_ids, block_coarse, index.train_coarse, block_fine,
-            index.train_fine, block_info, index.train_info, index.train_terms, index.kind, metric_id, power,
+            index.train_fine, block_info, index.train_info, index.train_terms, metric_id, power,
             index.margins, float(radius), sort_distances,
         )
         tasks.append((positions, found))  # list.append is atomic under the GIL

@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     rng = np.random.default_rng(0)
     X = rng.random((400, 30), dtype=np.float32)
     y = np.arange(400) % 4
-    fastknn.KNNClassifier(n_neighbors=3, **{params!r}).fit(X, y).predict(X[:20])
+    getattr(fastknn, {estimator!r})(**{params!r}).fit(X, y).predict(X[:20])
     print(json.dumps([[c.kernel, c.signature] for c in compilations()]))
     """
 )
@@ -57,17 +57,22 @@ EUCLIDEAN_KERNELS = {
 }
 
 
-def run_fresh(params, cache_dir, **env):
+def run_fresh(params, cache_dir, estimator="KNNClassifier", **env):
     """Run SCRIPT in a new interpreter importing this checkout's fastknn; return (compiled, stderr)."""
     import fastknn
 
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastknn.__file__)))
     environment = {key: value for key, value in os.environ.items() if key != "NUMBA_CACHE_DIR"}
+    if estimator == "KNNClassifier":
+        params = {"n_neighbors": 3, **params}
     environment.update(PYTHONPATH=package_parent, FASTKNN_COMPILE_NOTICE="1", **env)
     if cache_dir is not None:
         environment["NUMBA_CACHE_DIR"] = str(cache_dir)
     completed = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(params=params)], env=environment, capture_output=True, text=True
+        [sys.executable, "-c", SCRIPT.format(estimator=estimator, params=params)],
+        env=environment,
+        capture_output=True,
+        text=True,
     )
     assert completed.returncode == 0, completed.stderr
     compiled = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -130,6 +135,14 @@ def test_first_pruned_manhattan_predict_compiles_one_case_of_the_pruned_search(t
     assert not any(name.startswith("augment.") for name in names), names
 
 
+def test_first_pruned_radius_predict_compiles_one_case_of_the_pruned_radius_search(tmp_path):
+    params = {"radius": 8.0, "metric": "manhattan", "algorithm": "pruned", "outlier_label": "most_frequent"}
+    compiled, _ = run_fresh(params, tmp_path, estimator="RadiusNeighborsClassifier")
+    names = kernels(compiled)
+    assert names.count("radius._make_pruned_radius_select.<locals>.pruned_radius_select") == 1
+    assert "pruning._pca_project" not in names and "topk._select_nearest_gemm" not in names
+
+
 def test_read_only_install_keeps_its_cache_in_the_user_cache_directory(tmp_path):
     """An installation whose folders cannot hold numba's cache (site-packages owned
     by root) caches in the user's cache directory, and a second process loads it."""
@@ -154,7 +167,7 @@ def test_read_only_install_keeps_its_cache_in_the_user_cache_directory(tmp_path)
 
     def run():
         completed = subprocess.run(
-            [sys.executable, "-c", SCRIPT.format(params={})],
+            [sys.executable, "-c", SCRIPT.format(estimator="KNNClassifier", params={"n_neighbors": 3})],
             env={**{k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}, **env},
             cwd=tmp_path,  # not the checkout, whose fastknn would come first on sys.path
             capture_output=True,

@@ -710,21 +710,28 @@ def _make_pruned_select(kind, metric, power):
     return pruned_select
 
 
-# The search of each case, by (kind, metric): see ``pruned_select_kernel``.
-_PRUNED_SELECT = {
-    (PCA, EUCLIDEAN): _make_pruned_select(PCA, EUCLIDEAN, 2.0),
-    (POOLED, MANHATTAN): _make_pruned_select(POOLED, MANHATTAN, 1.0),
-    (POOLED, None): _make_pruned_select(POOLED, None, None),
-}
+# The cases of an index that get a search of their own, each with the
+# constant power its metric runs with: PCA (Euclidean), pooled Manhattan, and
+# the general pooled search (metric and power passed at run time).
+PRUNED_CASES = {(PCA, EUCLIDEAN): 2.0, (POOLED, MANHATTAN): 1.0, (POOLED, None): None}
+
+
+def pruned_case(kind, metric):
+    """The key of :data:`PRUNED_CASES` that an index of ``kind`` searched with metric id ``metric`` runs."""
+    if kind == PCA:
+        return PCA, EUCLIDEAN
+    if metric == MANHATTAN:
+        return POOLED, MANHATTAN
+    return POOLED, None
+
+
+# The k search of each case (see ``_make_pruned_select``).
+_PRUNED_SELECT = {case: _make_pruned_select(*case, power) for case, power in PRUNED_CASES.items()}
 
 
 def pruned_select_kernel(kind, metric):
-    """The compiled search for an index of ``kind`` and a metric id (see ``_make_pruned_select``)."""
-    if kind == PCA:
-        return _PRUNED_SELECT[PCA, EUCLIDEAN]
-    if metric == MANHATTAN:
-        return _PRUNED_SELECT[POOLED, MANHATTAN]
-    return _PRUNED_SELECT[POOLED, None]
+    """The compiled k search for an index of ``kind`` and a metric id (see ``_make_pruned_select``)."""
+    return _PRUNED_SELECT[pruned_case(kind, metric)]
 
 
 @jit(inline=True)

@@ -23,8 +23,8 @@ import numpy as np
 
 from .._config import jit
 from .bitscan import _rows_within
-from .distances import EUCLIDEAN, MANHATTAN, _copy_float64, _exact_rdist
-from .pruning import PCA, POOLED, _coarse_bounds, _float32_threshold, _stage2_filter
+from .distances import EUCLIDEAN, _copy_float64, _exact_rdist
+from .pruning import PRUNED_CASES, _coarse_bounds, _float32_threshold, _stage2_filter, pruned_case
 from .topk import GEMM_TRAIN_BLOCK, SCAN_BLOCK, SCAN_SUB_BLOCK, _count_within, _take_columns
 
 # Rows held per query of a task before its buffers first grow.
@@ -230,40 +230,48 @@ def _radius_select_gemm(first, last, queries, train, columns, cross_train, thres
     return counts, out_rows, out_rdist
 
 
-@jit()
-def _pruned_radius_select(
-    positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
-    train_info, train_terms, kind, metric, p, margins, radius, sort_distances,
-):
-    """Rows within ``radius`` of the queries at ``positions``, pruning with the index's bounds.
+def _make_pruned_radius_select(kind, metric, power):
+    """One radius-search dispatcher for one case of the index (see ``pruning._make_pruned_select``).
 
-    The arrays are those of ``pruning._pruned_select`` (same meaning and
-    layout). The threshold is the radius itself from the start, so no seeds
-    are needed: the rows whose stage-1 bound is within it are listed, their
-    stage-2 bounds computed, and the survivors computed exactly.
-
-    Returns
-    -------
-    counts : ndarray of shape (positions.shape[0],), int64
-        Rows found per query, in the order of ``positions``.
-    rows, rdist
-        As for ``_radius_select``, with training indices (``train_ids``).
+    Each case compiles the first time a radius search of that case runs, its
+    kind and metric constants in the inlined body.
     """
-    # One inlined copy per case, the metric a constant in it (as in ``_pruned_select``).
-    if kind == PCA:
+
+    @jit()
+    def pruned_radius_select(
+        positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
+        train_info, train_terms, metric_id, p, margins, radius, sort_distances,
+    ):
+        """Rows within ``radius`` of the queries at ``positions``, pruning with the index's bounds.
+
+        The arrays are those of ``pruning._make_pruned_select``'s searches
+        (same meaning and layout). The threshold is the radius itself from
+        the start, so no seeds are needed: the rows whose stage-1 bound is
+        within it are listed, their stage-2 bounds computed, and the
+        survivors computed exactly.
+
+        Returns
+        -------
+        counts : ndarray of shape (positions.shape[0],), int64
+            Rows found per query, in the order of ``positions``.
+        rows, rdist
+            As for ``_radius_select``, with training indices (``train_ids``).
+        """
         return _pruned_radius_body(
             positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, train_terms, PCA, EUCLIDEAN, 2.0, margins, radius, sort_distances,
+            query_info, train_info, train_terms, kind, metric_id if metric is None else metric,
+            p if metric is None else power, margins, radius, sort_distances,
         )
-    if metric == MANHATTAN:
-        return _pruned_radius_body(
-            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, train_terms, POOLED, MANHATTAN, 1.0, margins, radius, sort_distances,
-        )
-    return _pruned_radius_body(
-        positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-        query_info, train_info, train_terms, POOLED, metric, p, margins, radius, sort_distances,
-    )
+
+    return pruned_radius_select
+
+
+_PRUNED_RADIUS_SELECT = {case: _make_pruned_radius_select(*case, power) for case, power in PRUNED_CASES.items()}
+
+
+def pruned_radius_kernel(kind, metric):
+    """The compiled radius search for an index of ``kind`` and a metric id."""
+    return _PRUNED_RADIUS_SELECT[pruned_case(kind, metric)]
 
 
 @jit(inline=True)
@@ -271,7 +279,7 @@ def _pruned_radius_body(
     positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
     train_info, train_terms, kind, metric, p, margins, radius, sort_distances,
 ):
-    """The search of ``_pruned_radius_select``, inlined there once per case."""
+    """The search of ``_make_pruned_radius_select``'s dispatchers, inlined in each."""
     n_train = train.shape[0]
     n_task = positions.shape[0]
     bounds = np.empty((n_task, n_train), dtype=np.float32)
