@@ -3,7 +3,7 @@
 ``library`` is fastknn's ``KNNClassifier()`` (``"auto"`` takes its tree
 there), scikit-learn's default ``KNeighborsClassifier()`` (its k-d tree) or
 ``scipy.spatial.cKDTree`` build + query with ``workers=-1`` (neighbours
-only). Uniform points, k=5; ``track_same_predictions`` checks fastknn's
+only). Uniform points, k=5; ``LowDimensionalAgreement`` checks fastknn's
 predictions against scikit-learn's.
 """
 
@@ -15,17 +15,22 @@ from .common import Benchmark, rng
 SHAPES = {"200000x2": (200_000, 2, 50_000), "1000000x3": (1_000_000, 3, 100_000)}
 
 
+def _points(shape):
+    """Training points, labels and queries of one shape, uniform in the unit cube."""
+    n_train, n_features, n_queries = SHAPES[shape]
+    generator = rng()
+    X = generator.random((n_train, n_features))
+    y = generator.integers(0, 10, n_train)
+    return X, y, generator.random((n_queries, n_features))
+
+
 class LowDimensional(Benchmark):
     params = (["fastknn", "sklearn", "ckdtree"], list(SHAPES))
     param_names = ["library", "shape"]
     timeout = 300
 
     def setup(self, library, shape):
-        n_train, n_features, n_queries = SHAPES[shape]
-        generator = rng()
-        self.X = generator.random((n_train, n_features))
-        self.y = generator.integers(0, 10, n_train)
-        self.queries = generator.random((n_queries, n_features))
+        self.X, self.y, self.queries = _points(shape)
         if library == "ckdtree":
             from scipy.spatial import cKDTree
 
@@ -45,11 +50,22 @@ class LowDimensional(Benchmark):
     def time_fit_predict(self, library, shape):
         self.run()
 
-    def track_same_predictions(self, library, shape):
-        """1.0 when fastknn's predictions equal scikit-learn's default (fastknn rows only)."""
-        if library != "fastknn":
-            raise NotImplementedError("compared for fastknn only")
+
+class LowDimensionalAgreement(Benchmark):
+    """1.0 when the default ``KNNClassifier()``'s predictions equal scikit-learn's default."""
+
+    params = [list(SHAPES)]
+    param_names = ["shape"]
+    timeout = 300
+
+    def setup(self, shape):
+        self.X, self.y, self.queries = _points(shape)
+
+    def track_same_predictions(self, shape):
         from sklearn.neighbors import KNeighborsClassifier
 
+        from fastknn import KNNClassifier
+
+        ours = KNNClassifier().fit(self.X, self.y).predict(self.queries)
         theirs = KNeighborsClassifier().fit(self.X, self.y).predict(self.queries)
-        return float(np.mean(self.run() == theirs))
+        return float(np.mean(ours == theirs))
