@@ -389,13 +389,13 @@ class Candidates:
     when a block does not fit (rarely: when many rows tie within the bound).
     """
 
-    def __init__(self, n_queries, n_neighbors):
+    def __init__(self, n_queries, n_neighbors, block_rows=GEMM_TRAIN_BLOCK):
         self.n_neighbors = n_neighbors
         self.pools = np.empty((n_queries, POOL_FACTOR * n_neighbors + 16))
         self.pool_sizes = np.zeros(n_queries, dtype=np.int64)
         self.bounds = np.full(n_queries, NO_BOUND)
         self.scratch = np.empty(self.pools.shape[1], dtype=np.int64)
-        capacity = 2 * GEMM_TRAIN_BLOCK + n_neighbors
+        capacity = 2 * block_rows + n_neighbors  # room for two blocks before the first drop
         self.rows = np.empty((n_queries, capacity), dtype=np.int64)
         self.lower = np.empty((n_queries, capacity))
         self.counts = np.zeros(n_queries, dtype=np.int64)
@@ -419,7 +419,7 @@ class Candidates:
     def rerank(self, queries, train, metric_id, power, query_terms, out_rdist, out_index):
         """Exact k nearest of each query into ``out_rdist`` and ``out_index`` (see ``topk._rerank_queries``)."""
         _rerank_queries(
-            queries.astype(np.float64), train, metric_id, power, self.pools, self.pool_sizes, self.scratch,
+            queries, train, metric_id, power, self.pools, self.pool_sizes, self.scratch,
             query_terms, self.rows, self.lower, self.counts, np.empty(self.n_neighbors),
             np.empty(self.n_neighbors, dtype=np.int64), out_rdist, out_index,
         )
@@ -432,14 +432,31 @@ def _widen(lists, capacity):
     return wider
 
 
+# A block of fewer queries than this is multiplied by proportionally more
+# training rows at a time, so that a search of a few queries does not pay a
+# Python round trip (product, scan) per ``GEMM_TRAIN_BLOCK`` rows.
+MIN_BLOCK_QUERIES = 64
+
+
+def train_block_rows(n_queries, n_train):
+    """Training rows per product and scan for a block of ``n_queries`` queries.
+
+    ``GEMM_TRAIN_BLOCK``, or more for fewer than ``MIN_BLOCK_QUERIES``
+    queries: the products then hold at most ``MIN_BLOCK_QUERIES *
+    GEMM_TRAIN_BLOCK`` values, which stay in the core's cache for the scan.
+    """
+    return int(min(n_train, GEMM_TRAIN_BLOCK * max(1, MIN_BLOCK_QUERIES // max(1, n_queries))))
+
+
 def euclidean_query_block(
     first, last, queries, train, euclidean_train, query_terms, train_lower, train_upper, out_rdist, out_index
 ):
     """Exact Euclidean k nearest training rows of queries ``first`` to ``last - 1``.
 
     The block of queries is multiplied by ``GEMM_TRAIN_BLOCK`` training rows
-    at a time (NumPy's BLAS, which the caller limits to one thread: each
-    thread of :func:`run_query_blocks` runs its own products), and each
+    at a time (more for a few queries, see :func:`train_block_rows`), with
+    NumPy's BLAS, which the caller limits to one thread (each thread of
+    :func:`run_query_blocks` runs its own products), and each
     product is scanned for candidates while it is still in cache, so the
     full ``n_queries x n_train`` matrix never exists; the candidates within
     the final thresholds are then computed exactly (see :class:`Candidates`).
@@ -473,10 +490,11 @@ def euclidean_query_block(
         block_queries = np.take(block_queries, euclidean_train.columns, axis=1)
     cross_train = euclidean_train.cross_train
     terms = query_terms[first:last]
-    cross_buffer = np.empty(size * min(GEMM_TRAIN_BLOCK, n_train), dtype=queries.dtype)
-    candidates = Candidates(size, out_rdist.shape[1])
-    for train_start in range(0, n_train, GEMM_TRAIN_BLOCK):
-        train_stop = min(train_start + GEMM_TRAIN_BLOCK, n_train)
+    block_rows = train_block_rows(size, n_train)
+    cross_buffer = np.empty(size * block_rows, dtype=queries.dtype)
+    candidates = Candidates(size, out_rdist.shape[1], block_rows)
+    for train_start in range(0, n_train, block_rows):
+        train_stop = min(train_start + block_rows, n_train)
         width = train_stop - train_start
         cross = cross_buffer[: size * width].reshape(size, width)
         np.matmul(block_queries, cross_train[train_start:train_stop].T, out=cross)
@@ -498,15 +516,16 @@ def approx_query_block(
     ``approx`` holds the fast reduced distances of the queries with every
     training row (see :func:`fast_pass_chunks`), bounded as described in
     ``topk._scan_values``; ``query_terms`` is zero. The rows are scanned
-    ``GEMM_TRAIN_BLOCK`` at a time, as the Euclidean search scans its
+    in blocks (:func:`train_block_rows`), as the Euclidean search scans its
     products, so that the candidate lists stay bounded.
     """
     n_train = train.shape[0]
     values = approx[first:last]
     terms = query_terms[first:last]
-    candidates = Candidates(last - first, out_rdist.shape[1])
-    for train_start in range(0, n_train, GEMM_TRAIN_BLOCK):
-        train_stop = min(train_start + GEMM_TRAIN_BLOCK, n_train)
+    block_rows = train_block_rows(last - first, n_train)
+    candidates = Candidates(last - first, out_rdist.shape[1], block_rows)
+    for train_start in range(0, n_train, block_rows):
+        train_stop = min(train_start + block_rows, n_train)
         candidates.scan(
             values, 0, train_start, train_stop, lower_offsets, lower_scale, upper_offsets, upper_scale, terms
         )

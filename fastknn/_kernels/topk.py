@@ -307,9 +307,11 @@ def _rerank_queries(
 
     Parameters
     ----------
-    queries : ndarray of shape (n_queries, n_features), float64
-        The queries in float64: each exact distance then converts only the
-        training row's features (see ``distances._copy_float64``).
+    queries : ndarray of shape (n_queries, n_features)
+        Each is copied into float64 once, for all its exact distances, which
+        then convert only the training row's features (see
+        ``distances._copy_float64``, whose loop this kernel holds: one
+        kernel fewer to compile).
     train : ndarray of shape (n_train, n_features)
     metric : int
     p : float
@@ -335,7 +337,10 @@ def _rerank_queries(
     traffic.
     """
     n_neighbors = out_rdist.shape[1]
+    query = np.empty(queries.shape[1], dtype=np.float64)
     for i in range(queries.shape[0]):
+        for f in range(query.shape[0]):
+            query[f] = np.float64(queries[i, f])
         bound = NO_BOUND
         if pool_sizes[i] >= n_neighbors:
             bound = _keep_smallest(pools[i], scratch, pool_sizes[i], n_neighbors)
@@ -349,7 +354,6 @@ def _rerank_queries(
                 n_within += 1
         for position in range(min(RERANK_PREFETCH_AHEAD, n_within)):
             _prefetch_row(train, rows[position], RERANK_PREFETCH_LINES, True)
-        query = queries[i]
         size = np.int64(0)  # not the literal 0: numba would compile the heap helpers for it too
         for position in range(n_within):
             ahead = position + RERANK_PREFETCH_AHEAD
