@@ -1,0 +1,346 @@
+"""Exact neighbours of sparse rows through an inverted index of the training rows.
+
+A query's distance to a training row it shares no column with follows from
+the two rows' norms alone; only the rows sharing a column need the query's
+values. The training matrix is kept twice: by rows (CSR: ``indptr``,
+``indices``, ``data``) for the exact distances, and by columns (CSC:
+``col_indptr``, ``col_rows``, ``col_data``) as the inverted index. For each
+query, :func:`_accumulate` walks the columns of its non-zeros and adds, for
+every training row found there, the column's share of the distance:
+
+- Euclidean: ``|q - t|^2 = |q|^2 + |t|^2 - 2 q.t``, the share ``q_c t_c``;
+- cosine: ``1 - q.t / (|q| |t|)``, the share ``q_c t_c``;
+- Manhattan and Minkowski: ``sum |q|^p + sum |t|^p`` corrected on the shared
+  columns by ``|q_c - t_c|^p - |q_c|^p - |t_c|^p``;
+- Chebyshev: a row sharing no column is at ``max(max|q|, max|t|)``, exactly;
+  the others are computed exactly.
+
+These fast distances carry rounding; each has a bound (:func:`_error_bound`)
+that covers its distance to the exact value, :func:`_exact_rdist`, a float64
+sum over the union of the two rows' columns in column order. A row is ranked
+exactly only when its lower bound can still reach the k-th smallest upper
+bound, so the answer is the exact one, ties by lower training index.
+
+All arrays are float64 (values, norms) and int64 (index arrays); the
+queries are CSR with sorted, unique column indices, as the training rows.
+"""
+
+import numpy as np
+
+from .._config import jit
+from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, MINKOWSKI
+
+COSINE = 4
+
+# Bounds on rounding: float64 unit roundoff, and an absolute term for
+# underflowing products.
+UNIT_ROUNDOFF = 2.0**-53
+TINY = 2.0**-1000
+
+
+@jit()
+def _power(value, metric, p):
+    """``|value|`` to the metric's power: 1 for Manhattan, ``p`` for Minkowski (as the dense sum)."""
+    value = abs(value)
+    if metric == MANHATTAN:
+        return value
+    if metric == EUCLIDEAN:
+        return value * value
+    if p == 3.0:
+        return value * value * value
+    return value**p
+
+
+@jit()
+def _row_norm(data, metric, p):
+    """The norm term of one row's values, in column order, float64.
+
+    Squared norm for Euclidean, ``sqrt`` of it for cosine, ``sum |x|`` for
+    Manhattan, ``sum |x|^p`` for Minkowski, ``max |x|`` for Chebyshev.
+    """
+    total = 0.0
+    if metric == CHEBYSHEV:
+        for v in data:
+            total = max(total, abs(v))
+        return total
+    if metric == COSINE:
+        for v in data:
+            total += v * v
+        return np.sqrt(total)
+    for v in data:
+        total += _power(v, metric, p)
+    return total
+
+
+@jit()
+def _row_norms(indptr, data, metric, p, out):
+    """:func:`_row_norm` of every CSR row into ``out`` (n_rows,), float64."""
+    for i in range(out.shape[0]):
+        out[i] = _row_norm(data[indptr[i] : indptr[i + 1]], metric, p)
+
+
+@jit()
+def _exact_rdist(q_indices, q_data, q_norm, t_indices, t_data, t_norm, metric, p):
+    """Exact reduced distance of two sparse rows (sorted, unique columns).
+
+    Reduced as for dense rows: squared for Euclidean, p-th power for
+    Minkowski; the cosine distance itself, ``1 - q.t / (|q| |t|)`` clipped
+    to [0, 2], 1 when either row is zero (as scikit-learn's
+    ``cosine_distances``). ``q_norm`` and ``t_norm`` are read for cosine only.
+    """
+    n_q, n_t = q_indices.shape[0], t_indices.shape[0]
+    a, b = 0, 0
+    total = 0.0
+    if metric == COSINE:
+        if q_norm == 0.0 or t_norm == 0.0:
+            return 1.0
+        while a < n_q and b < n_t:
+            if q_indices[a] == t_indices[b]:
+                total += q_data[a] * t_data[b]
+                a += 1
+                b += 1
+            elif q_indices[a] < t_indices[b]:
+                a += 1
+            else:
+                b += 1
+        return min(2.0, max(0.0, 1.0 - total / (q_norm * t_norm)))
+    while a < n_q or b < n_t:
+        if b == n_t or (a < n_q and q_indices[a] < t_indices[b]):
+            diff = q_data[a]
+            a += 1
+        elif a == n_q or t_indices[b] < q_indices[a]:
+            diff = t_data[b]
+            b += 1
+        else:
+            diff = q_data[a] - t_data[b]
+            a += 1
+            b += 1
+        if metric == CHEBYSHEV:
+            total = max(total, abs(diff))
+        else:
+            total += _power(diff, metric, p)
+    return total
+
+
+@jit()
+def _accumulate(q_indices, q_data, col_indptr, col_rows, col_data, metric, p, shares):
+    """Add every shared column's share to ``shares`` (n_train,), zero on entry, of the rows the query meets.
+
+    For Chebyshev, a met row's share is set to 1: it only marks the row.
+    """
+    for a in range(q_indices.shape[0]):
+        column, value = q_indices[a], q_data[a]
+        first, last = col_indptr[column], col_indptr[column + 1]
+        if metric == EUCLIDEAN or metric == COSINE:
+            for position in range(first, last):
+                shares[col_rows[position]] += value * col_data[position]
+        elif metric == CHEBYSHEV:
+            for position in range(first, last):
+                shares[col_rows[position]] = 1.0
+        else:
+            own = _power(value, metric, p)
+            for position in range(first, last):
+                t_value = col_data[position]
+                shares[col_rows[position]] += _power(value - t_value, metric, p) - own - _power(t_value, metric, p)
+
+
+@jit()
+def _error_coefficient(metric, p):
+    """Bound on |fast - exact| reduced distance, per stored value of the pair and unit of scale.
+
+    A float64 sum of ``n`` terms is off by at most about ``n u`` times the
+    sum of their magnitudes (Higham, *Accuracy and Stability of Numerical
+    Algorithms*, section 3.1); the shares' magnitudes are bounded by the
+    norms (Cauchy-Schwarz for the products; ``|a - b|^p <= 2^(p-1)(|a|^p +
+    |b|^p)`` for powers, each off by about ``p`` units through its base).
+    The scale is ``|q| + |t|`` as :func:`_row_norm` gives them, 1 for
+    cosine. The coefficients take that with a factor of 4 to spare, for
+    both the fast value and the exact one.
+    """
+    if metric == COSINE or metric == EUCLIDEAN:
+        return 16.0 * UNIT_ROUNDOFF
+    if metric == MANHATTAN:
+        return 24.0 * UNIT_ROUNDOFF
+    return 4.0 * (p + 4.0) * (2.0 ** (p - 1.0) + 3.0) * UNIT_ROUNDOFF
+
+
+@jit()
+def _fast_bounds(q_indices, q_data, q_norm, indptr, indices, data, norms, shares, metric, p, fast, error):
+    """Fast reduced distance of the query to every training row, and its error bound.
+
+    ``fast`` and ``error`` (n_train,), float64, written; the exact reduced
+    distance lies in ``[fast - error, fast + error]``. Chebyshev's are exact
+    (error 0).
+    """
+    n_q = q_indices.shape[0]
+    coefficient = _error_coefficient(metric, p)
+    if metric == CHEBYSHEV:
+        for row in range(norms.shape[0]):
+            error[row] = 0.0
+            if shares[row] != 0.0:
+                first, last = indptr[row], indptr[row + 1]
+                fast[row] = _exact_rdist(
+                    q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, p
+                )
+            else:
+                fast[row] = max(q_norm, norms[row])
+        return
+    if metric == COSINE:
+        for row in range(norms.shape[0]):
+            scale = q_norm * norms[row]
+            fast[row] = 1.0 - shares[row] / scale if scale != 0.0 else 1.0
+            error[row] = coefficient * (n_q + indptr[row + 1] - indptr[row] + 8.0)
+        return
+    factor = -2.0 if metric == EUCLIDEAN else 1.0
+    for row in range(norms.shape[0]):
+        n_terms = n_q + indptr[row + 1] - indptr[row] + 8.0
+        fast[row] = q_norm + norms[row] + factor * shares[row]
+        error[row] = coefficient * n_terms * (q_norm + norms[row]) + TINY * n_terms
+        if not np.isfinite(fast[row] + error[row]):
+            fast[row], error[row] = 0.0, np.inf
+
+
+@jit()
+def _kth_smallest(fast, error, heap):
+    """k-th smallest ``fast + error`` (k = ``heap.shape[0]``); ``heap`` is scratch."""
+    k = heap.shape[0]
+    heap[:] = np.inf
+    for row in range(fast.shape[0]):
+        upper = fast[row] + error[row]
+        if upper < heap[0]:
+            # Replace the largest of the k smallest and sift it down (max-heap).
+            position = 0
+            while True:
+                child = 2 * position + 1
+                if child >= k:
+                    break
+                if child + 1 < k and heap[child + 1] > heap[child]:
+                    child += 1
+                if heap[child] <= upper:
+                    break
+                heap[position] = heap[child]
+                position = child
+            heap[position] = upper
+    return heap[0]
+
+
+@jit()
+def _candidates_exact(q_indices, q_data, q_norm, indptr, indices, data, norms, fast, error, threshold, metric, p, rows, rdist):
+    """Exact reduced distances of the rows whose lower bound is <= ``threshold``, in index order.
+
+    Writes them to ``rows`` and ``rdist`` (n_train,) and returns their count.
+    """
+    count = 0
+    for row in range(norms.shape[0]):
+        if fast[row] - error[row] <= threshold:
+            rows[count] = row
+            if error[row] == 0.0:
+                rdist[count] = fast[row]
+            else:
+                first, last = indptr[row], indptr[row + 1]
+                rdist[count] = _exact_rdist(
+                    q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, p
+                )
+            count += 1
+    return count
+
+
+@jit()
+def _sparse_kneighbors(
+    first, last, q_indptr, q_indices, q_data, q_norms,
+    indptr, indices, data, norms, col_indptr, col_rows, col_data, metric, p, rdist, neighbors,
+):
+    """Exact k nearest training rows of queries ``first`` to ``last - 1``.
+
+    q_indptr, q_indices, q_data, q_norms : the queries' CSR arrays and :func:`_row_norms`
+    indptr, indices, data, norms : the training rows' CSR arrays and norms
+    col_indptr, col_rows, col_data : the training rows by column (the inverted index)
+    rdist : (n_queries, k), float64, written: exact reduced distances, ascending
+    neighbors : (n_queries, k), int64, written: rows, equal distances by lower index
+    """
+    n_train = norms.shape[0]
+    k = rdist.shape[1]
+    shares = np.empty(n_train)
+    fast = np.empty(n_train)
+    error = np.empty(n_train)
+    heap = np.empty(k)
+    rows = np.empty(n_train, dtype=np.int64)
+    exact = np.empty(n_train)
+    for i in range(first, last):
+        q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
+        q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
+        shares[:] = 0.0
+        _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
+        _fast_bounds(q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, fast, error)
+        threshold = _kth_smallest(fast, error, heap)
+        count = _candidates_exact(
+            q_idx, q_val, q_norms[i], indptr, indices, data, norms, fast, error, threshold, metric, p, rows, exact
+        )
+        # The k smallest by (distance, row): candidates come in row order, so
+        # a strict comparison keeps the lower row first among equals.
+        filled = 0
+        for c in range(count):
+            value = exact[c]
+            if filled == k and value >= rdist[i, k - 1]:
+                continue
+            position = filled if filled < k else k - 1
+            while position > 0 and rdist[i, position - 1] > value:
+                rdist[i, position] = rdist[i, position - 1]
+                neighbors[i, position] = neighbors[i, position - 1]
+                position -= 1
+            rdist[i, position] = value
+            neighbors[i, position] = rows[c]
+            if filled < k:
+                filled += 1
+
+
+@jit()
+def _sparse_radius(
+    first, last, q_indptr, q_indices, q_data, q_norms,
+    indptr, indices, data, norms, col_indptr, col_rows, col_data, metric, p, radius, sort_distances,
+):
+    """Training rows within the reduced ``radius`` of queries ``first`` to ``last - 1``.
+
+    Arrays as :func:`_sparse_kneighbors`. Returns ``(counts, rows, rdist)``:
+    the number of rows of each query, then their rows and exact reduced
+    distances one query after another (buffers may be longer), by row
+    index, or by (distance, row) when ``sort_distances``.
+    """
+    n_train = norms.shape[0]
+    shares = np.empty(n_train)
+    fast = np.empty(n_train)
+    error = np.empty(n_train)
+    rows = np.empty(n_train, dtype=np.int64)
+    exact = np.empty(n_train)
+    counts = np.zeros(last - first, dtype=np.int64)
+    found_rows = np.empty(max(16, 4 * (last - first)), dtype=np.int64)
+    found_rdist = np.empty(found_rows.shape[0])
+    n_found = 0
+    for i in range(first, last):
+        q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
+        q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
+        shares[:] = 0.0
+        _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
+        _fast_bounds(q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, fast, error)
+        count = _candidates_exact(
+            q_idx, q_val, q_norms[i], indptr, indices, data, norms, fast, error, radius, metric, p, rows, exact
+        )
+        kept = 0
+        for c in range(count):
+            if exact[c] <= radius:
+                rows[kept] = rows[c]
+                exact[kept] = exact[c]
+                kept += 1
+        if n_found + kept > found_rows.shape[0]:
+            size = max(2 * found_rows.shape[0], n_found + kept)
+            grown_rows, grown_rdist = np.empty(size, dtype=np.int64), np.empty(size)
+            grown_rows[:n_found] = found_rows[:n_found]
+            grown_rdist[:n_found] = found_rdist[:n_found]
+            found_rows, found_rdist = grown_rows, grown_rdist
+        order = np.argsort(exact[:kept], kind="mergesort") if sort_distances else np.arange(kept)
+        for c in range(kept):
+            found_rows[n_found + c] = rows[order[c]]
+            found_rdist[n_found + c] = exact[order[c]]
+        n_found += kept
+        counts[i - first] = kept
+    return counts, found_rows, found_rdist
