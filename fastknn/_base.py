@@ -326,7 +326,7 @@ class KNeighborsMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features), default=None
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries. None means the training set, each sample excluding
             itself (as scikit-learn).
         n_neighbors : int, default=None
@@ -381,7 +381,7 @@ class KNeighborsMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features), default=None
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries; None means the training set, excluding each sample itself.
         n_neighbors : int, default=None
             Number of neighbours; defaults to the constructor's value.
@@ -435,7 +435,7 @@ class RadiusNeighborsMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features), default=None
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries. None means the training set, each sample excluding
             itself (its duplicates stay).
         radius : float, default=None
@@ -467,7 +467,7 @@ class RadiusNeighborsMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features), default=None
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries; None means the training set, excluding each sample itself.
         radius : float, default=None
             Largest distance; defaults to the constructor's ``radius``.
