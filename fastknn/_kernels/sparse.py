@@ -15,14 +15,17 @@ every training row found there, the column's share of the distance:
 - Chebyshev: a row sharing no column is at ``max(max|q|, max|t|)``, exactly;
   the others are computed exactly.
 
-These fast distances carry rounding; each has a bound (:func:`_error_bound`)
-that covers its distance to the exact value, :func:`_exact_rdist`, a float64
-sum over the union of the two rows' columns in column order. A row is ranked
-exactly only when its lower bound can still reach the k-th smallest upper
-bound, so the answer is the exact one, ties by lower training index.
+These fast distances carry rounding; each has a bound
+(:func:`_fast_bounds`, :func:`_error_coefficient`) that covers its distance
+to the exact value, :func:`_exact_rdist`, a float64 sum over the union of
+the two rows' columns in column order. A row is ranked exactly only when
+its lower bound can still reach the k-th smallest upper bound, so the
+answer is the exact one, ties by lower training index.
 
-All arrays are float64 (values, norms) and int64 (index arrays); the
-queries are CSR with sorted, unique column indices, as the training rows.
+Row values and norms are float64 and CSR index arrays int64; the inverted
+index keeps the training dtype (float32 values are widened exactly as they
+are read) and 32-bit row numbers. Queries and training rows are CSR with
+sorted, unique column indices.
 """
 
 import numpy as np
@@ -165,15 +168,37 @@ def _error_coefficient(metric, p):
 
 
 @jit()
-def _fast_bounds(q_indices, q_data, q_norm, indptr, indices, data, norms, shares, metric, p, fast, error):
-    """Fast reduced distance of the query to every training row, and its error bound.
+def _keep_smallest(heap, value):
+    """Keep the ``heap.shape[0]`` smallest values seen in the max-heap ``heap`` (its root the largest)."""
+    k = heap.shape[0]
+    if k == 0 or not value < heap[0]:
+        return
+    position = 0
+    while True:
+        child = 2 * position + 1
+        if child >= k:
+            break
+        if child + 1 < k and heap[child + 1] > heap[child]:
+            child += 1
+        if heap[child] <= value:
+            break
+        heap[position] = heap[child]
+        position = child
+    heap[position] = value
+
+
+@jit()
+def _fast_bounds(q_indices, q_data, q_norm, indptr, indices, data, norms, shares, metric, p, fast, error, heap):
+    """Fast reduced distance of the query to every training row, its error bound, and the k-th smallest upper bound.
 
     ``fast`` and ``error`` (n_train,), float64, written; the exact reduced
     distance lies in ``[fast - error, fast + error]``. Chebyshev's are exact
-    (error 0).
+    (error 0). ``heap`` (k,), scratch: returns the k-th smallest
+    ``fast + error`` (infinity for k = 0), in the same pass.
     """
     n_q = q_indices.shape[0]
     coefficient = _error_coefficient(metric, p)
+    heap[:] = np.inf
     if metric == CHEBYSHEV:
         for row in range(norms.shape[0]):
             error[row] = 0.0
@@ -184,54 +209,37 @@ def _fast_bounds(q_indices, q_data, q_norm, indptr, indices, data, norms, shares
                 )
             else:
                 fast[row] = max(q_norm, norms[row])
-        return
-    if metric == COSINE:
+            _keep_smallest(heap, fast[row])
+    elif metric == COSINE:
         for row in range(norms.shape[0]):
             scale = q_norm * norms[row]
             fast[row] = 1.0 - shares[row] / scale if scale != 0.0 else 1.0
             error[row] = coefficient * (n_q + indptr[row + 1] - indptr[row] + 8.0)
-        return
-    factor = -2.0 if metric == EUCLIDEAN else 1.0
-    for row in range(norms.shape[0]):
-        n_terms = n_q + indptr[row + 1] - indptr[row] + 8.0
-        fast[row] = q_norm + norms[row] + factor * shares[row]
-        error[row] = coefficient * n_terms * (q_norm + norms[row]) + TINY * n_terms
-        if not np.isfinite(fast[row] + error[row]):
-            fast[row], error[row] = 0.0, np.inf
+            _keep_smallest(heap, fast[row] + error[row])
+    else:
+        factor = -2.0 if metric == EUCLIDEAN else 1.0
+        for row in range(norms.shape[0]):
+            n_terms = n_q + indptr[row + 1] - indptr[row] + 8.0
+            fast[row] = q_norm + norms[row] + factor * shares[row]
+            error[row] = coefficient * n_terms * (q_norm + norms[row]) + TINY * n_terms
+            if not np.isfinite(fast[row] + error[row]):
+                fast[row], error[row] = 0.0, np.inf
+            _keep_smallest(heap, fast[row] + error[row])
+    return heap[0] if heap.shape[0] > 0 else np.inf
 
 
 @jit()
-def _kth_smallest(fast, error, heap):
-    """k-th smallest ``fast + error`` (k = ``heap.shape[0]``); ``heap`` is scratch."""
-    k = heap.shape[0]
-    heap[:] = np.inf
-    for row in range(fast.shape[0]):
-        upper = fast[row] + error[row]
-        if upper < heap[0]:
-            # Replace the largest of the k smallest and sift it down (max-heap).
-            position = 0
-            while True:
-                child = 2 * position + 1
-                if child >= k:
-                    break
-                if child + 1 < k and heap[child + 1] > heap[child]:
-                    child += 1
-                if heap[child] <= upper:
-                    break
-                heap[position] = heap[child]
-                position = child
-            heap[position] = upper
-    return heap[0]
-
-
-@jit()
-def _candidates_exact(q_indices, q_data, q_norm, indptr, indices, data, norms, fast, error, threshold, metric, p, rows, rdist):
+def _candidates_exact(
+    q_indices, q_data, q_norm, indptr, indices, data, norms, shares, fast, error, threshold, metric, p, rows, rdist
+):
     """Exact reduced distances of the rows whose lower bound is <= ``threshold``, in index order.
 
-    Writes them to ``rows`` and ``rdist`` (n_train,) and returns their count.
+    Writes them to ``rows`` and ``rdist`` (n_train,) and returns their
+    count; zeroes ``shares`` for the next query in the same pass.
     """
     count = 0
     for row in range(norms.shape[0]):
+        shares[row] = 0.0
         if fast[row] - error[row] <= threshold:
             rows[count] = row
             if error[row] == 0.0:
@@ -260,7 +268,7 @@ def _sparse_kneighbors(
     """
     n_train = norms.shape[0]
     k = rdist.shape[1]
-    shares = np.empty(n_train)
+    shares = np.zeros(n_train)
     fast = np.empty(n_train)
     error = np.empty(n_train)
     heap = np.empty(k)
@@ -269,12 +277,13 @@ def _sparse_kneighbors(
     for i in range(first, last):
         q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
         q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
-        shares[:] = 0.0
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
-        _fast_bounds(q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, fast, error)
-        threshold = _kth_smallest(fast, error, heap)
+        threshold = _fast_bounds(
+            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, fast, error, heap
+        )
         count = _candidates_exact(
-            q_idx, q_val, q_norms[i], indptr, indices, data, norms, fast, error, threshold, metric, p, rows, exact
+            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, fast, error, threshold, metric, p, rows,
+            exact,
         )
         # The k smallest by (distance, row): candidates come in row order, so
         # a strict comparison keeps the lower row first among equals.
@@ -307,9 +316,10 @@ def _sparse_radius(
     index, or by (distance, row) when ``sort_distances``.
     """
     n_train = norms.shape[0]
-    shares = np.empty(n_train)
+    shares = np.zeros(n_train)
     fast = np.empty(n_train)
     error = np.empty(n_train)
+    no_heap = np.empty(0)
     rows = np.empty(n_train, dtype=np.int64)
     exact = np.empty(n_train)
     counts = np.zeros(last - first, dtype=np.int64)
@@ -319,11 +329,10 @@ def _sparse_radius(
     for i in range(first, last):
         q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
         q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
-        shares[:] = 0.0
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
-        _fast_bounds(q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, fast, error)
+        _fast_bounds(q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, fast, error, no_heap)
         count = _candidates_exact(
-            q_idx, q_val, q_norms[i], indptr, indices, data, norms, fast, error, radius, metric, p, rows, exact
+            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, fast, error, radius, metric, p, rows, exact
         )
         kept = 0
         for c in range(count):
