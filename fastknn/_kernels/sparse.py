@@ -32,6 +32,7 @@ import numpy as np
 
 from .._config import jit
 from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, MINKOWSKI
+from .radius import INITIAL_ROWS_PER_QUERY, _append, _order_segment
 
 COSINE = 4
 
@@ -323,7 +324,7 @@ def _sparse_radius(
     rows = np.empty(n_train, dtype=np.int64)
     exact = np.empty(n_train)
     counts = np.zeros(last - first, dtype=np.int64)
-    found_rows = np.empty(max(16, 4 * (last - first)), dtype=np.int64)
+    found_rows = np.empty(INITIAL_ROWS_PER_QUERY * (last - first), dtype=np.int64)
     found_rdist = np.empty(found_rows.shape[0])
     n_found = 0
     for i in range(first, last):
@@ -334,22 +335,10 @@ def _sparse_radius(
         count = _candidates_exact(
             q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, fast, error, radius, metric, p, rows, exact
         )
-        kept = 0
+        start = n_found
         for c in range(count):
             if exact[c] <= radius:
-                rows[kept] = rows[c]
-                exact[kept] = exact[c]
-                kept += 1
-        if n_found + kept > found_rows.shape[0]:
-            size = max(2 * found_rows.shape[0], n_found + kept)
-            grown_rows, grown_rdist = np.empty(size, dtype=np.int64), np.empty(size)
-            grown_rows[:n_found] = found_rows[:n_found]
-            grown_rdist[:n_found] = found_rdist[:n_found]
-            found_rows, found_rdist = grown_rows, grown_rdist
-        order = np.argsort(exact[:kept], kind="mergesort") if sort_distances else np.arange(kept)
-        for c in range(kept):
-            found_rows[n_found + c] = rows[order[c]]
-            found_rdist[n_found + c] = exact[order[c]]
-        n_found += kept
-        counts[i - first] = kept
+                found_rows, found_rdist, n_found = _append(found_rows, found_rdist, n_found, rows[c], exact[c])
+        _order_segment(found_rows, found_rdist, start, n_found, False, sort_distances)
+        counts[i - first] = n_found - start
     return counts, found_rows, found_rdist
