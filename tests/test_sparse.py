@@ -197,6 +197,16 @@ def test_float32_input_stays_float32(sparse_split):
     assert_same_neighbors(distances, indices, queries, train, "cosine", 2)
 
 
+def test_huge_values_rank_exactly():
+    train = scipy.sparse.csr_matrix(np.array([[1e300, 1e300, 0.0], [1e300, 0.0, 1e300], [0.0, 1.0, 2.0], [3.0, 0.0, 0.0]]))
+    distances, indices = fastknn.kneighbors(train[:2], train, 4, metric="cosine")
+    np.testing.assert_array_equal(indices, [[0, 3, 1, 2], [1, 3, 2, 0]])
+    np.testing.assert_allclose(distances[0], [0.0, 1 - 0.5**0.5, 0.5, 1 - 0.1**0.5], atol=1e-12)
+    distances, indices = fastknn.kneighbors(train, train, 4, metric="manhattan")
+    np.testing.assert_array_equal(indices[:, :2], [[0, 1], [1, 0], [2, 3], [3, 2]])
+    np.testing.assert_array_equal(distances[:, 1], [2e300, 2e300, 6.0, 6.0])
+
+
 def test_cosine_zero_rows_are_at_distance_one():
     train = scipy.sparse.csr_matrix(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]]))
     distances, indices = fastknn.kneighbors(np.zeros((1, 2)), train, 4, metric="cosine")

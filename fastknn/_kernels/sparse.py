@@ -84,6 +84,32 @@ def _row_norms(indptr, data, metric, p, out):
 
 
 @jit()
+def _scaled_cosine(q_indices, q_data, t_indices, t_data):
+    """Cosine distance of two non-zero rows whose norms or product overflow, each row divided by its largest value."""
+    q_scale, t_scale = 0.0, 0.0
+    for v in q_data:
+        q_scale = max(q_scale, abs(v))
+    for v in t_data:
+        t_scale = max(t_scale, abs(v))
+    q_norm, t_norm, total = 0.0, 0.0, 0.0
+    for v in q_data:
+        q_norm += (v / q_scale) ** 2
+    for v in t_data:
+        t_norm += (v / t_scale) ** 2
+    a, b = 0, 0
+    while a < q_indices.shape[0] and b < t_indices.shape[0]:
+        if q_indices[a] == t_indices[b]:
+            total += (q_data[a] / q_scale) * (t_data[b] / t_scale)
+            a += 1
+            b += 1
+        elif q_indices[a] < t_indices[b]:
+            a += 1
+        else:
+            b += 1
+    return min(2.0, max(0.0, 1.0 - total / (np.sqrt(q_norm) * np.sqrt(t_norm))))
+
+
+@jit()
 def _exact_rdist(q_indices, q_data, q_norm, t_indices, t_data, t_norm, metric, p):
     """Exact reduced distance of two sparse rows (sorted, unique columns).
 
@@ -107,7 +133,10 @@ def _exact_rdist(q_indices, q_data, q_norm, t_indices, t_data, t_norm, metric, p
                 a += 1
             else:
                 b += 1
-        return min(2.0, max(0.0, 1.0 - total / (q_norm * t_norm)))
+        scale = q_norm * t_norm
+        if not (np.isfinite(total) and np.isfinite(scale)):
+            return _scaled_cosine(q_indices, q_data, t_indices, t_data)
+        return min(2.0, max(0.0, 1.0 - total / scale))
     while a < n_q or b < n_t:
         if b == n_t or (a < n_q and q_indices[a] < t_indices[b]):
             diff = q_data[a]
@@ -216,6 +245,8 @@ def _fast_bounds(q_indices, q_data, q_norm, indptr, indices, data, norms, shares
             scale = q_norm * norms[row]
             fast[row] = 1.0 - shares[row] / scale if scale != 0.0 else 1.0
             error[row] = coefficient * (n_q + indptr[row + 1] - indptr[row] + 8.0)
+            if not np.isfinite(fast[row] + error[row]):  # overflowing norms: rank exactly
+                fast[row], error[row] = 0.0, np.inf
             _keep_smallest(heap, fast[row] + error[row])
     else:
         factor = -2.0 if metric == EUCLIDEAN else 1.0
