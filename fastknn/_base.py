@@ -78,13 +78,16 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
 
     Parameters
     ----------
-    train : ndarray of shape (n_train, n_features)
-        Validated, in the search dtype (``_search.as_search_dtype``).
+    train : ndarray or csr_matrix of shape (n_train, n_features)
+        Validated, in the search dtype (``_search.as_search_dtype``); a
+        sparse matrix (canonical, ``_sparse.as_sparse_search``) always runs
+        the sparse method (``_sparse``).
     metric, p
         As returned by ``_search.resolve_metric``.
     algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}
         Both tree names run the tree method (``_tree``); ``"auto"`` takes it
         when :func:`_tree.tree_pays`, else chooses as ``_pruning.choose_algorithm``.
+        With sparse ``train``, names other than ``"auto"`` and ``"brute"`` warn.
     n_neighbors : int
         Neighbours the probe of ``"auto"`` searches for.
     n_jobs : int or None
@@ -96,7 +99,9 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
     if issparse(train):
         if algorithm not in ("auto", "brute"):
             # As scikit-learn, which warns likewise for its trees.
-            warnings.warn(f"cannot use {algorithm} with sparse input: using the sparse brute-force search")
+            warnings.warn(
+                f"cannot use {algorithm} with sparse input: using the sparse brute-force search", stacklevel=3
+            )
         return FittedSearch("sparse", train, metric, p, None, None, sparse_train=prepare_sparse(train, metric, p))
     check_dense_metric(metric)
     if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric)):
