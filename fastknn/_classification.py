@@ -107,7 +107,7 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used, as chosen by ``algorithm``.
     outputs_2d_ : bool
         Whether the target was 2-D at fit.
@@ -303,7 +303,7 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
     outputs_2d_ : bool
         Whether the target was 2-D at fit.

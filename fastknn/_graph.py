@@ -93,7 +93,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples: the graph's number of columns.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
 
     See Also
@@ -186,7 +186,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples: the graph's number of columns.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
 
     See Also
