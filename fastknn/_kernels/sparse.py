@@ -16,7 +16,7 @@ every training row found there, the column's share of the distance:
   the others are computed exactly.
 
 These fast distances carry rounding; each has a bound
-(:func:`_fast_bounds`, :func:`_error_coefficient`) that covers its distance
+(:func:`_fast_and_error`, :func:`_error_coefficient`) that covers its distance
 to the exact value, :func:`_exact_rdist`, a float64 sum over the union of
 the two rows' columns in column order. A row is ranked exactly only when
 its lower bound can still reach the k-th smallest upper bound, so the
@@ -218,70 +218,74 @@ def _keep_smallest(heap, value):
 
 
 @jit()
-def _fast_bounds(q_indices, q_data, q_norm, indptr, indices, data, norms, shares, metric, p, fast, error, heap):
-    """Fast reduced distance of the query to every training row, its error bound, and the k-th smallest upper bound.
+def _fast_and_error(q_indices, q_data, q_norm, n_q, indptr, indices, data, norms, share, row, metric, p, coefficient):
+    """Fast reduced distance of the query to training ``row`` and its error bound.
 
-    ``fast`` and ``error`` (n_train,), float64, written; the exact reduced
-    distance lies in ``[fast - error, fast + error]``. Chebyshev's are exact
-    (error 0). ``heap`` (k,), scratch: returns the k-th smallest
-    ``fast + error`` (infinity for k = 0), in the same pass.
+    The exact reduced distance lies in ``[fast - error, fast + error]``;
+    Chebyshev's are exact (error 0), as are those of rows whose fast value
+    overflows (error infinite: they are ranked exactly).
     """
-    n_q = q_indices.shape[0]
-    coefficient = _error_coefficient(metric, p)
-    heap[:] = np.inf
+    first, last = indptr[row], indptr[row + 1]
     if metric == CHEBYSHEV:
-        for row in range(norms.shape[0]):
-            error[row] = 0.0
-            if shares[row] != 0.0:
-                first, last = indptr[row], indptr[row + 1]
-                fast[row] = _exact_rdist(
-                    q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, p
-                )
-            else:
-                fast[row] = max(q_norm, norms[row])
-            _keep_smallest(heap, fast[row])
-    elif metric == COSINE:
-        for row in range(norms.shape[0]):
-            scale = q_norm * norms[row]
-            fast[row] = 1.0 - shares[row] / scale if scale != 0.0 else 1.0
-            error[row] = coefficient * (n_q + indptr[row + 1] - indptr[row] + 8.0)
-            if not np.isfinite(fast[row] + error[row]):  # overflowing norms: rank exactly
-                fast[row], error[row] = 0.0, np.inf
-            _keep_smallest(heap, fast[row] + error[row])
+        if share != 0.0:
+            return _exact_rdist(q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, p), 0.0
+        return max(q_norm, norms[row]), 0.0
+    n_terms = n_q + last - first + 8.0
+    if metric == COSINE:
+        scale = q_norm * norms[row]
+        fast = 1.0 - share / scale if scale != 0.0 else 1.0
+        error = coefficient * n_terms
     else:
         factor = -2.0 if metric == EUCLIDEAN else 1.0
-        for row in range(norms.shape[0]):
-            n_terms = n_q + indptr[row + 1] - indptr[row] + 8.0
-            fast[row] = q_norm + norms[row] + factor * shares[row]
-            error[row] = coefficient * n_terms * (q_norm + norms[row]) + TINY * n_terms
-            if not np.isfinite(fast[row] + error[row]):
-                fast[row], error[row] = 0.0, np.inf
-            _keep_smallest(heap, fast[row] + error[row])
-    return heap[0] if heap.shape[0] > 0 else np.inf
+        fast = q_norm + norms[row] + factor * share
+        error = coefficient * n_terms * (q_norm + norms[row]) + TINY * n_terms
+    if not np.isfinite(fast + error):
+        return 0.0, np.inf
+    return fast, error
 
 
 @jit()
-def _candidates_exact(
-    q_indices, q_data, q_norm, indptr, indices, data, norms, shares, fast, error, threshold, metric, p, rows, rdist
-):
-    """Exact reduced distances of the rows whose lower bound is <= ``threshold``, in index order.
+def _candidates(q_indices, q_data, q_norm, indptr, indices, data, norms, shares, metric, p, heap, radius, rows, rdist):
+    """Exact reduced distances of the training rows that can be among the answer, in row order.
 
-    Writes them to ``rows`` and ``rdist`` (n_train,) and returns their
-    count; zeroes ``shares`` for the next query in the same pass.
+    One pass over the training rows computes each fast distance and bound
+    (:func:`_fast_and_error`), zeroes ``shares`` for the next query, and
+    keeps in ``heap`` (k,) the k smallest upper bounds; a row is noted when
+    its lower bound is within the k-th smallest upper bound so far (which
+    only decreases), or within ``radius`` when k = 0. The notes are then
+    filtered with the final bound and ranked exactly. Writes ``rows`` and
+    ``rdist`` (n_train,) and returns their count.
     """
-    count = 0
+    n_q = q_indices.shape[0]
+    coefficient = _error_coefficient(metric, p)
+    k = heap.shape[0]
+    heap[:] = np.inf
+    limit = radius if k == 0 else np.inf
+    noted = 0
     for row in range(norms.shape[0]):
+        fast, error = _fast_and_error(
+            q_indices, q_data, q_norm, n_q, indptr, indices, data, norms, shares[row], row, metric, p, coefficient
+        )
         shares[row] = 0.0
-        if fast[row] - error[row] <= threshold:
-            rows[count] = row
-            if error[row] == 0.0:
-                rdist[count] = fast[row]
-            else:
-                first, last = indptr[row], indptr[row + 1]
-                rdist[count] = _exact_rdist(
-                    q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, p
-                )
-            count += 1
+        if k > 0:
+            _keep_smallest(heap, fast + error)
+            limit = heap[0]
+        if fast - error <= limit:
+            rows[noted] = row
+            rdist[noted] = fast - error  # the lower bound for now (Chebyshev's: exact)
+            noted += 1
+    count = 0
+    for c in range(noted):
+        row = rows[c]
+        if rdist[c] > limit:
+            continue
+        value = rdist[c]
+        if metric != CHEBYSHEV:
+            first, last = indptr[row], indptr[row + 1]
+            value = _exact_rdist(q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, p)
+        rows[count] = row
+        rdist[count] = value
+        count += 1
     return count
 
 
@@ -301,8 +305,6 @@ def _sparse_kneighbors(
     n_train = norms.shape[0]
     k = rdist.shape[1]
     shares = np.zeros(n_train)
-    fast = np.empty(n_train)
-    error = np.empty(n_train)
     heap = np.empty(k)
     rows = np.empty(n_train, dtype=np.int64)
     exact = np.empty(n_train)
@@ -310,12 +312,8 @@ def _sparse_kneighbors(
         q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
         q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
-        threshold = _fast_bounds(
-            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, fast, error, heap
-        )
-        count = _candidates_exact(
-            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, fast, error, threshold, metric, p, rows,
-            exact,
+        count = _candidates(
+            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, heap, 0.0, rows, exact
         )
         # The k smallest by (distance, row): candidates come in row order, so
         # a strict comparison keeps the lower row first among equals.
@@ -349,8 +347,6 @@ def _sparse_radius(
     """
     n_train = norms.shape[0]
     shares = np.zeros(n_train)
-    fast = np.empty(n_train)
-    error = np.empty(n_train)
     no_heap = np.empty(0)
     rows = np.empty(n_train, dtype=np.int64)
     exact = np.empty(n_train)
@@ -362,9 +358,8 @@ def _sparse_radius(
         q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
         q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
-        _fast_bounds(q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, fast, error, no_heap)
-        count = _candidates_exact(
-            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, fast, error, radius, metric, p, rows, exact
+        count = _candidates(
+            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, no_heap, radius, rows, exact
         )
         start = n_found
         for c in range(count):
