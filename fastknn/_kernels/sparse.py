@@ -16,7 +16,7 @@ every training row found there, the column's share of the distance:
   the others are computed exactly.
 
 These fast distances carry rounding; each has a bound
-(:func:`_fast_and_error`, :func:`_error_coefficient`) that covers its distance
+(:func:`_candidates`, :func:`_error_coefficient`) that covers its distance
 to the exact value, :func:`_exact_rdist`, a float64 sum over the union of
 the two rows' columns in column order. A row is ranked exactly only when
 its lower bound can still reach the k-th smallest upper bound, so the
@@ -197,7 +197,7 @@ def _error_coefficient(metric, p):
     return 4.0 * (p + 4.0) * (2.0 ** (p - 1.0) + 3.0) * UNIT_ROUNDOFF
 
 
-@jit()
+@jit(inline=True)
 def _keep_smallest(heap, value):
     """Keep the ``heap.shape[0]`` smallest values seen in the max-heap ``heap`` (its root the largest)."""
     k = heap.shape[0]
@@ -218,38 +218,12 @@ def _keep_smallest(heap, value):
 
 
 @jit()
-def _fast_and_error(q_indices, q_data, q_norm, n_q, indptr, indices, data, norms, share, row, metric, p, coefficient):
-    """Fast reduced distance of the query to training ``row`` and its error bound.
-
-    The exact reduced distance lies in ``[fast - error, fast + error]``;
-    Chebyshev's are exact (error 0), as are those of rows whose fast value
-    overflows (error infinite: they are ranked exactly).
-    """
-    first, last = indptr[row], indptr[row + 1]
-    if metric == CHEBYSHEV:
-        if share != 0.0:
-            return _exact_rdist(q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, p), 0.0
-        return max(q_norm, norms[row]), 0.0
-    n_terms = n_q + last - first + 8.0
-    if metric == COSINE:
-        scale = q_norm * norms[row]
-        fast = 1.0 - share / scale if scale != 0.0 else 1.0
-        error = coefficient * n_terms
-    else:
-        factor = -2.0 if metric == EUCLIDEAN else 1.0
-        fast = q_norm + norms[row] + factor * share
-        error = coefficient * n_terms * (q_norm + norms[row]) + TINY * n_terms
-    if not np.isfinite(fast + error):
-        return 0.0, np.inf
-    return fast, error
-
-
-@jit()
 def _candidates(q_indices, q_data, q_norm, indptr, indices, data, norms, shares, metric, p, heap, radius, rows, rdist):
     """Exact reduced distances of the training rows that can be among the answer, in row order.
 
-    One pass over the training rows computes each fast distance and bound
-    (:func:`_fast_and_error`), zeroes ``shares`` for the next query, and
+    One pass over the training rows computes each fast distance and its
+    error bound (the exact reduced distance lies within ``fast +- error``;
+    Chebyshev's is exact), zeroes ``shares`` for the next query, and
     keeps in ``heap`` (k,) the k smallest upper bounds; a row is noted when
     its lower bound is within the k-th smallest upper bound so far (which
     only decreases), or within ``radius`` when k = 0. The notes are then
@@ -258,15 +232,34 @@ def _candidates(q_indices, q_data, q_norm, indptr, indices, data, norms, shares,
     """
     n_q = q_indices.shape[0]
     coefficient = _error_coefficient(metric, p)
+    factor = -2.0 if metric == EUCLIDEAN else 1.0
     k = heap.shape[0]
     heap[:] = np.inf
     limit = radius if k == 0 else np.inf
     noted = 0
     for row in range(norms.shape[0]):
-        fast, error = _fast_and_error(
-            q_indices, q_data, q_norm, n_q, indptr, indices, data, norms, shares[row], row, metric, p, coefficient
-        )
+        share = shares[row]
         shares[row] = 0.0
+        t_norm = norms[row]
+        if metric == CHEBYSHEV:
+            # Exact: the max of a row met by the query, else of both rows' largest values.
+            error = 0.0
+            if share != 0.0:
+                first, last = indptr[row], indptr[row + 1]
+                fast = _exact_rdist(q_indices, q_data, q_norm, indices[first:last], data[first:last], t_norm, metric, p)
+            else:
+                fast = max(q_norm, t_norm)
+        else:
+            n_terms = n_q + indptr[row + 1] - indptr[row] + 8.0
+            if metric == COSINE:
+                scale = q_norm * t_norm
+                fast = 1.0 - share / scale if scale != 0.0 else 1.0
+                error = coefficient * n_terms
+            else:
+                fast = q_norm + t_norm + factor * share
+                error = coefficient * n_terms * (q_norm + t_norm) + TINY * n_terms
+            if not np.isfinite(fast + error):  # overflow: ranked exactly
+                fast, error = 0.0, np.inf
         if k > 0:
             _keep_smallest(heap, fast + error)
             limit = heap[0]
