@@ -84,19 +84,10 @@ def _row_norms(indptr, data, metric, p, out):
 
 
 @jit()
-def _scaled_cosine(q_indices, q_data, t_indices, t_data):
-    """Cosine distance of two non-zero rows whose norms or product overflow, each row divided by its largest value."""
-    q_scale, t_scale = 0.0, 0.0
-    for v in q_data:
-        q_scale = max(q_scale, abs(v))
-    for v in t_data:
-        t_scale = max(t_scale, abs(v))
-    q_norm, t_norm, total = 0.0, 0.0, 0.0
-    for v in q_data:
-        q_norm += (v / q_scale) ** 2
-    for v in t_data:
-        t_norm += (v / t_scale) ** 2
+def _dot(q_indices, q_data, q_scale, t_indices, t_data, t_scale):
+    """Dot product of two sparse rows (sorted, unique columns), each divided by its scale, in column order."""
     a, b = 0, 0
+    total = 0.0
     while a < q_indices.shape[0] and b < t_indices.shape[0]:
         if q_indices[a] == t_indices[b]:
             total += (q_data[a] / q_scale) * (t_data[b] / t_scale)
@@ -106,7 +97,21 @@ def _scaled_cosine(q_indices, q_data, t_indices, t_data):
             a += 1
         else:
             b += 1
-    return min(2.0, max(0.0, 1.0 - total / (np.sqrt(q_norm) * np.sqrt(t_norm))))
+    return total
+
+
+@jit()
+def _scaled_cosine(q_indices, q_data, t_indices, t_data):
+    """Cosine distance of two non-zero rows whose norms or product overflow, each row divided by its largest value."""
+    q_scale, t_scale = 0.0, 0.0
+    for v in q_data:
+        q_scale = max(q_scale, abs(v))
+    for v in t_data:
+        t_scale = max(t_scale, abs(v))
+    q_norm = np.sqrt(_dot(q_indices, q_data, q_scale, q_indices, q_data, q_scale))
+    t_norm = np.sqrt(_dot(t_indices, t_data, t_scale, t_indices, t_data, t_scale))
+    total = _dot(q_indices, q_data, q_scale, t_indices, t_data, t_scale)
+    return min(2.0, max(0.0, 1.0 - total / (q_norm * t_norm)))
 
 
 @jit()
@@ -124,15 +129,7 @@ def _exact_rdist(q_indices, q_data, q_norm, t_indices, t_data, t_norm, metric, p
     if metric == COSINE:
         if q_norm == 0.0 or t_norm == 0.0:
             return 1.0
-        while a < n_q and b < n_t:
-            if q_indices[a] == t_indices[b]:
-                total += q_data[a] * t_data[b]
-                a += 1
-                b += 1
-            elif q_indices[a] < t_indices[b]:
-                a += 1
-            else:
-                b += 1
+        total = _dot(q_indices, q_data, 1.0, t_indices, t_data, 1.0)
         scale = q_norm * t_norm
         if not (np.isfinite(total) and np.isfinite(scale)):
             return _scaled_cosine(q_indices, q_data, t_indices, t_data)
