@@ -24,7 +24,7 @@ class _GraphTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Neigh
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data, numeric and finite.
         y : Ignored
             Not used, present for API consistency.
@@ -43,7 +43,7 @@ class _GraphTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Neigh
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data.
         y : Ignored
             Not used, present for API consistency.
@@ -93,7 +93,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples: the graph's number of columns.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
 
     See Also
@@ -138,7 +138,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns
@@ -186,7 +186,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples: the graph's number of columns.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
 
     See Also
@@ -224,7 +224,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns
