@@ -240,6 +240,10 @@ def test_auto_falls_back_to_brute_force_where_pruning_cannot_pay():
     gaussian = rng.standard_normal((3000, 256))  # high intrinsic dimension
     assert choose_algorithm("auto", gaussian, "manhattan", None, 5)[0] == "brute"
     assert choose_algorithm("auto", gaussian, "euclidean", None, 5)[0] == "brute"
+    # Euclidean noise stops at the variance check, before any basis or probe.
+    assert _pruning.coarse_variance_share(gaussian) < _pruning.AUTO_MIN_COARSE_VARIANCE
+    low_rank = rng.standard_normal((3000, 10)) @ rng.standard_normal((10, 256))
+    assert _pruning.coarse_variance_share(low_rank) > 0.99
     assert choose_algorithm("pruned", small, "manhattan", None, 5)[0] == "pruned"
 
 
