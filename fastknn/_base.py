@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._cosine import check_cosine_algorithm, cosine_radius_search, cosine_search, prepare_cosine
 from ._pruning import PrunedIndex, choose_algorithm, pruned_radius_search, pruned_search
 from ._radius import radius_search as brute_radius_search
 from ._radius import reduced_radius
@@ -55,6 +56,8 @@ class FittedSearch(NamedTuple):
         The pruned method's index.
     tree : scipy.spatial.cKDTree or None
         The tree method's index.
+    cosine_train : CosineTrain or None
+        Brute-force cosine precomputation (``_cosine``).
     """
 
     method: str
@@ -64,6 +67,7 @@ class FittedSearch(NamedTuple):
     euclidean_train: EuclideanTrain | None
     pruned_index: PrunedIndex | None
     tree: object = None
+    cosine_train: object = None
 
 
 def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
@@ -86,6 +90,9 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
     -------
     fitted : FittedSearch
     """
+    if metric == "cosine":
+        check_cosine_algorithm(algorithm)
+        return FittedSearch("brute", train, metric, p, None, None, cosine_train=prepare_cosine(train))
     if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric)):
         return FittedSearch("tree", train, metric, p, None, None, build_tree(train))
     method, index = choose_algorithm(algorithm, train, metric, p, min(n_neighbors, train.shape[0]), n_jobs=n_jobs)
@@ -102,6 +109,8 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
     map two of them to the same float. Same parameters as
     :func:`kneighbors_search`, which returns distances.
     """
+    if fitted.metric == "cosine":
+        return cosine_search(queries, fitted.train, n_neighbors, cosine_train=fitted.cosine_train, n_jobs=n_jobs)
     if fitted.method == "tree":
         return tree_search(queries, fitted.train, fitted.tree, n_neighbors, fitted.metric, fitted.p, n_jobs=n_jobs)
     if fitted.method == "pruned":
@@ -160,7 +169,11 @@ def radius_search(fitted, queries, radius, n_jobs=None, sort_results=False):
     if not radius >= 0:  # also NaN: no distance is within it
         return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
     reduced = reduced_radius(radius, fitted.metric, fitted.p)
-    if fitted.method == "tree":
+    if fitted.metric == "cosine":
+        rdist, indices, offsets = cosine_radius_search(
+            queries, fitted.train, reduced, cosine_train=fitted.cosine_train, n_jobs=n_jobs, sort_distances=sort_results
+        )
+    elif fitted.method == "tree":
         rdist, indices, offsets = tree_radius_search(
             queries, fitted.train, fitted.tree, reduced, fitted.metric, fitted.p, n_jobs=n_jobs, sort_distances=sort_results
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._cosine import check_cosine_algorithm
 from ._kernels.pair_products import BLOCK_PANELS, BLOCK_QUERIES, CODE_PAIRS, PANEL_ROWS
 from ._kernels.pruning import (
     BOUND_MARGIN,
@@ -619,6 +620,9 @@ def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
     small training sets, and otherwise prunes when :func:`pruning_pays`.
     """
     if algorithm == "brute":
+        return "brute", None
+    if metric == "cosine":  # brute force only (``_cosine``)
+        check_cosine_algorithm(algorithm)
         return "brute", None
     if algorithm == "auto" and (
         metric == "euclidean" or train.shape[0] < AUTO_MIN_TRAIN or not pruning_pays(train, metric, p, n_neighbors, n_jobs=n_jobs)

@@ -38,6 +38,7 @@ METRIC_ALIASES = {
     "chebyshev": "chebyshev",
     "infinity": "chebyshev",
     "minkowski": "minkowski",
+    "cosine": "cosine",
 }
 
 _METRIC_IDS = {
@@ -64,7 +65,7 @@ def resolve_metric(metric, p):
     Returns
     -------
     name : str
-        One of ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"``.
+        One of ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"``, ``"cosine"``.
     p : float or None
         The power for ``"minkowski"``, else None.
 
@@ -372,6 +373,10 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
     indices : ndarray of shape (n_queries, n_neighbors), int64
         Training indices; equal distances are ordered by index.
     """
+    if metric == "cosine":
+        from ._cosine import cosine_search  # it builds on this module
+
+        return cosine_search(queries, train, n_neighbors, n_jobs=n_jobs)
     n_queries, n_features = queries.shape
     n_train = train.shape[0]
     dtype = train.dtype

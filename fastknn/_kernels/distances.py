@@ -10,7 +10,10 @@ euclidean  sum (a - b)**2                  sqrt(reduced)
 manhattan  sum |a - b|                     reduced
 chebyshev  max |a - b|                     reduced
 minkowski  sum |a - b|**p                  reduced ** (1 / p)
+cosine     1 - a.b / (|a| |b|)             reduced
 =========  ==============================  =======================
+
+The cosine distance of a zero row to any row is 1, as in scikit-learn.
 
 Two flavours exist. :func:`_rdist_tiles` works in the input precision with
 fast-math reductions, for speed; :func:`_exact_rdist` accumulates in float64
@@ -27,6 +30,7 @@ EUCLIDEAN = 0
 MANHATTAN = 1
 CHEBYSHEV = 2
 MINKOWSKI = 3
+COSINE = 4
 
 # Tile sizes of ``_rdist_tiles``: a tile of query rows meets a tile of
 # training rows that stays in the per-core cache while query tiles stream by.
@@ -54,6 +58,8 @@ def _exact_rdist(query, train_row, metric, p):
     elif metric == CHEBYSHEV:
         for f in range(n_features):
             total = max(total, abs(np.float64(query[f]) - np.float64(train_row[f])))
+    elif metric == COSINE:
+        return _exact_cosine(query, train_row)
     elif p == 3.0:
         for f in range(n_features):
             diff = abs(np.float64(query[f]) - np.float64(train_row[f]))
@@ -62,6 +68,34 @@ def _exact_rdist(query, train_row, metric, p):
         for f in range(n_features):
             total += abs(np.float64(query[f]) - np.float64(train_row[f])) ** p
     return total
+
+
+@jit(fastmath=True)
+def _exact_cosine(query, train_row):
+    """Cosine distance ``1 - q.t / sqrt(|q|^2 |t|^2)`` of two 1-D rows, in float64, clipped to [0, 2].
+
+    A row whose squared norm is 0 (in float64) has distance 1 to every row,
+    as in scikit-learn. The square root of the product, rather than the
+    product of square roots, keeps the distance of a row to itself, or to
+    itself times a power of two, exactly 0 (``sqrt(fl(a * a)) == a``).
+    """
+    dot = 0.0
+    query_sq = 0.0
+    train_sq = 0.0
+    for f in range(query.shape[0]):
+        q = np.float64(query[f])
+        t = np.float64(train_row[f])
+        dot += q * t
+        query_sq += q * q
+        train_sq += t * t
+    if query_sq == 0.0 or train_sq == 0.0:
+        return 1.0
+    product = query_sq * train_sq
+    if product > 1e300 or product < 1e-300:  # over- or underflow: the slower, safe way
+        norms = np.sqrt(query_sq) * np.sqrt(train_sq)
+    else:
+        norms = np.sqrt(product)
+    return min(2.0, max(0.0, 1.0 - dot / norms))
 
 
 @jit()
