@@ -595,7 +595,7 @@ def with_value(X, value):
         ({}, X_OK, Y_OK[:5], ValueError, "inconsistent numbers of samples"),
         ({}, X_OK, np.linspace(0, 1, 8), ValueError, "Unknown label type"),
         ({"p": 0.5}, X_OK, Y_OK, InvalidParameterError, "'p' parameter of KNNClassifier"),
-        ({"metric": "cosine"}, X_OK, Y_OK, InvalidParameterError, "'metric' parameter of KNNClassifier"),
+        ({"metric": "hamming"}, X_OK, Y_OK, InvalidParameterError, "'metric' parameter of KNNClassifier"),
         ({"weights": "gaussian"}, X_OK, Y_OK, InvalidParameterError, "'weights' parameter of KNNClassifier"),
         ({"n_neighbors": 0}, X_OK, Y_OK, InvalidParameterError, "'n_neighbors' parameter of KNNClassifier"),
         ({"n_neighbors": 2.5}, X_OK, Y_OK, InvalidParameterError, "'n_neighbors' parameter of KNNClassifier"),

@@ -264,7 +264,7 @@ X_OK = np.ones((2, 3))
         (X_OK, Y_OK, {"n_neighbors": 2.0}, TypeError, "n_neighbors must be an integer"),
         (X_OK, Y_OK, {"n_neighbors": True}, TypeError, "n_neighbors must be an integer"),
         (X_OK, Y_OK, {"metric": "minkowski", "p": 0.5}, ValueError, "p must be a real number >= 1"),
-        (X_OK, Y_OK, {"metric": "cosine"}, ValueError, "metric must be one of"),
+        (X_OK, Y_OK, {"metric": "hamming"}, ValueError, "metric must be one of"),
         (X_OK, Y_OK + 1j, {}, ValueError, "Complex data not supported"),
         (X_OK + 1j, Y_OK, {}, ValueError, "Complex data not supported"),
         (X_OK, Y_OK.astype(str), {}, ValueError, "dtype='numeric' is not compatible with arrays of bytes/strings"),
