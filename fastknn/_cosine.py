@@ -6,8 +6,9 @@ fit (a zero row stays zero); a search multiplies the unit queries by the unit
 training rows (BLAS, in the data's precision): each cross term ``g``
 approximates the cosine similarity ``c`` within a rigorous bound ``e``
 (:func:`cosine_error_bound`), so ``1 - g - e <= d <= 1 - g + e``. These
-bounds feed the selection kernels of the other metrics
-(``_kernels.topk._select_nearest``, ``_kernels.radius._radius_select``),
+bounds feed the selection kernels of Euclidean search
+(``_kernels.topk._select_nearest_gemm``, block by block, in cache) and of
+the radius search of the other metrics (``_kernels.radius._radius_select``),
 which compute the cosine distance exactly, in float64 and from the rows as
 given, for the rows that can still matter (``_kernels.distances._exact_cosine``):
 the neighbours are the exact ones, ties ordered by training index.
@@ -25,9 +26,18 @@ import numpy as np
 
 from ._kernels.distances import COSINE
 from ._kernels.radius import _radius_select
-from ._kernels.topk import _select_nearest
+from ._kernels.topk import _select_nearest_gemm
 from ._radius import concatenate_tasks
-from ._search import chunk_size, rounding_error_bound, run_query_blocks, run_row_blocks, squared_norms, thread_limit
+from ._search import (
+    blas_limit,
+    chunk_size,
+    gemm_query_block,
+    rounding_error_bound,
+    run_query_blocks,
+    run_row_blocks,
+    squared_norms,
+    thread_limit,
+)
 from ._tree import TREE_ALGORITHMS
 
 
@@ -107,6 +117,10 @@ def cosine_error_bound(dtype, n_features):
 def cosine_search(queries, train, n_neighbors, *, cosine_train=None, n_jobs=None):
     """Exact k nearest training rows of every query by cosine distance.
 
+    The unit queries are multiplied by the unit training rows block by
+    block, each thread scanning its products while they are in cache, as
+    the Euclidean search does (``_kernels.topk._select_nearest_gemm``).
+
     Parameters
     ----------
     queries, train, n_neighbors, n_jobs
@@ -138,14 +152,17 @@ def cosine_search(queries, train, n_neighbors, *, cosine_train=None, n_jobs=None
             queries, unit_queries = queries[searched], unit_queries[searched]
         found_dist = np.empty((searched.shape[0], n_neighbors), dtype=np.float64)
         found_indices = np.empty((searched.shape[0], n_neighbors), dtype=np.int64)
-        lower_offsets, upper_offsets = bound_offsets(train)
-        query_terms = np.zeros(searched.shape[0])
-        for start, stop, cross in cross_term_chunks(unit_queries, cosine_train.unit_rows):
-            n_threads = numba.get_num_threads()
+        # Bounds on twice the distance: the kernel scales the cross terms by -2.
+        lower_offsets, upper_offsets = bound_offsets(train, 2.0)
+        n_threads = numba.get_num_threads()
+        block = gemm_query_block(searched.shape[0], n_neighbors, n_threads)
+        # Each thread runs its own small products: BLAS must not start
+        # threads of its own inside them.
+        with blas_limit(1):
             run_query_blocks(
-                _select_nearest, stop - start, -(-(stop - start) // (4 * n_threads)), n_threads,
-                cross, queries[start:stop], train, lower_offsets, -1.0, upper_offsets, -1.0,
-                query_terms[start:stop], COSINE, 0.0, found_dist[start:stop], found_indices[start:stop],
+                _select_nearest_gemm, searched.shape[0], block, n_threads,
+                queries, train, unit_queries, np.empty(0, dtype=np.int64), cosine_train.unit_rows,
+                np.zeros(searched.shape[0]), lower_offsets, upper_offsets, COSINE, found_dist, found_indices,
             )
         dist[searched] = found_dist
         indices[searched] = found_indices
@@ -165,7 +182,7 @@ def cosine_radius_search(queries, train, radius, *, cosine_train=None, n_jobs=No
         if cosine_train is None:
             cosine_train = prepare_cosine(train)
         unit_queries, _ = unit_rows(queries)
-        lower_offsets, _ = bound_offsets(train)
+        lower_offsets, _ = bound_offsets(train, 1.0)
         n_threads = numba.get_num_threads()
         for start, stop, cross in cross_term_chunks(unit_queries, cosine_train.unit_rows):
             chunk = queries[start:stop]
@@ -180,10 +197,11 @@ def cosine_radius_search(queries, train, radius, *, cosine_train=None, n_jobs=No
     return concatenate_tasks(tasks, n_queries)
 
 
-def bound_offsets(train):
-    """Per-row offsets of the bounds ``1 - g - e`` and ``1 - g + e`` (the cross term ``g`` scaled by -1)."""
+def bound_offsets(train, scale):
+    """Per-row offsets of the bounds ``scale (1 - e - g)`` and ``scale (1 + e - g)`` on ``scale`` times
+    the cosine distance, the cross term ``g`` being scaled by ``-scale`` where they are used."""
     error = cosine_error_bound(train.dtype, train.shape[1])
-    return np.full(train.shape[0], 1.0 - error), np.full(train.shape[0], 1.0 + error)
+    return np.full(train.shape[0], scale * (1.0 - error)), np.full(train.shape[0], scale * (1.0 + error))
 
 
 def cross_term_chunks(unit_queries, unit_train):

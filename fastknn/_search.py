@@ -413,8 +413,8 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
             with blas_limit(1):
                 run_query_blocks(
                     _select_nearest_gemm, n_queries, block, n_threads,
-                    queries, train, columns, euclidean_train.cross_train,
-                    query_terms, train_lower, train_upper, rdist, indices,
+                    queries, train, queries, columns, euclidean_train.cross_train,
+                    query_terms, train_lower, train_upper, EUCLIDEAN, rdist, indices,
                 )
             return rdist, indices
 

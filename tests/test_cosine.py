@@ -175,8 +175,8 @@ def test_kneighbors_of_the_training_set(cosine_split):
     assert_array_equal(ind[200], expected_ind[200])  # a zero row: the first rows but itself
 
 
-def test_embeddings_in_chunks(embeddings, monkeypatch):
-    """float32 embeddings, queries in several chunks of the cross terms, zero queries among them."""
+def test_embeddings_in_blocks(embeddings, monkeypatch):
+    """float32 embeddings, queries in several blocks (a small working memory), zero queries among them."""
     train, queries = embeddings
     queries = queries.copy()
     queries[[3, 31]] = 0.0

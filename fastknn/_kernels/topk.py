@@ -19,7 +19,7 @@ handled by one thread from start to end.
 import numpy as np
 
 from .._config import jit
-from .distances import EUCLIDEAN, _copy_float64, _exact_rdist
+from .distances import _copy_float64, _exact_rdist
 from .prefetch import _prefetch_row
 
 # Training rows scanned per step when selecting candidates: a vectorised count
@@ -384,14 +384,19 @@ def _select_nearest(first, last, approx, queries, train, lower_offsets, lower_sc
 
 @jit()
 def _select_nearest_gemm(
-    first, last, queries, train, columns, cross_train, query_terms, train_lower, train_upper, out_rdist, out_index
+    first, last, queries, train, cross_queries, columns, cross_train, query_terms, train_lower, train_upper, metric,
+    out_rdist, out_index
 ):
-    """Exact Euclidean k nearest training rows, the cross terms computed block by block.
+    """Exact Euclidean (or cosine) k nearest training rows, the cross terms computed block by block.
 
     Parameters
     ----------
     first, last, queries, train
-        As for ``_select_nearest`` (same float dtype, C-contiguous).
+        As for ``_select_nearest`` (same float dtype, C-contiguous): the
+        rows the exact distances are computed on.
+    cross_queries : ndarray of shape (n_queries, n_features)
+        The query rows multiplied by ``cross_train``: ``queries`` for
+        Euclidean, the queries scaled to unit norm for cosine.
     columns : ndarray of shape (n_columns,), int64
         The columns that enter the cross terms, or an empty array for all of
         them. A column where every training row holds the same value adds
@@ -405,8 +410,15 @@ def _select_nearest_gemm(
         the cross terms.
     train_lower, train_upper : ndarray of shape (n_train,), float64
         ``|t|^2 (1 - r) - a`` and ``|t|^2 (1 + r) + a`` for the training rows.
+    metric : int
+        ``EUCLIDEAN``, or ``COSINE`` (see ``_cosine``: ``cross_queries`` and
+        ``cross_train`` are then unit rows, whose cross term ``g`` bounds
+        twice the cosine distance by ``2 (1 - e) - 2 g`` and
+        ``2 (1 + e) - 2 g``, the offsets given as ``train_lower`` and
+        ``train_upper``, with ``query_terms`` zero).
     out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
-        Exact squared distances, ascending, and their training indices.
+        Exact reduced distances, ascending (squared for Euclidean), and
+        their training indices.
 
     Notes
     -----
@@ -430,10 +442,10 @@ def _select_nearest_gemm(
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
     size = last - first
-    block_queries = queries[first:last]
+    block_queries = cross_queries[first:last]
     if columns.shape[0]:
-        block_queries = _take_columns(queries, first, last, columns)
-    cross_buffer = np.empty(size * min(GEMM_TRAIN_BLOCK, n_train), dtype=queries.dtype)
+        block_queries = _take_columns(cross_queries, first, last, columns)
+    cross_buffer = np.empty(size * min(GEMM_TRAIN_BLOCK, n_train), dtype=cross_queries.dtype)
     pools = np.empty((size, _pool_size(n_neighbors)), dtype=np.float64)
     pool_sizes = np.zeros(size, dtype=np.int64)
     bounds = np.full(size, NO_BOUND)
@@ -471,7 +483,7 @@ def _select_nearest_gemm(
         _copy_float64(queries[first + i], query)
         _rerank(
             query, train, candidate_rows[i], candidate_lower[i], n_candidates[i],
-            bound + query_terms[first + i], EUCLIDEAN, 2.0,
+            bound + query_terms[first + i], metric, 2.0,
             best_values, best_indices, out_rdist[first + i], out_index[first + i],
         )
 
