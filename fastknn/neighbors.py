@@ -21,9 +21,9 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
     n_neighbors : int, default=5
         Number of neighbours, 1 <= n_neighbors <= n_samples.
     metric : str, default="euclidean"
-        ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"`` or
-        one of scikit-learn's aliases for them (``"l2"``, ``"l1"``,
-        ``"cityblock"``, ``"infinity"``).
+        ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"``,
+        ``"cosine"`` or one of scikit-learn's aliases for them (``"l2"``,
+        ``"l1"``, ``"cityblock"``, ``"infinity"``).
     p : float, default=2
         Power for ``metric="minkowski"``, >= 1.
     return_distance : bool, default=True
