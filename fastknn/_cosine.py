@@ -10,7 +10,7 @@ bounds feed the selection kernels of Euclidean search
 (``_kernels.topk._select_nearest_gemm``, block by block, in cache) and of
 the radius search of the other metrics (``_kernels.radius._radius_select``),
 which compute the cosine distance exactly, in float64 and from the rows as
-given, for the rows that can still matter (``_kernels.distances._exact_cosine``):
+given, for the rows that can still matter (``_kernels.distances._exact_rdist``):
 the neighbours are the exact ones, ties ordered by training index.
 
 Zero rows follow scikit-learn: their cosine similarity with any row is 0,

@@ -59,7 +59,28 @@ def _exact_rdist(query, train_row, metric, p):
         for f in range(n_features):
             total = max(total, abs(np.float64(query[f]) - np.float64(train_row[f])))
     elif metric == COSINE:
-        return _exact_cosine(query, train_row)
+        # 1 - q.t / sqrt(|q|^2 |t|^2), clipped to [0, 2]; a row of squared
+        # norm 0 is at distance 1 from every row, as in scikit-learn. The
+        # square root of the product, not the product of square roots, keeps
+        # a row exactly at 0 from itself and from itself times a power of
+        # two (sqrt(fl(a * a)) == a). Written here rather than in a function
+        # of its own, which every metric's first search would compile.
+        query_sq = 0.0
+        train_sq = 0.0
+        for f in range(n_features):
+            q = np.float64(query[f])
+            t = np.float64(train_row[f])
+            total += q * t
+            query_sq += q * q
+            train_sq += t * t
+        if query_sq == 0.0 or train_sq == 0.0:
+            return 1.0
+        product = query_sq * train_sq
+        if product > 1e300 or product < 1e-300:  # over- or underflow: the slower, safe way
+            norms = np.sqrt(query_sq) * np.sqrt(train_sq)
+        else:
+            norms = np.sqrt(product)
+        return min(2.0, max(0.0, 1.0 - total / norms))
     elif p == 3.0:
         for f in range(n_features):
             diff = abs(np.float64(query[f]) - np.float64(train_row[f]))
@@ -68,34 +89,6 @@ def _exact_rdist(query, train_row, metric, p):
         for f in range(n_features):
             total += abs(np.float64(query[f]) - np.float64(train_row[f])) ** p
     return total
-
-
-@jit(fastmath=True)
-def _exact_cosine(query, train_row):
-    """Cosine distance ``1 - q.t / sqrt(|q|^2 |t|^2)`` of two 1-D rows, in float64, clipped to [0, 2].
-
-    A row whose squared norm is 0 (in float64) has distance 1 to every row,
-    as in scikit-learn. The square root of the product, rather than the
-    product of square roots, keeps the distance of a row to itself, or to
-    itself times a power of two, exactly 0 (``sqrt(fl(a * a)) == a``).
-    """
-    dot = 0.0
-    query_sq = 0.0
-    train_sq = 0.0
-    for f in range(query.shape[0]):
-        q = np.float64(query[f])
-        t = np.float64(train_row[f])
-        dot += q * t
-        query_sq += q * q
-        train_sq += t * t
-    if query_sq == 0.0 or train_sq == 0.0:
-        return 1.0
-    product = query_sq * train_sq
-    if product > 1e300 or product < 1e-300:  # over- or underflow: the slower, safe way
-        norms = np.sqrt(query_sq) * np.sqrt(train_sq)
-    else:
-        norms = np.sqrt(product)
-    return min(2.0, max(0.0, 1.0 - dot / norms))
 
 
 @jit()
