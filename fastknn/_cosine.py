@@ -6,9 +6,10 @@ fit (a zero row stays zero); a search multiplies the unit queries by the unit
 training rows (BLAS, in the data's precision): each cross term ``g``
 approximates the cosine similarity ``c`` within a rigorous bound ``e``
 (:func:`cosine_error_bound`), so ``1 - g - e <= d <= 1 - g + e``. These
-bounds feed the selection kernels of Euclidean search
-(``_kernels.topk._select_nearest_gemm``, block by block, in cache) and of
-the radius search of the other metrics (``_kernels.radius._radius_select``),
+bounds feed the selection of the Euclidean search
+(``_search.euclidean_query_block``, block by block, in cache, with the same
+kernels ``_kernels.topk._scan_values`` and ``_rerank_queries``) and the
+radius search of the other metrics (``_kernels.radius._radius_select``),
 which compute the cosine distance exactly, in float64 and from the rows as
 given, for the rows that can still matter (``_kernels.distances._exact_rdist``):
 the neighbours are the exact ones, ties ordered by training index.
@@ -26,11 +27,12 @@ import numpy as np
 
 from ._kernels.distances import COSINE
 from ._kernels.radius import _radius_select
-from ._kernels.topk import _select_nearest_gemm
 from ._radius import concatenate_tasks
 from ._search import (
+    EuclideanTrain,
     blas_limit,
     chunk_size,
+    euclidean_query_block,
     gemm_query_block,
     rounding_error_bound,
     run_query_blocks,
@@ -119,7 +121,7 @@ def cosine_search(queries, train, n_neighbors, *, cosine_train=None, n_jobs=None
 
     The unit queries are multiplied by the unit training rows block by
     block, each thread scanning its products while they are in cache, as
-    the Euclidean search does (``_kernels.topk._select_nearest_gemm``).
+    the Euclidean search does (``_search.euclidean_query_block``).
 
     Parameters
     ----------
@@ -154,15 +156,17 @@ def cosine_search(queries, train, n_neighbors, *, cosine_train=None, n_jobs=None
         found_indices = np.empty((searched.shape[0], n_neighbors), dtype=np.int64)
         # Bounds on twice the distance: the kernel scales the cross terms by -2.
         lower_offsets, upper_offsets = bound_offsets(train, 2.0)
+        # The block reads only the product's training side: the unit rows, every column.
+        product_train = EuclideanTrain(None, None, cosine_train.unit_rows)
         n_threads = numba.get_num_threads()
         block = gemm_query_block(searched.shape[0], n_neighbors, n_threads)
         # Each thread runs its own small products: BLAS must not start
         # threads of its own inside them.
         with blas_limit(1):
             run_query_blocks(
-                _select_nearest_gemm, searched.shape[0], block, n_threads,
-                queries, train, unit_queries, np.empty(0, dtype=np.int64), cosine_train.unit_rows,
-                np.zeros(searched.shape[0]), lower_offsets, upper_offsets, COSINE, found_dist, found_indices,
+                euclidean_query_block, searched.shape[0], block, n_threads,
+                queries, train, product_train, np.zeros(searched.shape[0]), lower_offsets, upper_offsets,
+                found_dist, found_indices, unit_queries, COSINE,
             )
         dist[searched] = found_dist
         indices[searched] = found_indices
