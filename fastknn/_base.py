@@ -135,6 +135,31 @@ def kneighbors_search(fitted, queries, n_neighbors, n_jobs=None):
     return rdist_to_dist(rdist, fitted.metric, fitted.p), indices
 
 
+def radius_rdist(fitted, queries, radius, n_jobs=None, sort_results=False):
+    """Every training row within ``radius`` of each query, with its *reduced* distance.
+
+    The one place that runs the radius search by the method ``fit`` chose;
+    same parameters and layout as :func:`radius_search`, which returns
+    distances. A caller merging several searches orders on these (see
+    :func:`kneighbors_rdist`).
+    """
+    if not radius >= 0:  # also NaN: no distance is within it
+        return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
+    reduced = reduced_radius(radius, fitted.metric, fitted.p)
+    if fitted.method == "tree":
+        return tree_radius_search(
+            queries, fitted.train, fitted.tree, reduced, fitted.metric, fitted.p, n_jobs=n_jobs, sort_distances=sort_results
+        )
+    if fitted.method == "pruned":
+        return pruned_radius_search(
+            queries, fitted.train, fitted.pruned_index, reduced, n_jobs=n_jobs, sort_distances=sort_results
+        )
+    return brute_radius_search(
+        queries, fitted.train, reduced, fitted.metric, fitted.p,
+        euclidean_train=fitted.euclidean_train, n_jobs=n_jobs, sort_distances=sort_results,
+    )
+
+
 def radius_search(fitted, queries, radius, n_jobs=None, sort_results=False):
     """Every training row within ``radius`` of each query, by the method ``fit`` chose.
 
@@ -157,23 +182,24 @@ def radius_search(fitted, queries, radius, n_jobs=None, sort_results=False):
     offsets : ndarray of shape (n_queries + 1,), int64
         Query i's rows are ``indices[offsets[i]:offsets[i + 1]]``.
     """
-    if not radius >= 0:  # also NaN: no distance is within it
-        return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
-    reduced = reduced_radius(radius, fitted.metric, fitted.p)
-    if fitted.method == "tree":
-        rdist, indices, offsets = tree_radius_search(
-            queries, fitted.train, fitted.tree, reduced, fitted.metric, fitted.p, n_jobs=n_jobs, sort_distances=sort_results
-        )
-    elif fitted.method == "pruned":
-        rdist, indices, offsets = pruned_radius_search(
-            queries, fitted.train, fitted.pruned_index, reduced, n_jobs=n_jobs, sort_distances=sort_results
-        )
-    else:
-        rdist, indices, offsets = brute_radius_search(
-            queries, fitted.train, reduced, fitted.metric, fitted.p,
-            euclidean_train=fitted.euclidean_train, n_jobs=n_jobs, sort_distances=sort_results,
-        )
+    rdist, indices, offsets = radius_rdist(fitted, queries, radius, n_jobs, sort_results)
     return rdist_to_dist(rdist, fitted.metric, fitted.p), indices, offsets
+
+
+def exclude_self(neigh_ind, first_query=0):
+    """Mask of the k nearest found for training rows as queries, less each row itself.
+
+    Query i is training row ``first_query + i``, searched for one neighbour
+    more than asked. The mask drops the row from its own neighbours, or,
+    when exact duplicates pushed it out of the list, the farthest
+    neighbour instead (as scikit-learn); each row of the mask keeps
+    ``neigh_ind.shape[1] - 1`` entries.
+    """
+    own = np.arange(first_query, first_query + neigh_ind.shape[0])[:, None]
+    keep = neigh_ind != own
+    self_absent = np.all(keep, axis=1)
+    keep[:, -1][self_absent] = False
+    return keep
 
 
 def split_rows(values, offsets):
@@ -187,6 +213,20 @@ def split_rows(values, offsets):
 def query_of_rows(offsets):
     """The query of each flat row: ``i`` repeated ``offsets[i + 1] - offsets[i]`` times."""
     return np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
+
+
+def drop_own_rows(dist, indices, offsets, first_query=0):
+    """Radius results of training rows as queries, less each row itself (its duplicates stay).
+
+    Query i is training row ``first_query + i``; the arguments and the
+    returned ``(dist, indices, offsets)`` are laid out as :func:`radius_search`'s.
+    """
+    query_ids = query_of_rows(offsets)
+    keep = indices != query_ids + first_query
+    kept_per_query = np.bincount(query_ids[keep], minlength=offsets.shape[0] - 1)
+    kept_offsets = np.zeros_like(offsets)
+    np.cumsum(kept_per_query, out=kept_offsets[1:])
+    return dist[keep], indices[keep], kept_offsets
 
 
 def neighbor_weights(dist, weights):
@@ -331,9 +371,7 @@ class KNeighborsMixin:
             # Drop each sample from its own neighbours; when exact duplicates
             # pushed it out of the list, drop the farthest neighbour instead.
             n_queries = queries.shape[0]
-            sample_mask = neigh_ind != np.arange(n_queries)[:, None]
-            self_absent = np.all(sample_mask, axis=1)
-            sample_mask[:, -1][self_absent] = False
+            sample_mask = exclude_self(neigh_ind)
             neigh_ind = neigh_ind[sample_mask].reshape(n_queries, n_neighbors - 1)
             neigh_dist = neigh_dist[sample_mask].reshape(n_queries, n_neighbors - 1)
         if return_distance:
@@ -386,12 +424,7 @@ class RadiusNeighborsMixin:
         queries = self._queries(X)
         dist, indices, offsets = radius_search(self._search_state, queries, radius, self.n_jobs, sort_results)
         if X is None:
-            query_ids = query_of_rows(offsets)
-            keep = indices != query_ids
-            kept_per_query = np.bincount(query_ids[keep], minlength=queries.shape[0])
-            dist, indices = dist[keep], indices[keep]
-            offsets = np.zeros_like(offsets)
-            np.cumsum(kept_per_query, out=offsets[1:])
+            dist, indices, offsets = drop_own_rows(dist, indices, offsets)
         return dist, indices, offsets
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):

@@ -16,5 +16,6 @@ from ._classification import KNNClassifier
 from ._files import from_npy
 from ._neighbors import kneighbors
 from ._regression import KNNRegressor
+from ._unsupervised import NearestNeighbors
 
-__all__ = ["KNNClassifier", "KNNRegressor", "from_npy", "kneighbors"]
+__all__ = ["KNNClassifier", "KNNRegressor", "NearestNeighbors", "from_npy", "kneighbors"]

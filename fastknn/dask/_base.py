@@ -15,7 +15,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._search import METRIC_ALIASES, resolve_metric
+from .._base import exclude_self
+from .._search import METRIC_ALIASES, as_search_dtype, resolve_metric
 from ._neighbors import (
     ALGORITHMS,
     as_row_blocks,
@@ -30,6 +31,22 @@ from ._shards import candidate_dtype
 def _shard_rows(shard):
     """``map_blocks`` function: the rows a shard holds (touching it surfaces its build errors)."""
     return np.array([shard.rows.shape[0]], dtype=np.int64)
+
+
+def _shard_training_rows(shard):
+    """``map_blocks`` function: a shard's training rows, as queries."""
+    return shard.rows
+
+
+def _without_self(candidates, n_neighbors, block_info=None):
+    """``map_blocks`` function: each training row's candidates less the row itself.
+
+    The block's queries are the training rows from its first; see
+    ``fastknn._base.exclude_self``.
+    """
+    first_query = block_info[0]["array-location"][0][0]
+    keep = exclude_self(candidates["index"], first_query)
+    return candidates[keep].reshape(candidates.shape[0], n_neighbors)
 
 
 class DaskNeighborsBase(BaseEstimator):
@@ -79,6 +96,7 @@ class DaskNeighborsBase(BaseEstimator):
         else:
             self.shard_rows_ = np.array(X.chunks[0], dtype=np.int64)
         self._shards = shards
+        self._fit_dtype = as_search_dtype(np.empty((0, 0), dtype=X.dtype)).dtype
         self._candidate_dtype = candidate_dtype() if targets is None else candidate_dtype(targets.dtype, targets.shape[1])
         return self
 
@@ -92,23 +110,53 @@ class DaskNeighborsBase(BaseEstimator):
             )
         return X
 
+    def _training_queries(self):
+        """The training rows as queries, block by block from the shards (never through the client)."""
+        rows = tuple(int(n) for n in self.shard_rows_)
+        return self._shards.map_blocks(
+            _shard_training_rows, new_axis=1, chunks=(rows, (self.n_features_in_,)),
+            dtype=self._fit_dtype, meta=np.empty((0, 0), dtype=self._fit_dtype),
+        )
+
     def _candidates(self, X, n_neighbors):
-        """Each query's ``n_neighbors`` nearest candidates, with their targets."""
+        """Each query's ``n_neighbors`` nearest candidates, with their targets.
+
+        ``X=None`` takes the training rows, each excluding itself, as the
+        in-memory estimators' ``kneighbors(None)`` does: one neighbour more
+        is searched, and the row itself (or, among exact duplicates, the
+        farthest) is dropped.
+        """
+        check_is_fitted(self)
+        if X is None:
+            if isinstance(n_neighbors, numbers.Integral) and n_neighbors >= self.n_samples_fit_:
+                raise ValueError(
+                    f"n_neighbors must be below the number of training rows ({self.n_samples_fit_}) for X=None, "
+                    f"where each row's neighbours exclude itself; got {n_neighbors}."
+                )
+            check_search_parameters(n_neighbors, self.n_samples_fit_, self.algorithm, self.n_jobs)
+            merged = nearest_candidates(
+                self._training_queries(), self._shards, n_neighbors + 1, self._candidate_dtype,
+                n_jobs=self.n_jobs, split_every=self.split_every,
+            )
+            return merged.map_blocks(
+                _without_self, n_neighbors, chunks=(merged.chunks[0], (n_neighbors,)), dtype=merged.dtype,
+                meta=np.empty((0, 0), dtype=merged.dtype),
+            )
         X = self._validate_queries(X)
         check_search_parameters(n_neighbors, self.n_samples_fit_, self.algorithm, self.n_jobs)
         return nearest_candidates(
             X, self._shards, n_neighbors, self._candidate_dtype, n_jobs=self.n_jobs, split_every=self.split_every
         )
 
-    def kneighbors(self, X, n_neighbors=None, return_distance=True):
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Find the nearest training samples of each query, lazily.
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
-            Queries, chunked by rows. (Unlike the in-memory estimators,
-            None, the training set searched against itself, is not
-            accepted.)
+        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+            Queries, chunked by rows. None means the training set, each
+            sample excluding itself (as the in-memory estimators); its
+            rows are read from the shards on the workers, in their blocks.
         n_neighbors : int, default=None
             Number of neighbours; defaults to the constructor's value.
         return_distance : bool, default=True
@@ -121,8 +169,6 @@ class DaskNeighborsBase(BaseEstimator):
         neigh_ind : dask.array.Array of shape (n_queries, n_neighbors), int64
             Global training indices; equal distances are ordered by index.
         """
-        if X is None:
-            raise ValueError("X=None (the training set against itself) is not supported on Dask; pass the queries.")
         if n_neighbors is None:
             n_neighbors = self.n_neighbors
         merged = self._candidates(X, n_neighbors)
