@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._pruning import PrunedIndex, choose_algorithm, pruned_radius_search, pruned_search
 from ._radius import radius_search as brute_radius_search
 from ._radius import reduced_radius
+from ._self_graph import self_graph_fits, self_graph_search
 from ._tree import TREE_ALGORITHMS, build_tree, tree_pays, tree_radius_search, tree_search
 from ._search import (
     METRIC_ALIASES,
@@ -96,12 +97,15 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
 def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
     """Exact k nearest training rows of every query, with their *reduced* distances.
 
-    The one place that runs the k search by the method ``fit`` chose.
-    Reduced distances (squared for Euclidean, p-th power for Minkowski) are
+    The one place that runs the k search by the method ``fit`` chose
+    (``queries`` that are ``fitted.train`` itself, the graph of the
+    training set, run ``_self_graph`` where it fits). Reduced distances (squared for Euclidean, p-th power for Minkowski) are
     what a caller merging several searches must compare: the square root can
     map two of them to the same float. Same parameters as
     :func:`kneighbors_search`, which returns distances.
     """
+    if queries is fitted.train and fitted.euclidean_train is not None and self_graph_fits(queries, fitted.euclidean_train):
+        return self_graph_search(queries, fitted.euclidean_train, n_neighbors, n_jobs=n_jobs)
     if fitted.method == "tree":
         return tree_search(queries, fitted.train, fitted.tree, n_neighbors, fitted.metric, fitted.p, n_jobs=n_jobs)
     if fitted.method == "pruned":
@@ -227,6 +231,13 @@ def drop_own_rows(dist, indices, offsets, first_query=0):
     kept_offsets = np.zeros_like(offsets)
     np.cumsum(kept_per_query, out=kept_offsets[1:])
     return dist[keep], indices[keep], kept_offsets
+
+
+def knn_graph(data, neigh_ind, n_samples_fit):
+    """CSR graph of each query's k neighbours ``neigh_ind`` (2-D), entries ``data`` (one a neighbour, flat)."""
+    n_queries, n_neighbors = neigh_ind.shape
+    indptr = np.arange(0, n_queries * n_neighbors + 1, n_neighbors)
+    return csr_matrix((data, neigh_ind.ravel(), indptr), shape=(n_queries, n_samples_fit))
 
 
 def neighbor_weights(dist, weights):
@@ -408,9 +419,7 @@ class KNeighborsMixin:
             raise ValueError(
                 f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead'
             )
-        n_queries, n_cols = neigh_ind.shape
-        indptr = np.arange(0, n_queries * n_cols + 1, n_cols)
-        return csr_matrix((data, neigh_ind.ravel(), indptr), shape=(n_queries, self.n_samples_fit_))
+        return knn_graph(data, neigh_ind, self.n_samples_fit_)
 
 
 class RadiusNeighborsMixin:

@@ -8,7 +8,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._base import drop_own_rows, split_rows
+from .._base import drop_own_rows, knn_graph, split_rows
 from ._base import DaskNeighborsBase
 from ._neighbors import as_row_blocks, distances_of, radius_candidates
 from ._shards import candidate_dtype
@@ -23,13 +23,8 @@ def _check_mode(mode):
 
 def _knn_graph_block(candidates, mode, n_samples, metric, p):
     """``map_blocks`` function: the sparse k-nearest graph of a block of queries."""
-    n_queries, n_neighbors = candidates.shape
-    if mode == "distance":
-        data = distances_of(candidates["rdist"], metric, p).ravel()
-    else:
-        data = np.ones(candidates.size)
-    indptr = np.arange(0, n_queries * n_neighbors + 1, n_neighbors)
-    return csr_matrix((data, candidates["index"].ravel(), indptr), shape=(n_queries, n_samples))
+    data = distances_of(candidates["rdist"], metric, p).ravel() if mode == "distance" else np.ones(candidates.size)
+    return knn_graph(data, candidates["index"], n_samples)
 
 
 def _flat_radius_block(found, block_info=None, *, exclude_self):
