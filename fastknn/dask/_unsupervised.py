@@ -124,7 +124,7 @@ class NearestNeighbors(DaskNeighborsBase):
            [0, 2],
            [1, 0],
            [2, 1]])
-    >>> [list(row) for row in nn.radius_neighbors([[1.0]], return_distance=False).compute()]
+    >>> [row.tolist() for row in nn.radius_neighbors([[1.0]], return_distance=False).compute()]
     [[0, 1, 2]]
     >>> nn.kneighbors_graph([[3.5]], mode="distance").compute().toarray()
     array([[0. , 0. , 1.5, 0.5]])
