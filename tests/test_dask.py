@@ -22,7 +22,14 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
-from fastknn.dask import KNNClassifier, KNNRegressor, NearestNeighbors, from_npy, kneighbors  # noqa: E402
+from fastknn.dask import (  # noqa: E402
+    KNNClassifier,
+    KNNRegressor,
+    KNNTransformer,
+    NearestNeighbors,
+    from_npy,
+    kneighbors,
+)
 from fastknn.dask._bench import peak_rss  # noqa: E402
 
 # Per worker: above the ~300 to 400 MB a worker holds once numba, scikit-learn
@@ -263,6 +270,23 @@ def test_nearest_neighbors_matches_in_memory(client, labelled_split, metric, alg
     assert_same_lists(
         nn.radius_neighbors(Q, radius=0.0, return_distance=False).compute(),
         expected.radius_neighbors(queries, radius=0.0, return_distance=False),
+    )
+
+
+@pytest.mark.parametrize("mode", ["distance", "connectivity"])
+def test_transformer_matches_in_memory(client, labelled_split, mode):
+    X, _, queries = labelled_split
+    expected = fastknn.KNNTransformer(n_neighbors=7, mode=mode, metric="manhattan")
+    transformer = KNNTransformer(n_neighbors=7, mode=mode, metric="manhattan")
+    graph = transformer.fit_transform(da.from_array(X, chunks=(45, 3)))
+    assert isinstance(graph, da.Array)
+    assert_same_graph(graph.compute(), expected.fit_transform(X))
+    assert_same_graph(transformer.transform(da.from_array(queries, chunks=(16, 3))).compute(), expected.transform(queries))
+    # The estimators' graphs of the training set, itself excluded.
+    regressor = KNNRegressor(n_neighbors=3).fit(da.from_array(X, chunks=(45, 3)), np.arange(240.0))
+    assert_same_graph(
+        regressor.kneighbors_graph(mode=mode).compute(),
+        fastknn.KNNRegressor(n_neighbors=3).fit(X, np.arange(240.0)).kneighbors_graph(mode=mode),
     )
 
 

@@ -1,5 +1,5 @@
 """What every neighbours estimator on Dask shares: parameters, a fit that
-leaves the training shards on the workers, and ``kneighbors``.
+leaves the training shards on the workers, ``kneighbors`` and ``kneighbors_graph``.
 
 An estimator adds only what differs: the targets its shards carry (encoded
 labels for the classifier) and what it does with each query's neighbours
@@ -11,11 +11,12 @@ import numbers
 import dask
 import dask.array as da
 import numpy as np
+from scipy.sparse import csr_matrix
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._base import exclude_self
+from .._base import exclude_self, knn_graph
 from .._search import METRIC_ALIASES, as_search_dtype, resolve_metric
 from ._neighbors import (
     ALGORITHMS,
@@ -26,6 +27,14 @@ from ._neighbors import (
     shard_training_rows,
 )
 from ._shards import candidate_dtype
+
+GRAPH_MODES = ("connectivity", "distance")
+
+
+def check_graph_mode(mode):
+    """Raise scikit-learn's error for a graph ``mode`` other than ``"connectivity"`` or ``"distance"``."""
+    if mode not in GRAPH_MODES:
+        raise ValueError(f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead')
 
 
 def _shard_rows(shard):
@@ -178,6 +187,40 @@ class DaskNeighborsBase(BaseEstimator):
         power = self.effective_metric_params_.get("p")
         distances = merged["rdist"].map_blocks(distances_of, self.effective_metric_, power, dtype=np.float64)
         return distances, indices
+
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+        """Sparse graph of each query's nearest training samples, lazily.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+            Queries, chunked by rows; None means the training set, each
+            sample excluding itself.
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        mode : {"connectivity", "distance"}, default="connectivity"
+            Ones, or the distances, as the matrix entries.
+
+        Returns
+        -------
+        graph : dask.array.Array of shape (n_queries, `n_samples_fit_`)
+            Blocks of ``scipy.sparse.csr_matrix`` by query block; row i
+            holds the neighbours of query i.
+        """
+        check_graph_mode(mode)
+        merged = self._candidates(X, self.n_neighbors if n_neighbors is None else n_neighbors)
+        return merged.map_blocks(
+            _knn_graph_block, mode, self.n_samples_fit_, self.effective_metric_,
+            self.effective_metric_params_.get("p"),
+            chunks=(merged.chunks[0], (self.n_samples_fit_,)), dtype=np.float64,
+            meta=csr_matrix((0, self.n_samples_fit_)),
+        )
+
+
+def _knn_graph_block(candidates, mode, n_samples, metric, p):
+    """``map_blocks`` function: the sparse k-nearest graph of a block of queries."""
+    data = distances_of(candidates["rdist"], metric, p).ravel() if mode == "distance" else np.ones(candidates.size)
+    return knn_graph(data, candidates["index"], n_samples)
 
 
 def as_dask_targets(y, X):

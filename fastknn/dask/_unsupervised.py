@@ -8,24 +8,10 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._base import drop_own_rows, knn_graph, split_rows
-from ._base import DaskNeighborsBase
+from .._base import drop_own_rows, split_rows
+from ._base import DaskNeighborsBase, check_graph_mode
 from ._neighbors import as_row_blocks, distances_of, radius_candidates
 from ._shards import candidate_dtype
-
-GRAPH_MODES = ("connectivity", "distance")
-
-
-def _check_mode(mode):
-    if mode not in GRAPH_MODES:
-        raise ValueError(f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead')
-
-
-def _knn_graph_block(candidates, mode, n_samples, metric, p):
-    """``map_blocks`` function: the sparse k-nearest graph of a block of queries."""
-    data = distances_of(candidates["rdist"], metric, p).ravel() if mode == "distance" else np.ones(candidates.size)
-    return knn_graph(data, candidates["index"], n_samples)
-
 
 def _flat_radius_block(found, block_info=None, *, exclude_self):
     """A block of merged radius candidates as flat ``(rdist, indices, offsets)``.
@@ -161,34 +147,6 @@ class NearestNeighbors(DaskNeighborsBase):
         """
         return self._fit_shards(as_row_blocks(X, "X"))
 
-    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
-        """Sparse graph of each query's nearest training samples, lazily.
-
-        Parameters
-        ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
-            Queries, chunked by rows; None means the training set, each
-            sample excluding itself.
-        n_neighbors : int, default=None
-            Number of neighbours; defaults to the constructor's value.
-        mode : {"connectivity", "distance"}, default="connectivity"
-            Ones, or the distances, as the matrix entries.
-
-        Returns
-        -------
-        graph : dask.array.Array of shape (n_queries, `n_samples_fit_`)
-            Blocks of ``scipy.sparse.csr_matrix`` by query block; row i
-            holds the neighbours of query i.
-        """
-        _check_mode(mode)
-        merged = self._candidates(X, self.n_neighbors if n_neighbors is None else n_neighbors)
-        return merged.map_blocks(
-            _knn_graph_block, mode, self.n_samples_fit_, self.effective_metric_,
-            self.effective_metric_params_.get("p"),
-            chunks=(merged.chunks[0], (self.n_samples_fit_,)), dtype=np.float64,
-            meta=csr_matrix((0, self.n_samples_fit_)),
-        )
-
     def _radius_lists(self, X, radius, sort_results):
         """Merged radius candidates, shape (n_queries, 1), and whether each query is its own training row."""
         check_is_fitted(self)
@@ -264,7 +222,7 @@ class NearestNeighbors(DaskNeighborsBase):
         graph : dask.array.Array of shape (n_queries, `n_samples_fit_`)
             Blocks of ``scipy.sparse.csr_matrix`` by query block.
         """
-        _check_mode(mode)
+        check_graph_mode(mode)
         found, exclude_self = self._radius_lists(X, radius, sort_results and mode == "distance")
         return found.map_blocks(
             _radius_graph_block, chunks=(found.chunks[0], (self.n_samples_fit_,)), dtype=np.float64,
