@@ -33,7 +33,7 @@ class Compilation(NamedTuple):
     Attributes
     ----------
     kernel : str
-        ``module.qualified_name`` of the kernel, e.g. ``topk._scan_row``.
+        ``module.qualified_name`` of the kernel, e.g. ``topk._scan_values``.
     signature : str
         The argument types it was compiled for.
     cpu_seconds : float

@@ -25,8 +25,8 @@ from ._kernels.distances import (
     _rdist_tiles,
     _squared_norms,
 )
-from ._kernels.topk import GEMM_TRAIN_BLOCK, _select_nearest, _select_nearest_gemm
-from ._kernels.vote import _vote
+from ._kernels.topk import GEMM_TRAIN_BLOCK, NO_BOUND, POOL_FACTOR, _rerank_queries, _scan_values
+from ._kernels.vote import GIVEN, INVERSE_DISTANCE
 
 # Names scikit-learn accepts for the metrics fastknn implements.
 METRIC_ALIASES = {
@@ -111,7 +111,7 @@ def _threadpools():
     inspection per call costs milliseconds.
 
     SciPy's BLAS is loaded first: it is the one numba's ``np.dot`` calls
-    inside ``_select_nearest_gemm``, and it must be seen to be limited.
+    inside the pruned search's kernels, and it must be seen to be limited.
     """
     import scipy.linalg.cython_blas  # noqa: F401
 
@@ -309,28 +309,60 @@ def run_row_blocks(block_function, n_rows, min_rows=1):
     run_query_blocks(block_function, n_rows, block, n_threads)
 
 
-# Queries per block of ``class_votes``: voting costs nanoseconds a neighbour,
-# so only large batches are worth threads.
-VOTE_BLOCK = 65536
+# Queries per block of ``class_votes``: bounds its temporary arrays (a few
+# times ``8 * n_neighbors`` bytes a query).
+VOTE_BLOCK = 8192
 
 
 def class_votes(neighbor_labels, neighbor_values, weighting, n_classes):
-    """Class votes of each query's neighbours (see ``_kernels.vote._vote``).
+    """Weighted class votes of each query's neighbours, with scikit-learn's rules.
+
+    Parameters
+    ----------
+    neighbor_labels : ndarray of shape (n_queries, n_neighbors), int64
+        Encoded class (index into ``classes_``) of each neighbour.
+    neighbor_values : ndarray of shape (n_queries, n_neighbors), float64
+        Distances for ``INVERSE_DISTANCE``, weights for ``GIVEN``; unread for
+        ``UNIFORM`` (see ``_kernels.vote``).
+    weighting : int
+        ``UNIFORM``: every neighbour weighs 1. ``INVERSE_DISTANCE``: a
+        neighbour weighs ``1 / distance``, except in a row holding a zero
+        distance, where the zero-distance neighbours weigh 1 and the others 0
+        (scikit-learn's rule). ``GIVEN``: the weights are ``neighbor_values``.
+    n_classes : int
 
     Returns
     -------
     votes : ndarray of shape (n_queries, n_classes), float64
+        Summed weights per class, unnormalised, so that the argmax is taken
+        on the same sums as scikit-learn's ``weighted_mode``. Each sum adds
+        a row's neighbours in order (``np.bincount`` on the keys
+        ``row * n_classes + class``): NumPy, not a numba kernel, which a
+        first predict would wait for.
     """
     n_queries = neighbor_labels.shape[0]
     votes = np.empty((n_queries, n_classes), dtype=np.float64)
-    run_query_blocks(
-        _vote, n_queries, VOTE_BLOCK, numba.get_num_threads(), neighbor_labels, neighbor_values, weighting, votes
-    )
+    for first in range(0, n_queries, VOTE_BLOCK):
+        last = min(first + VOTE_BLOCK, n_queries)
+        weights = None
+        if weighting == GIVEN:
+            weights = neighbor_values[first:last].ravel()
+        elif weighting == INVERSE_DISTANCE:
+            distances = neighbor_values[first:last]
+            at_zero = distances == 0.0
+            with np.errstate(divide="ignore"):
+                inverse = 1.0 / distances
+            rows_at_zero = at_zero.any(axis=1)
+            inverse[rows_at_zero] = at_zero[rows_at_zero]
+            weights = inverse.ravel()
+        keys = neighbor_labels[first:last] + n_classes * np.arange(last - first)[:, None]
+        counts = np.bincount(keys.ravel(), weights, minlength=(last - first) * n_classes)
+        votes[first:last] = counts.reshape(last - first, n_classes)
     return votes
 
 
 def gemm_query_block(n_queries, n_neighbors, n_threads, working_memory=None):
-    """Queries per task of ``_select_nearest_gemm``.
+    """Queries per task of :func:`euclidean_query_block`.
 
     About two blocks per thread, so that a thread finishing early takes
     another; at most 512, as larger blocks gained nothing on the packaged
@@ -345,6 +377,181 @@ def gemm_query_block(n_queries, n_neighbors, n_threads, working_memory=None):
     per_query = 32 * (GEMM_TRAIN_BLOCK + n_neighbors)
     fits = working_memory // (per_query * max(1, n_threads))
     return int(max(1, min(512, -(-n_queries // (2 * max(1, n_threads))), fits)))
+
+
+class Candidates:
+    """The state of the selection of a block of queries (``topk._scan_values``, ``topk._rerank_queries``).
+
+    The driver feeds it the approximate values of the block of queries with
+    one block of training rows after another (:meth:`scan`), then has the
+    candidates re-ranked exactly (:meth:`rerank`). Each query keeps its pool
+    of upper bounds, its bound and its candidates, whose lists grow here
+    when a block does not fit (rarely: when many rows tie within the bound).
+    """
+
+    def __init__(self, n_queries, n_neighbors, capacity):
+        self.n_neighbors = n_neighbors
+        self.pools = np.empty((n_queries, POOL_FACTOR * n_neighbors + 16))
+        self.pool_sizes = np.zeros(n_queries, dtype=np.int64)
+        self.bounds = np.full(n_queries, NO_BOUND)
+        self.scratch = np.empty(self.pools.shape[1], dtype=np.int64)
+        self.rows = np.empty((n_queries, capacity), dtype=np.int64)
+        self.lower = np.empty((n_queries, capacity))
+        self.counts = np.zeros(n_queries, dtype=np.int64)
+
+    def reset(self):
+        """Start again, for as many new queries."""
+        self.pool_sizes[:] = 0
+        self.bounds[:] = NO_BOUND
+        self.counts[:] = 0
+
+    def scan(self, values, first_row, column_start, column_stop, lower_offsets, lower_scale, upper_offsets,
+             upper_scale, query_terms):
+        """Scan ``values[:, column_start:column_stop]`` (training rows ``first_row + column``) for candidates."""
+        n_queries = values.shape[0]
+        start = 0
+        while start < n_queries:
+            start = _scan_values(
+                start, values, first_row, column_start, column_stop, lower_offsets, lower_scale, upper_offsets,
+                upper_scale, query_terms, self.pools, self.pool_sizes, self.bounds, self.scratch,
+                self.rows, self.lower, self.counts,
+            )
+            if start < n_queries:  # query ``start`` needs longer candidate lists
+                capacity = max(2 * self.rows.shape[1], int(self.counts[start]) + column_stop - column_start)
+                self.rows = _widen(self.rows, capacity)
+                self.lower = _widen(self.lower, capacity)
+
+    def rerank(self, queries, train, metric_id, power, query_terms, out_rdist, out_index):
+        """Exact k nearest of each query into ``out_rdist`` and ``out_index`` (see ``topk._rerank_queries``)."""
+        _rerank_queries(
+            queries, train, metric_id, power, self.pools, self.pool_sizes, self.scratch,
+            query_terms, self.rows, self.lower, self.counts, np.empty(self.n_neighbors),
+            np.empty(self.n_neighbors, dtype=np.int64), out_rdist, out_index,
+        )
+
+
+def _widen(lists, capacity):
+    """A copy of a 2-D array with ``capacity`` columns, the old ones first."""
+    wider = np.empty((lists.shape[0], capacity), dtype=lists.dtype)
+    wider[:, : lists.shape[1]] = lists
+    return wider
+
+
+# A block of fewer queries than this is multiplied by proportionally more
+# training rows at a time, so that a search of a few queries does not pay a
+# Python round trip (product, scan) per ``GEMM_TRAIN_BLOCK`` rows.
+MIN_BLOCK_QUERIES = 64
+
+
+def train_block_rows(n_queries, n_train):
+    """Training rows per product and scan for a block of ``n_queries`` queries.
+
+    ``GEMM_TRAIN_BLOCK``, or more for fewer than ``MIN_BLOCK_QUERIES``
+    queries: the products then hold at most ``MIN_BLOCK_QUERIES *
+    GEMM_TRAIN_BLOCK`` values, which stay in the core's cache for the scan.
+    """
+    return int(min(n_train, GEMM_TRAIN_BLOCK * max(1, MIN_BLOCK_QUERIES // max(1, n_queries))))
+
+
+def euclidean_query_block(
+    first, last, queries, train, euclidean_train, query_terms, train_lower, train_upper, out_rdist, out_index
+):
+    """Exact Euclidean k nearest training rows of queries ``first`` to ``last - 1``.
+
+    The block of queries is multiplied by ``GEMM_TRAIN_BLOCK`` training rows
+    at a time (more for a few queries, see :func:`train_block_rows`), with
+    NumPy's BLAS, which the caller limits to one thread (each thread of
+    :func:`run_query_blocks` runs its own products), and each
+    product is scanned for candidates while it is still in cache, so the
+    full ``n_queries x n_train`` matrix never exists; the candidates within
+    the final thresholds are then computed exactly (see :class:`Candidates`).
+    The kernels release the GIL, as BLAS does.
+
+    The product is NumPy's rather than an ``np.dot`` inside a kernel: the
+    same BLAS call, but numba compiled the kernel that held it (with its
+    allocations and the widening of the candidate lists, done here too)
+    several times slower, and a first Euclidean predict waited for it.
+
+    Parameters
+    ----------
+    first, last : int
+    queries, train : ndarray
+        Same float dtype, C-contiguous.
+    euclidean_train : EuclideanTrain
+        The training side (constant columns are left out of the product).
+    query_terms : ndarray of shape (n_queries,), float64
+        ``2 r |q|^2``, ``r`` the relative error bound of the cross terms
+        (see ``topk._scan_values``).
+    train_lower, train_upper : ndarray of shape (n_train,), float64
+        ``|t|^2 (1 - r) - a`` and ``|t|^2 (1 + r) + a``.
+    out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
+        Exact squared distances, ascending, and training indices; rows
+        ``first`` to ``last - 1`` are written.
+    """
+    n_train = train.shape[0]
+    size = last - first
+    block_queries = queries[first:last]
+    if euclidean_train.columns is not None:
+        block_queries = np.take(block_queries, euclidean_train.columns, axis=1)
+    cross_train = euclidean_train.cross_train
+    terms = query_terms[first:last]
+    block_rows = train_block_rows(size, n_train)
+    cross_buffer = np.empty(size * block_rows, dtype=queries.dtype)
+    # Room for two blocks of rows before the first drop.
+    candidates = Candidates(size, out_rdist.shape[1], 2 * block_rows + out_rdist.shape[1])
+    for train_start in range(0, n_train, block_rows):
+        train_stop = min(train_start + block_rows, n_train)
+        width = train_stop - train_start
+        cross = cross_buffer[: size * width].reshape(size, width)
+        np.matmul(block_queries, cross_train[train_start:train_stop].T, out=cross)
+        candidates.scan(
+            cross, train_start, 0, width, train_lower[train_start:train_stop], -2.0,
+            train_upper[train_start:train_stop], -2.0, terms,
+        )
+    candidates.rerank(
+        queries[first:last], train, EUCLIDEAN, 2.0, terms, out_rdist[first:last], out_index[first:last]
+    )
+
+
+# Values (queries x training rows) per scan of ``approx_query_block``: its
+# candidate lists hold up to 16 bytes a value.
+APPROX_SCAN_VALUES = 2**18
+
+
+def approx_query_block(
+    first, last, approx, queries, train, lower_offsets, lower_scale, upper_offsets, upper_scale, query_terms,
+    metric_id, power, out_rdist, out_index,
+):
+    """Exact k nearest training rows of queries ``first`` to ``last - 1`` from their approximate values.
+
+    ``approx`` holds the fast reduced distances of the queries with every
+    training row (see :func:`fast_pass_chunks`), bounded as described in
+    ``topk._scan_values``; ``query_terms`` is zero. Each scan takes a few
+    queries' whole rows (``APPROX_SCAN_VALUES`` values in all, at least one
+    row): their candidate lists, as long as a row, stay small enough to be
+    cached, where a block of hundreds of queries scanned 1,024 columns at a
+    time (as the Euclidean search scans its products) kept the lists of all
+    of them busy: that selection took 1.1x to 1.7x the time of the
+    single-query kernel it replaced (asv's ``topk.SelectNearest`` set-up, a
+    loaded machine).
+    """
+    n_train = train.shape[0]
+    n_neighbors = out_rdist.shape[1]
+    step = max(1, APPROX_SCAN_VALUES // n_train)
+    candidates = Candidates(min(step, last - first), n_neighbors, n_train + n_neighbors)
+    for start in range(first, last, step):
+        stop = min(start + step, last)
+        if stop - start < candidates.counts.shape[0]:
+            candidates = Candidates(stop - start, n_neighbors, n_train + n_neighbors)
+        else:
+            candidates.reset()
+        terms = query_terms[start:stop]
+        candidates.scan(
+            approx[start:stop], 0, 0, n_train, lower_offsets, lower_scale, upper_offsets, upper_scale, terms
+        )
+        candidates.rerank(
+            queries[start:stop], train, metric_id, power, terms, out_rdist[start:stop], out_index[start:stop]
+        )
 
 
 def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jobs=None):
@@ -398,18 +605,14 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
             train_lower = train_sqnorms * (1.0 - relative_error) - absolute_error
             train_upper = train_sqnorms * (1.0 + relative_error) + absolute_error
             query_terms = 2.0 * relative_error * query_sqnorms
-            columns = euclidean_train.columns
-            if columns is None:
-                columns = np.empty(0, dtype=np.int64)
             n_threads = numba.get_num_threads()
             block = gemm_query_block(n_queries, n_neighbors, n_threads)
             # Each thread runs its own small products: BLAS must not start
             # threads of its own inside them.
             with blas_limit(1):
                 run_query_blocks(
-                    _select_nearest_gemm, n_queries, block, n_threads,
-                    queries, train, columns, euclidean_train.cross_train,
-                    query_terms, train_lower, train_upper, rdist, indices,
+                    euclidean_query_block, n_queries, block, n_threads,
+                    queries, train, euclidean_train, query_terms, train_lower, train_upper, rdist, indices,
                 )
             return rdist, indices
 
@@ -427,7 +630,7 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
             chunk = queries[start:stop]
             n_threads = numba.get_num_threads()
             run_query_blocks(
-                _select_nearest, stop - start, -(-(stop - start) // (4 * n_threads)), n_threads,
+                approx_query_block, stop - start, -(-(stop - start) // (4 * n_threads)), n_threads,
                 chunk_approx, chunk, train, lower_offsets, lower_scale, upper_offsets, upper_scale,
                 query_terms[start:stop], metric_id, power, rdist[start:stop], indices[start:stop],
             )

@@ -34,26 +34,17 @@ SCRIPT = textwrap.dedent(
 
 # Everything a Euclidean brute-force predict needs, and nothing else.
 EUCLIDEAN_KERNELS = {
-    "distances._copy_float64",
     "distances._exact_rdist",
     "distances._squared_norms",
     "prefetch._prefetch_row",
     "topk._count_within",
-    "topk._drop_candidates_beyond",
     "topk._heap_drain_sorted",
     "topk._heap_push",
     "topk._heap_replace_top",
     "topk._is_worse",
     "topk._keep_smallest",
-    "topk._new_heap",
-    "topk._pool_bound",
-    "topk._pool_size",
-    "topk._rerank",
-    "topk._scan_row",
-    "topk._select_nearest_gemm",
-    "topk._take_columns",
-    "topk._widen",
-    "vote._vote",
+    "topk._rerank_queries",
+    "topk._scan_values",
 }
 
 
@@ -95,11 +86,9 @@ def euclidean_runs(tmp_path_factory):
 def test_first_euclidean_predict_compiles_only_its_kernels_once_each(euclidean_runs):
     (compiled, _), _ = euclidean_runs
     names = kernels(compiled)
-    assert set(names) == EUCLIDEAN_KERNELS
-    # One signature each (but _widen, for the int64 rows and float64 bounds
-    # of the candidates): no second copy for a literal argument, another
+    # One signature each: no second copy for a literal argument, another
     # layout or a read-only array.
-    assert sorted(names) == sorted([*EUCLIDEAN_KERNELS, "topk._widen"])
+    assert sorted(names) == sorted(EUCLIDEAN_KERNELS)
 
 
 def test_notice_once_on_first_compilation_and_silence_once_cached(euclidean_runs):
@@ -112,9 +101,10 @@ def test_notice_once_on_first_compilation_and_silence_once_cached(euclidean_runs
 def test_first_manhattan_brute_predict_compiles_no_euclidean_or_pruning_kernel(tmp_path):
     compiled, _ = run_fresh({"metric": "manhattan", "algorithm": "brute"}, tmp_path)
     names = kernels(compiled)
-    assert "distances._rdist_tiles" in names and "topk._select_nearest" in names
-    assert not any(name.startswith(("pruning.", "pair_products.", "augment.")) for name in names), names
-    assert "topk._select_nearest_gemm" not in names
+    # The fast pass, then the same selection as Euclidean: no Euclidean,
+    # pruning or augmentation kernel, one signature each.
+    fast_pass = {"distances._rdist_tiles", "distances._fast_rdist", "distances._fast_rdist_x4"}
+    assert sorted(names) == sorted((EUCLIDEAN_KERNELS - {"distances._squared_norms"}) | fast_pass)
     assert len(names) == len(set(names)), sorted(names)
 
 
@@ -129,7 +119,7 @@ def test_first_pruned_manhattan_predict_compiles_one_case_of_the_pruned_search(t
         "pruning._pca_coarse_bounds",
         "pruning._fill_pca_bounds",
         "pruning._coarse_bounds_by_type.<locals>.pca",
-        "topk._select_nearest_gemm",
+        "distances._squared_norms",
     }
     assert not pca_kernels & set(names), names
     assert not any(name.startswith("augment.") for name in names), names
@@ -140,7 +130,7 @@ def test_first_pruned_radius_predict_compiles_one_case_of_the_pruned_radius_sear
     compiled, _ = run_fresh(params, tmp_path, estimator="RadiusNeighborsClassifier")
     names = kernels(compiled)
     assert names.count("radius._make_pruned_radius_select.<locals>.pruned_radius_select") == 1
-    assert "pruning._pca_project" not in names and "topk._select_nearest_gemm" not in names
+    assert "pruning._pca_project" not in names and "topk._scan_values" not in names
 
 
 def test_read_only_install_keeps_its_cache_in_the_user_cache_directory(tmp_path):

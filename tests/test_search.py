@@ -184,14 +184,14 @@ def chunk_spy(monkeypatch):
     """Count the chunks the driver hands to the selection kernel (which
     takes each chunk in blocks of queries: the first block records it)."""
     calls = []
-    kernel = _search._select_nearest
+    kernel = _search.approx_query_block
 
     def spy(first, last, approx, *args):
         if first == 0:
             calls.append(approx.shape)
         return kernel(first, last, approx, *args)
 
-    monkeypatch.setattr(_search, "_select_nearest", spy)
+    monkeypatch.setattr(_search, "approx_query_block", spy)
     return calls
 
 

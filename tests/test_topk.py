@@ -12,7 +12,6 @@ from fastknn._kernels.topk import (
     _heap_replace_top,
     _is_worse,
     _keep_smallest,
-    _select_nearest,
 )
 
 import naive
@@ -58,7 +57,7 @@ def test_heap_push_keeps_max_heap(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_heap_replace_top_keeps_the_smallest(n_keep, seed):
     """Streaming items through a bounded heap keeps the n_keep smallest by
-    (value, index), the way _select_nearest uses it."""
+    (value, index), the way the re-ranking uses it."""
     rng = np.random.default_rng(seed)
     n_items = 40
     items_values = rng.integers(0, 5, size=n_items).astype(np.float64)
@@ -111,7 +110,7 @@ def perturbed_search(monkeypatch, queries, train, n_neighbors, metric, p, relati
     bound the driver declares, which is widened to ``(relative, absolute)``
     so that the re-ranking has real work to do. (Overflow in the fast pass is
     tested on real overflowing data in test_neighbors.py; the Euclidean
-    cross terms, computed inside ``_select_nearest_gemm``, are perturbed in
+    cross terms, computed by ``_search.euclidean_query_block``, are perturbed in
     ``perturbed_cross_select`` below.)
     """
     rng = np.random.default_rng(seed)
@@ -133,11 +132,12 @@ def perturbed_search(monkeypatch, queries, train, n_neighbors, metric, p, relati
 
 
 def perturbed_cross_select(queries, train, n_neighbors, relative, absolute, seed):
-    """``_select_nearest`` on Euclidean cross terms moved anywhere within the bound.
+    """The selection on Euclidean cross terms moved anywhere within the bound.
 
     The cross term ``q.t`` may be off by ``(r (|q|^2 + |t|^2) + a) / 2``, which
     moves the squared distance by at most ``r (|q|^2 + |t|^2) + a``: the bounds
-    ``_select_nearest_gemm`` hands to the same scan and re-ranking.
+    the Euclidean search (``_search.euclidean_query_block``) hands to the same
+    scan and re-ranking.
     """
     rng = np.random.default_rng(seed)
     query_sqnorms = (queries**2).sum(axis=1)
@@ -146,7 +146,7 @@ def perturbed_cross_select(queries, train, n_neighbors, relative, absolute, seed
     cross = queries @ train.T + 0.49 * (relative * scale + absolute) * rng.uniform(-1, 1, size=scale.shape)
     rdist = np.empty((len(queries), n_neighbors))
     indices = np.empty((len(queries), n_neighbors), dtype=np.int64)
-    _select_nearest(
+    _search.approx_query_block(
         0, len(queries), np.ascontiguousarray(cross), queries, train,
         train_sqnorms * (1 - relative) - absolute, -2.0, train_sqnorms * (1 + relative) + absolute, -2.0,
         2 * relative * query_sqnorms, EUCLIDEAN, 2.0, rdist, indices,

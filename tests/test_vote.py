@@ -1,18 +1,17 @@
-"""Tests for fastknn._kernels.vote: scikit-learn's voting rules."""
+"""Tests for fastknn._search.class_votes (weightings in fastknn._kernels.vote): scikit-learn's voting rules."""
 
 import naive
 import numpy as np
 import pytest
 
-from fastknn._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM, _vote
+from fastknn._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
+from fastknn._search import class_votes
 
 
 def vote(labels, values, weighting, n_classes):
-    out = np.full((len(labels), n_classes), np.nan)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     values = np.ascontiguousarray(values, dtype=np.float64)
-    _vote(0, len(labels), labels, values, weighting, out)
-    return out
+    return class_votes(labels, values, weighting, n_classes)
 
 
 LABELS = np.array([[0, 1, 1], [2, 2, 0], [1, 0, 2], [0, 0, 0]])
@@ -42,10 +41,17 @@ def test_given_weights_are_summed():
     np.testing.assert_array_equal(out, [[1, 5, 0], [0, 0, 1], [0, 0, 1], [3, 0, 0]])
 
 
-def test_votes_are_overwritten_not_accumulated():
-    out = np.full((len(LABELS), 3), 123.0)
-    _vote(0, len(LABELS), LABELS.astype(np.int64), np.empty((0, 0)), UNIFORM, out)
-    assert out.sum() == LABELS.size
+@pytest.mark.parametrize("weighting", [UNIFORM, INVERSE_DISTANCE, GIVEN])
+def test_blocks_of_queries_vote_as_one(monkeypatch, weighting):
+    """Votes are taken in blocks of ``VOTE_BLOCK`` queries: the same sums, bit for bit."""
+    from fastknn import _search
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, size=(11, 5))
+    values = np.sort(rng.integers(0, 3, size=(11, 5)).astype(np.float64) / 3, axis=1)
+    whole = vote(labels, values, weighting, 4)
+    monkeypatch.setattr(_search, "VOTE_BLOCK", 3)
+    np.testing.assert_array_equal(vote(labels, values, weighting, 4), whole)
 
 
 @pytest.mark.parametrize("weights", ["uniform", "distance"])

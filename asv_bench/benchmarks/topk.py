@@ -1,8 +1,8 @@
-"""Top-k selection: ``fastknn._kernels.topk._select_nearest`` on its own.
+"""Top-k selection: ``fastknn._search.approx_query_block`` (``topk._scan_values``, ``topk._rerank_queries``) on its own.
 
 The fast distance pass is done in ``setup``: for Euclidean the
 single-precision cross terms ``queries @ train.T`` with the bounds built from
-the squared norms (the scan ``_select_nearest_gemm`` runs on each block of
+the squared norms (the scan the Euclidean search runs on each block of
 its products), for Manhattan the reduced distances of ``_rdist_tiles``, as
 ``fastknn._search.search`` does it. The kernel runs in query blocks on
 numba's thread count, as the driver runs it. What is timed is the selection: the blocked
@@ -32,8 +32,7 @@ class SelectNearest(Benchmark):
         import numba
 
         from fastknn._kernels.distances import EUCLIDEAN, MANHATTAN, _rdist_tiles
-        from fastknn._kernels.topk import _select_nearest
-        from fastknn._search import rounding_error_bound, run_query_blocks, squared_norms
+        from fastknn._search import approx_query_block, rounding_error_bound, run_query_blocks, squared_norms
 
         warm_up("fastknn", metric)
         train, _, queries, _ = digits(N_TRAIN, N_QUERIES, "float32")
@@ -44,7 +43,7 @@ class SelectNearest(Benchmark):
         if self.from_cross:
             np.dot(queries, train.T, out=approx)
             train_sqnorms = squared_norms(train)
-            # Bounds on |t|^2 - 2 q.t, as _select_nearest_gemm scans them.
+            # Bounds on |t|^2 - 2 q.t, as the Euclidean search scans them.
             bounds = (
                 train_sqnorms * (1.0 - relative) - absolute, -2.0,
                 train_sqnorms * (1.0 + relative) + absolute, -2.0,
@@ -66,7 +65,7 @@ class SelectNearest(Benchmark):
         self.out_index = np.empty((N_QUERIES, n_neighbors), dtype=np.int64)
         n_threads = numba.get_num_threads()
         self.arguments = (
-            _select_nearest, N_QUERIES, -(-N_QUERIES // (4 * n_threads)), n_threads,
+            approx_query_block, N_QUERIES, -(-N_QUERIES // (4 * n_threads)), n_threads,
             approx, queries, train, *bounds, metric_id, 0.0, self.out_rdist, self.out_index,
         )
         self.select = run_query_blocks if library == "fastknn" else self._numpy_select

@@ -80,7 +80,7 @@ def _order_segment(rows, rdist, start, stop, by_index, by_distance):
 def _keep_within(query, train, first_row, values, offsets, scale, threshold, radius, metric, p, rows, rdist, size):
     """Exact distances of rows ``first_row + j`` whose bound ``offsets[j] + scale * values[j]`` is within
     ``threshold``; those within ``radius`` are appended. Blocks with no such row are skipped by a
-    vectorised count, as in ``topk._scan_row``. Returns the buffers and their size."""
+    vectorised count, as in ``topk._scan_values``. Returns the buffers and their size."""
     width = values.shape[0]
     for start in range(0, width, SCAN_BLOCK):
         stop = min(start + SCAN_BLOCK, width)
@@ -157,12 +157,19 @@ def _radius_select_gemm(first, last, queries, train, columns, cross_train, thres
 
     Parameters
     ----------
-    first, last, queries, train, columns, cross_train, train_lower
-        As for ``topk._select_nearest_gemm``.
+    first, last, queries, train
+        As for ``_search.euclidean_query_block``.
+    columns : ndarray of shape (n_columns,), int64
+        The columns that enter the cross terms (those where the training
+        rows differ), or an empty array for all of them.
+    cross_train : ndarray of shape (n_train, n_columns)
+        ``train`` restricted to ``columns`` (``train`` itself if all).
+    train_lower : ndarray of shape (n_train,), float64
+        ``|t|^2 (1 - r) - a`` per training row.
     thresholds : ndarray of shape (n_queries,), float64
         ``radius - |q|^2 (1 - r)`` per query: row j can be within the radius
         only if ``train_lower[j] - 2 q.t <= thresholds[i]`` (the lower bound
-        of ``_select_nearest_gemm``'s Notes, the query's term moved across).
+        of ``topk._scan_values``'s Notes, the query's term moved across).
     radius : float
         The squared radius.
     sort_distances : bool
