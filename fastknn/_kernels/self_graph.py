@@ -6,20 +6,20 @@ and writes it twice, as itself and mirrored below the diagonal: 15 block
 products where a full product takes 25, on 5,000 rows in blocks of
 ``GRAM_BLOCK``.
 
-With each row's cross terms all at hand, ``_select_nearest_seeded`` starts
-the scan of ``topk`` from a bound taken on a sample of them, where
-``topk._select_nearest_gemm``, which sees them block by block, starts from
-no bound: until its k-th smallest upper bound has fallen, every row is a
-candidate (at k=91 on 5,000 digits, about 880 candidates a query for 91
-neighbours; seeded, about 1.5 k). The bounds, the scan, the exact re-ranking
-and therefore the answer are ``topk``'s.
+With each row's cross terms all at hand, ``_seed_bounds`` takes for each
+row a bound on a sample of them, from which ``_search.approx_query_block``
+starts the scan of ``topk._scan_values``, where the blocked Euclidean search,
+which sees the cross terms block by block, starts from no bound: until its
+k-th smallest upper bound has fallen, every row is a candidate (at k=91 on
+5,000 digits, about 880 candidates a query for 91 neighbours; seeded, about
+1.5 k). The bounds, the scan, the exact re-ranking (``topk._rerank_queries``)
+and therefore the answer are the brute-force search's.
 """
 
 import numpy as np
 
 from .._config import jit
-from .distances import EUCLIDEAN, _copy_float64
-from .topk import NO_BOUND, _count_within, _keep_smallest, _new_heap, _pool_bound, _pool_size, _rerank, _scan_row
+from .topk import NO_BOUND, _count_within, _keep_smallest
 
 # Rows per block of the Gram matrix: a product of two blocks of 1,024 digits
 # keeps BLAS near its peak, as ``topk.GEMM_TRAIN_BLOCK``.
@@ -83,12 +83,12 @@ def _seed_bound(values, train_upper, n_neighbors, sample, scratch):
     """An upper bound holding at least ``n_neighbors`` rows of ``values``, or ``NO_BOUND``.
 
     The upper bound of training row j is ``train_upper[j] - 2 values[j]``
-    (see ``topk._select_nearest_gemm``). The seed is a low quantile of those
+    (see ``topk._scan_values``). The seed is a low quantile of those
     of an evenly spaced sample of rows, a little above the rank the k-th
     neighbour has in it; a count over every row confirms that at least k
     rows are within it, which makes it a valid bound for the scan. When the
     count falls short, ``NO_BOUND``: the scan then starts unbounded, as
-    ``topk``'s does.
+    the blocked search's does.
     """
     n_rows = values.shape[0]
     n_sample = min(sample.shape[0], n_rows)
@@ -104,53 +104,12 @@ def _seed_bound(values, train_upper, n_neighbors, sample, scratch):
 
 
 @jit()
-def _select_nearest_seeded(first, last, gram, train, query_terms, train_lower, train_upper, out_rdist, out_index):
-    """Exact Euclidean k nearest rows of ``train`` to its rows ``first`` to ``last - 1``, itself included.
+def _seed_bounds(first, last, gram, train_upper, n_neighbors, out_seeds):
+    """``_seed_bound`` of rows ``first`` to ``last - 1`` of ``gram`` into ``out_seeds``.
 
-    Parameters
-    ----------
-    first, last : int
-        The rows handled as queries. One call runs on one thread and
-        releases the GIL; the driver runs blocks in threads.
-    gram : ndarray of shape (n_train, n_train)
-        Cross terms of the rows (over the columns that vary, see
-        ``topk._select_nearest_gemm``), rounded: ``_gram_blocks``.
-    train : ndarray of shape (n_train, n_features)
-    query_terms, train_lower, train_upper : ndarray of shape (n_train,), float64
-        As for ``topk._select_nearest_gemm``, the queries being the rows.
-    out_rdist, out_index : ndarray of shape (n_train, n_neighbors)
-        Exact squared distances, ascending, and their indices (ties by
-        lower index).
-
-    Notes
-    -----
-    ``topk._scan_row`` runs from the seed (``_seed_bound``): its pool
-    collects the upper bounds below the seed, its candidates are the rows
-    whose lower bound is within the seed plus the query term, in row order,
-    and the k-th smallest upper bound of the pool, when it holds k, tightens
-    the threshold of the exact re-ranking (``topk._rerank``), as the
-    unseeded scan's bound does. Every row within the final threshold is a
-    candidate, so the answer is the unseeded search's, to the bit.
+    One call runs on one thread and releases the GIL.
     """
-    n_train = train.shape[0]
-    n_neighbors = out_rdist.shape[1]
-    pool = np.empty(_pool_size(n_neighbors), dtype=np.float64)
-    scratch = np.empty(max(pool.shape[0], SEED_SAMPLE), dtype=np.int64)
     sample = np.empty(SEED_SAMPLE, dtype=np.float64)
-    best_values, best_indices = _new_heap(n_neighbors)
-    candidate_rows = np.empty(n_train, dtype=np.int64)
-    candidate_lower = np.empty(n_train, dtype=np.float64)
-    query = np.empty(train.shape[1], dtype=np.float64)
+    scratch = np.empty(SEED_SAMPLE, dtype=np.int64)
     for i in range(first, last):
-        seed = _seed_bound(gram[i], train_upper, n_neighbors, sample, scratch)
-        n_candidates, pool_size, bound = _scan_row(
-            gram[i], 0, train_lower, -2.0, train_upper, -2.0, query_terms[i],
-            pool, scratch, 0, seed, candidate_rows, candidate_lower, 0,
-        )
-        bound, _ = _pool_bound(pool, scratch, pool_size, n_neighbors)
-        _copy_float64(train[i], query)
-        _rerank(
-            query, train, candidate_rows, candidate_lower, n_candidates,
-            min(bound, seed) + query_terms[i], EUCLIDEAN, 2.0,
-            best_values, best_indices, out_rdist[i], out_index[i],
-        )
+        out_seeds[i] = _seed_bound(gram[i], train_upper, n_neighbors, sample, scratch)
