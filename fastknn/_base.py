@@ -10,10 +10,11 @@ on it.
 """
 
 import numbers
+import warnings
 from typing import NamedTuple
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, issparse
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -22,11 +23,13 @@ from ._pruning import PrunedIndex, choose_algorithm, pruned_radius_search, prune
 from ._radius import radius_search as brute_radius_search
 from ._radius import reduced_radius
 from ._self_graph import self_graph_fits, self_graph_search
+from ._sparse import as_sparse_search, prepare_sparse, sparse_radius_search, sparse_search
 from ._tree import TREE_ALGORITHMS, build_tree, tree_pays, tree_radius_search, tree_search
 from ._search import (
     METRIC_ALIASES,
     EuclideanTrain,
     as_search_dtype,
+    check_dense_metric,
     prepare_euclidean,
     rdist_to_dist,
     resolve_metric,
@@ -43,9 +46,10 @@ class FittedSearch(NamedTuple):
 
     Attributes
     ----------
-    method : {"brute", "pruned", "tree"}
-    train : ndarray of shape (n_train, n_features)
-        The training rows, float32 or float64, C-contiguous.
+    method : {"brute", "pruned", "tree", "sparse"}
+    train : ndarray or csr_matrix of shape (n_train, n_features)
+        The training rows, float32 or float64, C-contiguous (canonical CSR
+        for ``"sparse"``, see ``_sparse.as_sparse_search``).
     metric : str
         Canonical metric name (``_search.resolve_metric``).
     p : float or None
@@ -56,6 +60,8 @@ class FittedSearch(NamedTuple):
         The pruned method's index.
     tree : scipy.spatial.cKDTree or None
         The tree method's index.
+    sparse_train : _sparse.SparseTrain or None
+        The sparse method's inverted index.
     """
 
     method: str
@@ -65,6 +71,7 @@ class FittedSearch(NamedTuple):
     euclidean_train: EuclideanTrain | None
     pruned_index: PrunedIndex | None
     tree: object = None
+    sparse_train: object = None
 
 
 def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
@@ -72,13 +79,16 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
 
     Parameters
     ----------
-    train : ndarray of shape (n_train, n_features)
-        Validated, in the search dtype (``_search.as_search_dtype``).
+    train : ndarray or csr_matrix of shape (n_train, n_features)
+        Validated, in the search dtype (``_search.as_search_dtype``); a
+        sparse matrix (canonical, ``_sparse.as_sparse_search``) always runs
+        the sparse method (``_sparse``).
     metric, p
         As returned by ``_search.resolve_metric``.
     algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}
         Both tree names run the tree method (``_tree``); ``"auto"`` takes it
         when :func:`_tree.tree_pays`, else chooses as ``_pruning.choose_algorithm``.
+        With sparse ``train``, names other than ``"auto"`` and ``"brute"`` warn.
     n_neighbors : int
         Neighbours the probe of ``"auto"`` searches for.
     n_jobs : int or None
@@ -87,6 +97,14 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
     -------
     fitted : FittedSearch
     """
+    if issparse(train):
+        if algorithm not in ("auto", "brute"):
+            # As scikit-learn, which warns likewise for its trees.
+            warnings.warn(
+                f"cannot use {algorithm} with sparse input: using the sparse brute-force search", stacklevel=3
+            )
+        return FittedSearch("sparse", train, metric, p, None, None, sparse_train=prepare_sparse(train, metric, p))
+    check_dense_metric(metric)
     if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric)):
         return FittedSearch("tree", train, metric, p, None, None, build_tree(train))
     method, index = choose_algorithm(algorithm, train, metric, p, min(n_neighbors, train.shape[0]), n_jobs=n_jobs)
@@ -104,6 +122,8 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
     map two of them to the same float. Same parameters as
     :func:`kneighbors_search`, which returns distances.
     """
+    if fitted.method == "sparse":
+        return sparse_search(queries, fitted.train, fitted.sparse_train, n_neighbors, fitted.metric, fitted.p, n_jobs)
     if queries is fitted.train and fitted.euclidean_train is not None and self_graph_fits(queries, fitted.euclidean_train):
         return self_graph_search(queries, fitted.euclidean_train, n_neighbors, n_jobs=n_jobs)
     if fitted.method == "tree":
@@ -123,7 +143,8 @@ def kneighbors_search(fitted, queries, n_neighbors, n_jobs=None):
     ----------
     fitted : FittedSearch
     queries : ndarray of shape (n_queries, n_features)
-        In the training dtype, C-contiguous, finite.
+        In the training dtype, C-contiguous, finite (or any validated
+        matrix, sparse or dense, for the ``"sparse"`` method).
     n_neighbors : int
         1 <= n_neighbors <= n_train.
     n_jobs : int or None
@@ -150,6 +171,10 @@ def radius_rdist(fitted, queries, radius, n_jobs=None, sort_results=False):
     if not radius >= 0:  # also NaN: no distance is within it
         return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
     reduced = reduced_radius(radius, fitted.metric, fitted.p)
+    if fitted.method == "sparse":
+        return sparse_radius_search(
+            queries, fitted.train, fitted.sparse_train, reduced, fitted.metric, fitted.p, n_jobs, sort_results
+        )
     if fitted.method == "tree":
         return tree_radius_search(
             queries, fitted.train, fitted.tree, reduced, fitted.metric, fitted.p, n_jobs=n_jobs, sort_distances=sort_results
@@ -301,21 +326,28 @@ class NeighborsBase(BaseEstimator):
         "algorithm": [StrOptions({"auto", "brute", "pruned", *TREE_ALGORITHMS})],
     }
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def _fit(self, X, y=None):
         """Validate ``X`` (and ``y``, 1-D or 2-D, stored by ``_set_targets``), prepare the search."""
         if self.n_jobs == 0:
             raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
         if y is None:
             # Raises scikit-learn's error for the estimators that need y.
-            X = validate_data(self, X, y=None, dtype="numeric", order="C")
+            X = validate_data(self, X, y=None, accept_sparse=["csr", "csc"], dtype="numeric", order="C")
         else:
-            X, y = validate_data(self, X, y, dtype="numeric", order="C", multi_output=True)
+            X, y = validate_data(
+                self, X, y, accept_sparse=["csr", "csc"], dtype="numeric", order="C", multi_output=True
+            )
         metric, power = resolve_metric(self.metric, self.p)
         self.effective_metric_ = metric
         self.effective_metric_params_ = {} if power is None else {"p": power}
         if y is not None:
             self._set_targets(y)
-        self._fit_X = as_search_dtype(X)
+        self._fit_X = as_sparse_search(X) if issparse(X) else as_search_dtype(X)
         self.n_samples_fit_ = self._fit_X.shape[0]
         n_neighbors = getattr(self, "n_neighbors", None) or DEFAULT_PROBE_NEIGHBORS
         self._search_state = fit_search(self._fit_X, metric, power, self.algorithm, n_neighbors, self.n_jobs)
@@ -326,10 +358,19 @@ class NeighborsBase(BaseEstimator):
         self._y = y
 
     def _queries(self, X):
-        """Validated queries in the training dtype, or the training set itself for None."""
+        """Validated queries in the training dtype, or the training set itself for None.
+
+        Against a sparse training set, queries stay as given (sparse or
+        dense; the sparse search converts them); against a dense one,
+        sparse queries are densified.
+        """
         if X is None:
             return self._fit_X
-        X = validate_data(self, X, dtype="numeric", order="C", reset=False)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype="numeric", order="C", reset=False)
+        if issparse(self._fit_X):
+            return X
+        if issparse(X):
+            X = X.toarray()
         return np.ascontiguousarray(X, dtype=self._fit_X.dtype)
 
 
@@ -341,7 +382,7 @@ class KNeighborsMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features), default=None
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries. None means the training set, each sample excluding
             itself (as scikit-learn).
         n_neighbors : int, default=None
@@ -394,7 +435,7 @@ class KNeighborsMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features), default=None
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries; None means the training set, excluding each sample itself.
         n_neighbors : int, default=None
             Number of neighbours; defaults to the constructor's value.
@@ -441,7 +482,7 @@ class RadiusNeighborsMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features), default=None
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries. None means the training set, each sample excluding
             itself (its duplicates stay).
         radius : float, default=None
@@ -473,7 +514,7 @@ class RadiusNeighborsMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features), default=None
+        X : {array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries; None means the training set, excluding each sample itself.
         radius : float, default=None
             Largest distance; defaults to the constructor's ``radius``.

@@ -107,7 +107,7 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used, as chosen by ``algorithm``.
     outputs_2d_ : bool
         Whether the target was 2-D at fit.
@@ -170,7 +170,7 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data, numeric and finite. Sparse input is not supported.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels.
@@ -216,7 +216,7 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns
@@ -237,7 +237,7 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns
@@ -303,7 +303,7 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
     outputs_2d_ : bool
         Whether the target was 2-D at fit.
@@ -357,7 +357,7 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data, numeric and finite.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels.
@@ -402,7 +402,7 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns
@@ -429,7 +429,7 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns

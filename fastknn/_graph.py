@@ -25,7 +25,7 @@ class _GraphTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Neigh
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data, numeric and finite.
         y : Ignored
             Not used, present for API consistency.
@@ -44,7 +44,7 @@ class _GraphTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Neigh
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data.
         y : Ignored
             Not used, present for API consistency.
@@ -94,7 +94,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples: the graph's number of columns.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
 
     See Also
@@ -139,7 +139,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns
@@ -215,7 +215,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples: the graph's number of columns.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
 
     See Also
@@ -253,7 +253,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns

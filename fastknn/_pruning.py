@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from scipy.linalg import solve_triangular
 
 from ._kernels.pair_products import BLOCK_PANELS, BLOCK_QUERIES, CODE_PAIRS, PANEL_ROWS
 from ._kernels.pruning import (
@@ -44,9 +45,13 @@ from ._search import (
 # integer codes hold at most 2 * CODE_PAIRS components.
 COARSE_COMPONENTS = 48
 FINE_COMPONENTS = 128
-# Rows used to estimate the principal subspace (any orthonormal basis gives
-# valid bounds; a better one only prunes more).
-PCA_SAMPLE = 2048
+# Rows used to estimate the centre and the principal subspace (any centre
+# and orthonormal basis give valid bounds; a better one only prunes more).
+# On the digits, a basis from 1,024 rows and one power iteration in single
+# precision took 35 ms against 100 ms for 2,048 rows, two iterations in
+# float64, and left 321 rows a query after stage 1 at k=25 instead of 304
+# (77 computed exactly instead of 73); 512 rows left 359 and 86.
+PCA_SAMPLE = 1024
 # Training rows projected per call at fit (see ``_pca_features``).
 PCA_PROJECT_ROWS = 1024
 # Block sides of the pooled stages for square images; flat rows use groups
@@ -57,6 +62,12 @@ FINE_BLOCK = 2
 # searching AUTO_PROBE training rows among a sample of AUTO_PROBE_SAMPLE
 # others, at most AUTO_MAX_SURVIVING of the sample survives stage 1.
 AUTO_MAX_SURVIVING = 0.2
+# Euclidean "auto" keeps brute force without a probe where stage 1's
+# components capture less than this share of the variance: 0.27 on
+# Gaussian noise (20,000 x 256), where the probe cost 20 to 40 ms of a
+# 0.1 to 0.4 s fit + predict; 0.81 on the digits.
+AUTO_MIN_COARSE_VARIANCE = 0.5
+VARIANCE_SAMPLE = 512
 AUTO_MIN_TRAIN = 2000
 AUTO_PROBE = 16
 AUTO_PROBE_SAMPLE = 2048
@@ -131,31 +142,98 @@ class PrunedIndex:
     train_scale: float = 0.0
 
 
-def _orthonormal_basis(rows, mean, n_components, random_state=0):
-    """Orthonormal basis close to the top principal subspace of ``rows - mean``.
+def _orthonormal_basis(rows, n_components, random_state=0):
+    """A centre and an orthonormal basis close to the top principal subspace of ``rows``.
 
-    A randomized range finder with two power iterations on a row sample,
-    ordered by explained variance. Exact orthonormality (to float64 rounding)
-    is what the bounds need; closeness to the true PCA only makes them tight.
+    Both come from a sample of :data:`PCA_SAMPLE` rows: the sample's mean,
+    and a randomized range finder with one power iteration, its products in
+    single precision, ordered by explained variance. Any centre and any
+    orthonormal basis give valid bounds (the bound of a pair depends on the
+    centre only through rounding, which the margins cover for any), so an
+    estimate from a sample costs nothing in exactness; a basis closer to the
+    true PCA only prunes more. The last step, a float64 Householder QR,
+    gives the exact orthonormality (to float64 rounding) the margins assume.
+
+    Returns
+    -------
+    mean : ndarray of shape (n_features,), float64
+    basis : ndarray of shape (n_features, n_components), float64
     """
     rng = np.random.default_rng(random_state)
     n_rows, n_features = rows.shape
     n_components = min(n_components, n_features, n_rows)
     if n_rows > PCA_SAMPLE:
-        rows = rows[rng.choice(n_rows, PCA_SAMPLE, replace=False)]
-    # Only the sample is centred in float64, not a copy of the whole set.
-    centred = rows.astype(np.float64) - mean
-    sketch = centred.T @ (centred @ rng.standard_normal((n_features, n_components)))
-    for _ in range(2):
-        sketch, _ = np.linalg.qr(sketch)
+        rows = rows[np.sort(rng.choice(n_rows, PCA_SAMPLE, replace=False))]
+    mean = rows.mean(axis=0, dtype=np.float64)
+    # Single precision unless the products could overflow it: they only
+    # steer the basis, whose orthonormality comes from the last QR.
+    centred = rows - mean
+    if np.abs(centred).max(initial=0.0) < 1e15:
+        centred = centred.astype(np.float32)
+    with np.errstate(all="ignore"):
+        sketch = centred.T @ (centred @ rng.standard_normal((n_features, n_components)).astype(centred.dtype))
+        sketch = _orthonormal_columns(sketch)
         sketch = centred.T @ (centred @ sketch)
-    basis, _ = np.linalg.qr(sketch)
+    basis = _orthonormal_columns(sketch.astype(np.float64))
     # Rotate within the subspace so that components come by decreasing variance.
-    projected = centred @ basis
-    _, eigenvectors = np.linalg.eigh(projected.T @ projected)
-    basis = basis @ eigenvectors[:, ::-1]
-    basis, _ = np.linalg.qr(basis)  # restore orthonormality after the product
-    return basis
+    with np.errstate(all="ignore"):
+        projected = centred @ basis.astype(centred.dtype)
+        gram = projected.T.astype(np.float64) @ projected
+    if np.all(np.isfinite(gram)):
+        basis = basis @ np.linalg.eigh(gram)[1][:, ::-1]
+    basis, _ = np.linalg.qr(basis)  # orthonormal to float64 rounding
+    return mean, basis
+
+
+def coarse_variance_share(train, random_state=1):
+    """About the share of ``train``'s variance that stage 1's components capture (0 to 1).
+
+    A quick estimate, before any basis is computed: a single-precision
+    randomized range finder of :data:`COARSE_COMPONENTS` columns with one
+    power iteration on :data:`VARIANCE_SAMPLE` rows (a few ms), which
+    slightly underestimates the share of the true principal components.
+    Where stage 1 leaves most of the variance in the residual, its bounds
+    are loose and pruning cannot pay, whatever the probe would find.
+    """
+    rng = np.random.default_rng(random_state)
+    n_rows, n_features = train.shape
+    sample = train[np.sort(rng.choice(n_rows, min(n_rows, VARIANCE_SAMPLE), replace=False))]
+    n_components = min(COARSE_COMPONENTS, n_features, sample.shape[0])
+    with np.errstate(all="ignore"):
+        centred = (sample - sample.mean(axis=0, dtype=np.float64)).astype(np.float32)
+        total = float(np.einsum("ij,ij->", centred, centred, dtype=np.float64))
+        sketch = centred.T @ (centred @ rng.standard_normal((n_features, n_components)).astype(np.float32))
+        sketch = _orthonormal_columns(sketch)
+        sketch = _orthonormal_columns(centred.T @ (centred @ sketch))
+        captured = float(np.square(centred @ sketch, dtype=np.float64).sum())
+    if not (np.isfinite(total) and np.isfinite(captured)) or total <= 0.0:
+        return 1.0  # no estimate: the probe decides
+    return captured / total
+
+
+def _orthonormal_columns(matrix):
+    """An orthonormal basis of ``matrix``'s columns, in their dtype.
+
+    Cholesky QR (a Gram matrix, its Cholesky factor and a triangular
+    solve: 1 to 2 ms for 784 x 128, against about 5 ms for a Householder
+    QR) where the columns are well conditioned, Householder QR otherwise.
+    Only the basis's final QR must be orthonormal to float64 rounding
+    (see :func:`_orthonormal_basis`); this one steers the power iteration.
+    """
+    with np.errstate(all="ignore"):
+        if not np.all(np.isfinite(matrix)):
+            matrix = np.nan_to_num(matrix, nan=0.0, posinf=1.0, neginf=-1.0)
+        largest = np.abs(matrix).max(initial=0.0)
+        if largest > 0:
+            matrix = matrix / largest
+        gram = matrix.T.astype(np.float64) @ matrix
+        try:
+            factor = np.linalg.cholesky(gram)
+        except np.linalg.LinAlgError:
+            factor = None
+        if factor is not None and np.all(np.diag(factor) > 1e-4 * np.sqrt(gram.trace() / max(1, gram.shape[0]))):
+            return solve_triangular(factor, matrix.T, lower=True).T.astype(matrix.dtype)
+    return np.linalg.qr(matrix)[0]
 
 
 def pca_bound_margin(n_features, n_components):
@@ -307,7 +385,7 @@ def _pca_code_panels(codes):
     return np.ascontiguousarray(pairs.reshape(-1, PANEL_ROWS, CODE_PAIRS).transpose(0, 2, 1))
 
 
-def build_index(train, metric, p, locality=True):
+def build_index(train, metric, p, locality=True, basis=None):
     """Lower-bound features of ``train`` for :func:`pruned_search`.
 
     Parameters
@@ -319,6 +397,10 @@ def build_index(train, metric, p, locality=True):
         Store a copy of the training rows in locality order (see
         ``LOCALITY_CLUSTERS``); without it, the index refers to ``train``
         itself and the search keeps the queries' order.
+    basis : tuple of two ndarrays, optional
+        Euclidean: the centre and orthonormal basis (:func:`_orthonormal_basis`)
+        to project on, for instance those ``"auto"``'s probe estimated on
+        the same training set; by default estimated from ``train``.
 
     Returns
     -------
@@ -334,9 +416,9 @@ def build_index(train, metric, p, locality=True):
     with blas_limit(1):
         if locality and train.shape[0] > LOCALITY_CLUSTERS:
             centres = _locality_centres(train)
-            row_ids = np.argsort(_nearest_centre(train, centres), kind="stable")
+            row_ids = np.argsort(_nearest_centres_in_threads(train, centres), kind="stable")
             train = train[row_ids]
-        index = _bound_features(train, metric, p)
+        index = _bound_features(train, metric, p, basis)
     index.rows, index.row_ids, index.centres = train, row_ids, centres
     index.train_scale = _largest_magnitude(train)
     return index
@@ -367,6 +449,17 @@ def _locality_centres(train, random_state=0):
     return centres
 
 
+def _nearest_centres_in_threads(rows, centres):
+    """:func:`_nearest_centre` of blocks of ``rows`` in threads (single-threaded BLAS each)."""
+    nearest = np.empty(rows.shape[0], dtype=np.int64)
+
+    def assign_block(first, last):
+        nearest[first:last] = _nearest_centre(rows[first:last], centres)
+
+    run_row_blocks(assign_block, rows.shape[0], min_rows=LOCALITY_SAMPLE)
+    return nearest
+
+
 def _nearest_centre(rows, centres):
     """Index of the nearest of ``centres`` (Euclidean, same dtype) to each of ``rows``."""
     with np.errstate(all="ignore"):
@@ -376,11 +469,14 @@ def _nearest_centre(rows, centres):
     return scores.argmin(axis=1)
 
 
-def _bound_features(train, metric, p):
-    """The :class:`PrunedIndex` of ``train``'s rows in their order, less the locality fields."""
+def _bound_features(train, metric, p, basis=None):
+    """The :class:`PrunedIndex` of ``train``'s rows in their order, less the locality fields.
+
+    ``basis``: Euclidean only, the ``(mean, components)`` of
+    :func:`_orthonormal_basis` to use instead of estimating them from ``train``.
+    """
     if metric == "euclidean":
-        mean = train.mean(axis=0, dtype=np.float64)
-        components = _orthonormal_basis(train, mean, FINE_COMPONENTS)
+        mean, components = _orthonormal_basis(train, FINE_COMPONENTS) if basis is None else basis
         n_coarse = min(COARSE_COMPONENTS, components.shape[1])
         index = PrunedIndex(kind=PCA, metric=metric, p=p, mean=mean, components=components, n_coarse=n_coarse)
         fine, codes, info = _pca_features(index, train)
@@ -614,20 +710,35 @@ def pruned_query_block(n_queries, n_train, n_threads, largest):
 def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
     """The search to use and its index: ``("brute", None)`` or ``("pruned", index)``.
 
-    ``"auto"`` keeps brute force for Euclidean (the PCA index costs more at
-    fit than pruning saves on one predict of a few thousand queries) and for
-    small training sets, and otherwise prunes when :func:`pruning_pays`.
+    ``"auto"`` keeps brute force for small training sets (fewer than
+    :data:`AUTO_MIN_TRAIN` rows), for Euclidean data whose stage-1
+    components capture less than :data:`AUTO_MIN_COARSE_VARIANCE` of the
+    variance (:func:`coarse_variance_share`), and otherwise prunes when
+    :func:`pruning_pays`. For Euclidean data the probe projects on the
+    basis that the index then keeps, so that choosing costs one basis
+    (about 30 ms on the digits), not two.
     """
     if algorithm == "brute":
         return "brute", None
-    if algorithm == "auto" and (
-        metric == "euclidean" or train.shape[0] < AUTO_MIN_TRAIN or not pruning_pays(train, metric, p, n_neighbors, n_jobs=n_jobs)
-    ):
-        return "brute", None
-    return "pruned", build_index(train, metric, p)
+    basis = None
+    if algorithm == "auto":
+        if train.shape[0] < AUTO_MIN_TRAIN:
+            return "brute", None
+        if metric == "euclidean":
+            with blas_limit(1):
+                if coarse_variance_share(train) < AUTO_MIN_COARSE_VARIANCE:
+                    return "brute", None
+                basis = _orthonormal_basis(train, FINE_COMPONENTS)
+        if not pruning_pays(train, metric, p, n_neighbors, n_jobs=n_jobs, basis=basis):
+            return "brute", None
+    # "auto" builds the index without the locality order: on the digits it
+    # costs about 15 ms at fit (30 under load) and saves at most 1 to 3 ms
+    # of one predict of 2,000 queries at small k; "pruned" keeps it for
+    # those who search the same index many times.
+    return "pruned", build_index(train, metric, p, basis=basis, locality=algorithm != "auto")
 
 
-def pruning_pays(train, metric, p, n_neighbors, random_state=0, n_jobs=None):
+def pruning_pays(train, metric, p, n_neighbors, random_state=0, n_jobs=None, basis=None):
     """Whether ``"auto"`` should prune: a measured probe on the training rows.
 
     :data:`AUTO_PROBE` training rows are searched, as queries, among a
@@ -635,12 +746,14 @@ def pruning_pays(train, metric, p, n_neighbors, random_state=0, n_jobs=None):
     the full one, so the estimate errs towards brute force). Pruning is
     chosen when at most :data:`AUTO_MAX_SURVIVING` of the sample survives
     stage 1 on average. The probe costs a small fraction of one search.
+    ``basis``: Euclidean, the centre and basis to project on (see
+    :func:`build_index`).
     """
     n_train = train.shape[0]
     rng = np.random.default_rng(random_state)
     chosen = rng.choice(n_train, min(n_train, AUTO_PROBE + AUTO_PROBE_SAMPLE), replace=False)
     probe, sample = train[chosen[:AUTO_PROBE]], np.ascontiguousarray(train[chosen[AUTO_PROBE:]])
     k = min(sample.shape[0], n_neighbors)
-    index = build_index(sample, metric, p, locality=False)
+    index = build_index(sample, metric, p, locality=False, basis=basis)
     _, _, counts = pruned_search(np.ascontiguousarray(probe), sample, index, k, n_jobs=n_jobs, return_counts=True)
     return counts[:, 0].mean() / sample.shape[0] <= AUTO_MAX_SURVIVING

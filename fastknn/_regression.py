@@ -27,7 +27,7 @@ class _RegressorTargets:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data, numeric and finite.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Target values.
@@ -86,7 +86,7 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
 
     See Also
@@ -129,7 +129,7 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns
@@ -209,7 +209,7 @@ class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, Regresso
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
 
     See Also
@@ -250,7 +250,7 @@ class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, Regresso
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns

@@ -38,6 +38,7 @@ METRIC_ALIASES = {
     "chebyshev": "chebyshev",
     "infinity": "chebyshev",
     "minkowski": "minkowski",
+    "cosine": "cosine",
 }
 
 _METRIC_IDS = {
@@ -64,7 +65,7 @@ def resolve_metric(metric, p):
     Returns
     -------
     name : str
-        One of ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"``.
+        One of ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"``, ``"cosine"``.
     p : float or None
         The power for ``"minkowski"``, else None.
 
@@ -89,6 +90,15 @@ def resolve_metric(metric, p):
     if math.isinf(p):
         return "chebyshev", None
     return "minkowski", float(p)
+
+
+def check_dense_metric(metric):
+    """Raise for a canonical metric the dense searches do not implement (cosine, sparse only here)."""
+    if metric == "cosine":
+        raise ValueError(
+            "metric='cosine' needs sparse input (a scipy.sparse matrix or array) in this version; "
+            "for dense data, normalise the rows and use metric='euclidean', which ranks them the same."
+        )
 
 
 def effective_n_threads(n_jobs):
@@ -601,6 +611,7 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
     indices : ndarray of shape (n_queries, n_neighbors), int64
         Training indices; equal distances are ordered by index.
     """
+    check_dense_metric(metric)
     n_queries, n_features = queries.shape
     n_train = train.shape[0]
     dtype = train.dtype

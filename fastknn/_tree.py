@@ -26,7 +26,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ._config import WORKING_MEMORY_BYTES
-from ._kernels.tree import _pair_rdist, _rank_fetched
+from ._kernels.tree import _grid_cells, _grid_select, _grid_sort, _pair_rdist, _rank_fetched
 from ._radius import radius_search as brute_radius_search
 from ._search import _METRIC_IDS, effective_n_threads, rdist_to_dist, search, thread_limit
 
@@ -46,6 +46,18 @@ AUTO_TREE_MAX_FEATURES_NON_EUCLIDEAN = 8
 
 # Points per leaf of the k-d tree (scipy's default; not tuned).
 LEAF_SIZE = 16
+
+# The cell grid (see :class:`CellGrid`): used instead of the k-d tree up to
+# GRID_MAX_FEATURES features, from GRID_MIN_ROWS training rows, with about
+# GRID_ROWS_PER_CELL rows a cell, unless the rows crowd into few cells: a
+# training row's cell holds GRID_MAX_CROWDING rows or more on average.
+GRID_MAX_FEATURES = 3
+GRID_MIN_ROWS = 1000
+GRID_ROWS_PER_CELL = 2.0
+GRID_MAX_CROWDING = 16.0
+# Rings of cells a grid search visits beyond those that k evenly spread
+# rows would fill, before it hands the query to the k-d tree.
+GRID_EXTRA_RINGS = 4
 
 
 def tree_power(metric, p):
@@ -84,8 +96,130 @@ def within_tree_range(queries, train, metric, p, radius=0.0):
 
 
 def build_tree(train):
+    """The space partition of the training rows: a :class:`CellGrid`, or a ``cKDTree``.
+
+    The grid where it applies (:func:`build_grid`), else scipy's k-d tree
+    (which keeps the rows in float64).
+    """
+    grid = build_grid(train)
+    if grid is not None:
+        return grid
+    return build_kd_tree(train)
+
+
+def build_kd_tree(train):
     """A ``cKDTree`` over the training rows (kept in float64 by scipy)."""
     return cKDTree(train, leafsize=LEAF_SIZE, balanced_tree=False, compact_nodes=False)
+
+
+class CellGrid:
+    """The training rows sorted into a regular grid of cells (few features, evenly spread rows).
+
+    On 2 or 3 features and rows spread over their bounding box, a query's
+    nearest rows lie in its own cell and the ones around it: the search
+    (``_kernels.tree._grid_select``) visits the cells ring by ring and
+    computes each row's exact distance, stopping when no unvisited cell can
+    hold a row within the k-th distance. The cells are built by a counting
+    sort, stable, so each cell lists its rows by training index.
+
+    Attributes
+    ----------
+    points : ndarray of shape (n_train, n_features)
+        The training rows in cell order, in the training dtype.
+    point_ids : ndarray of shape (n_train,), int64
+        The training index of each of ``points``.
+    cell_start : ndarray of shape (n_cells_total + 1,), int64
+        Where each cell's rows start in ``points``.
+    low, width : ndarray of shape (n_features,), float64
+        The grid's origin and the side of a cell along each axis.
+    n_cells, strides : ndarray of shape (n_features,), int64
+        Cells along each axis, and each axis's stride in a cell's linear index.
+    train : ndarray
+        The training rows, for the k-d tree a radius search builds on demand.
+    """
+
+    def __init__(self, train, points, point_ids, cell_start, low, width, n_cells, strides):
+        self.train = train
+        self.points, self.point_ids, self.cell_start = points, point_ids, cell_start
+        self.low, self.width, self.n_cells, self.strides = low, width, n_cells, strides
+        self._kd_tree = None
+
+    def kd_tree(self):
+        """A ``cKDTree`` of the same rows, built on first use (radius searches run on it)."""
+        if self._kd_tree is None:
+            self._kd_tree = build_kd_tree(self.train)
+        return self._kd_tree
+
+
+def build_grid(train):
+    """A :class:`CellGrid` of ``train``, or None where the grid does not apply.
+
+    None for more than :data:`GRID_MAX_FEATURES` features, fewer than
+    :data:`GRID_MIN_ROWS` rows, rows whose extent is not finite in float64,
+    or rows so unevenly spread that a row's cell holds
+    :data:`GRID_MAX_CROWDING` rows or more on average (clustered data, where
+    the k-d tree adapts and the grid does not).
+    """
+    n_train, n_features = train.shape
+    if n_features > GRID_MAX_FEATURES or n_features == 0 or n_train < GRID_MIN_ROWS:
+        return None
+    low = train.min(axis=0).astype(np.float64)
+    high = train.max(axis=0).astype(np.float64)
+    with np.errstate(all="ignore"):
+        extent = high - low
+    if not np.all(np.isfinite(extent)):
+        return None
+    spread = extent > 0
+    per_axis = max(1, int((n_train / GRID_ROWS_PER_CELL) ** (1.0 / max(1, int(spread.sum())))))
+    n_cells = np.where(spread, per_axis, 1).astype(np.int64)
+    width = np.where(spread, extent / n_cells, 1.0)
+    strides = np.ones(n_features, dtype=np.int64)
+    for f in range(n_features - 2, -1, -1):
+        strides[f] = strides[f + 1] * n_cells[f + 1]
+    cells = np.empty(n_train, dtype=np.int64)
+    _grid_cells(train, low, width, n_cells, strides, cells)
+    counts = np.bincount(cells, minlength=int(np.prod(n_cells)))
+    if float(np.dot(counts, counts)) / n_train >= GRID_MAX_CROWDING:
+        return None
+    cell_start = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=cell_start[1:])
+    points = np.empty_like(train)
+    point_ids = np.empty(n_train, dtype=np.int64)
+    _grid_sort(train, cells, cell_start, points, point_ids)
+    return CellGrid(train, points, point_ids, cell_start, low, width, n_cells, strides)
+
+
+def grid_search(queries, train, grid, n_neighbors, metric, p, n_jobs=None):
+    """Exact k nearest training rows of every query through a :class:`CellGrid` (see :func:`tree_search`).
+
+    A query visits at most :func:`grid_rings` rings of cells; the few that
+    that does not settle (far from the rows, or rows along a line) go to
+    the k-d tree instead.
+    """
+    n_queries = queries.shape[0]
+    rdist = np.empty((n_queries, n_neighbors))
+    indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
+    unfinished = np.empty(n_queries, dtype=np.bool_)
+    power = 0.0 if p is None else float(p)
+    cells = np.empty(n_queries, dtype=np.int64)
+    _grid_cells(queries, grid.low, grid.width, grid.n_cells, grid.strides, cells)
+    with thread_limit(n_jobs):
+        _grid_select(
+            queries, np.argsort(cells), grid.points, grid.point_ids, grid.cell_start, grid.low, grid.width, grid.n_cells,
+            grid.strides, _METRIC_IDS[metric], power, RELATIVE_MARGIN, grid_rings(n_neighbors, queries.shape[1]),
+            rdist, indices, unfinished,
+        )
+    unfinished = np.flatnonzero(unfinished)
+    if unfinished.shape[0]:
+        rdist[unfinished], indices[unfinished] = tree_search(
+            np.ascontiguousarray(queries[unfinished]), train, grid.kd_tree(), n_neighbors, metric, p, n_jobs=n_jobs
+        )
+    return rdist, indices
+
+
+def grid_rings(n_neighbors, n_features):
+    """The last ring of cells a grid search visits: a few beyond what ``n_neighbors`` evenly spread rows fill."""
+    return GRID_EXTRA_RINGS + math.ceil((n_neighbors / GRID_ROWS_PER_CELL) ** (1.0 / n_features))
 
 
 def pair_rdist(queries, train, query_of, rows, metric, p):
@@ -129,7 +263,7 @@ def tree_search(queries, train, tree, n_neighbors, metric, p, n_jobs=None):
         Same dtype as ``train``, C-contiguous, finite.
     train : ndarray of shape (n_train, n_features)
         The rows ``tree`` was built on.
-    tree : scipy.spatial.cKDTree
+    tree : scipy.spatial.cKDTree or CellGrid
         :func:`build_tree` of ``train``.
     n_neighbors : int
         1 <= n_neighbors <= n_train.
@@ -149,6 +283,8 @@ def tree_search(queries, train, tree, n_neighbors, metric, p, n_jobs=None):
         return np.empty((0, k)), np.empty((0, k), dtype=np.int64)
     if not within_tree_range(queries, train, metric, p):
         return search(queries, train, k, metric, p, n_jobs=n_jobs)
+    if isinstance(tree, CellGrid):
+        return grid_search(queries, train, tree, k, metric, p, n_jobs=n_jobs)
     power, workers = tree_power(metric, p), tree_workers(n_jobs)
     n_fetch = min(k + 1, n_train)
     with thread_limit(n_jobs):
@@ -195,6 +331,8 @@ def tree_radius_search(queries, train, tree, radius, metric, p, n_jobs=None, sor
         return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
     if not within_tree_range(queries, train, metric, p, radius):
         return brute_radius_search(queries, train, radius, metric, p, n_jobs=n_jobs, sort_distances=sort_distances)
+    if isinstance(tree, CellGrid):
+        tree = tree.kd_tree()
     power, workers = tree_power(metric, p), tree_workers(n_jobs)
     wide = rdist_to_dist(np.array([float(radius)]), metric, p)[0] * (1.0 + 4 * RELATIVE_MARGIN)
     with thread_limit(n_jobs):

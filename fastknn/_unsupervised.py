@@ -44,7 +44,7 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
         Feature names seen during fit, when X has string column names.
     n_samples_fit_ : int
         Number of training samples.
-    fit_method_ : {"brute", "pruned", "tree"}
+    fit_method_ : {"brute", "pruned", "tree", "sparse"}
         The search used.
 
     See Also
@@ -90,7 +90,7 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data, numeric and finite.
         y : Ignored
             Not used, present for API consistency.

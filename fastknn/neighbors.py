@@ -3,9 +3,11 @@
 import numbers
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.utils.validation import check_array
 
 from ._base import fit_search, kneighbors_search
+from ._sparse import as_sparse_search
 from ._search import as_search_dtype, resolve_metric
 
 
@@ -14,16 +16,19 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
 
     Parameters
     ----------
-    X : array-like of shape (n_queries, n_features)
+    X : {array-like, sparse matrix} of shape (n_queries, n_features)
         Queries.
-    Y : array-like of shape (n_samples, n_features)
-        The rows searched.
+    Y : {array-like, sparse matrix} of shape (n_samples, n_features)
+        The rows searched. A scipy sparse matrix or array (any format) is
+        searched by the sparse method; sparse ``X`` against dense ``Y`` is
+        densified, dense ``X`` against sparse ``Y`` made sparse.
     n_neighbors : int, default=5
         Number of neighbours, 1 <= n_neighbors <= n_samples.
     metric : str, default="euclidean"
-        ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"`` or
-        one of scikit-learn's aliases for them (``"l2"``, ``"l1"``,
-        ``"cityblock"``, ``"infinity"``).
+        ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"``,
+        ``"cosine"`` (sparse ``Y`` only in this version) or one of
+        scikit-learn's aliases for them (``"l2"``, ``"l1"``, ``"cityblock"``,
+        ``"infinity"``).
     p : float, default=2
         Power for ``metric="minkowski"``, >= 1.
     return_distance : bool, default=True
@@ -35,7 +40,8 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
         when there are many queries; ``"kd_tree"`` and ``"ball_tree"`` (the
         same search) build a k-d tree over ``Y``, which pays on a few
         dimensions; ``"auto"`` decides as :class:`~fastknn.KNNClassifier`
-        does. Results are identical.
+        does. Results are identical. Sparse ``Y`` always runs the sparse
+        search (other names than ``"brute"`` and ``"auto"`` warn).
 
     Returns
     -------
@@ -67,8 +73,9 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
     array([[0.1, 0.9]])
     """
     metric_name, power = resolve_metric(metric, p)
-    Y = as_search_dtype(check_array(Y, dtype="numeric", input_name="Y"))
-    X = check_array(X, dtype="numeric", input_name="X")
+    Y = check_array(Y, accept_sparse=["csr", "csc"], dtype="numeric", input_name="Y")
+    Y = as_sparse_search(Y) if issparse(Y) else as_search_dtype(Y)
+    X = check_array(X, accept_sparse=["csr", "csc"], dtype="numeric", input_name="X")
     if X.shape[1] != Y.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} features but Y has {Y.shape[1]}; they must match."
@@ -83,7 +90,9 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
         raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
     if algorithm not in ("brute", "pruned", "kd_tree", "ball_tree", "auto"):
         raise ValueError(f"algorithm must be 'brute', 'pruned', 'kd_tree', 'ball_tree' or 'auto', got {algorithm!r}.")
-    queries = np.ascontiguousarray(X, dtype=Y.dtype)
+    if issparse(X) and not issparse(Y):
+        X = X.toarray()
+    queries = X if issparse(Y) else np.ascontiguousarray(X, dtype=Y.dtype)
     fitted = fit_search(Y, metric_name, power, algorithm, n_neighbors, n_jobs=n_jobs)
     distances, indices = kneighbors_search(fitted, queries, n_neighbors, n_jobs=n_jobs)
     if not return_distance:

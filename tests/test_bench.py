@@ -71,3 +71,20 @@ def test_low_dimensional_bench_runs_on_a_small_shape():
     assert entry["fit_method"] == "tree" and entry["same_predictions"]
     assert set(entry["ratios"]) == {"sklearn_default / fastknn", "ckdtree / fastknn"}
     assert "ckdtree / fastknn" in "\n".join(format_low_dimensional_report(report))
+
+
+def test_sparse_bench_runs_on_a_small_shape():
+    """The sparse section of ``fastknn bench``: the matrix is TF-IDF-like, the answers agree, the report formats."""
+    import numpy as np
+
+    from fastknn.bench import format_sparse_report, run_sparse_bench, tfidf_like
+
+    matrix = tfidf_like(300, 500, 20)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    np.testing.assert_allclose(norms, 1.0)
+    assert 15 < matrix.nnz / 300 <= 20 and matrix.has_canonical_format
+    report = run_sparse_bench(repeats=1, shape=(600, 800, 20, 60))
+    for metric in ("euclidean", "cosine", "manhattan"):
+        assert report[metric]["same_neighbours"] == 1.0
+        assert report[metric]["largest_distance_difference"] < 1e-9
+    assert "sklearn / fastknn kneighbors" in "\n".join(format_sparse_report(report))

@@ -413,7 +413,7 @@ def test_bad_inputs_raise_on_the_client(client):
     with pytest.raises(TypeError, match="n_neighbors must be an integer"):
         kneighbors(rng.normal(size=(3, 5)), Y, 2.0)
     with pytest.raises(ValueError, match="metric must be one of"):
-        kneighbors(rng.normal(size=(3, 5)), Y, metric="cosine")
+        kneighbors(rng.normal(size=(3, 5)), Y, metric="hamming")
     with pytest.raises(ValueError, match="algorithm must be"):
         kneighbors(rng.normal(size=(3, 5)), Y, algorithm="cover_tree")
     with pytest.raises(ValueError, match="unknown chunk sizes"):

@@ -274,7 +274,7 @@ def test_clone_and_pickle(digits):
         ({"n_neighbors": (2.5,)}, ValueError, "n_neighbors must hold integers >= 1"),
         ({"n_neighbors": (True,)}, ValueError, "n_neighbors must hold integers >= 1"),
         ({"n_neighbors": 3}, ValueError, "'n_neighbors' parameter .* must be an array-like"),
-        ({"metrics": ("euclidean", "cosine")}, ValueError, "metrics must hold names among"),
+        ({"metrics": ("euclidean", "hamming")}, ValueError, "metrics must hold names among"),
         ({"metrics": "euclidean"}, ValueError, "'metrics' parameter .* must be an array-like"),
         ({"weights": ("uniform", "gaussian")}, ValueError, "weights must hold"),
         ({"weights": (np.ones(3),)}, ValueError, "weights must hold"),

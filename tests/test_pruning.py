@@ -182,16 +182,46 @@ def test_property_equal_to_brute_force(n_train, n_features, n_queries, metric_in
     assert_same_as_brute(queries, train, metric, p, k)
 
 
-def test_estimator_algorithms_agree(digits):
-    X_train, y_train, X_val = digits
+@pytest.fixture(scope="module")
+def digits_2000():
+    """Enough training digits (AUTO_MIN_TRAIN) for ``"auto"`` to probe."""
+    X_train, y_train, X_val = load_mnist_split("10000")[:3]
+    return X_train[:2500], y_train[:2500], X_val[:300]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_estimator_algorithms_agree(digits_2000, metric):
+    """On digits, ``"auto"`` prunes for both metrics (for Euclidean on the
+    basis its probe estimated), with brute force's neighbours and distances."""
+    X_train, y_train, X_val = digits_2000
     results = {}
     for algorithm in ("brute", "pruned", "auto"):
-        clf = KNNClassifier(n_neighbors=3, metric="manhattan", algorithm=algorithm).fit(X_train, y_train)
+        clf = KNNClassifier(n_neighbors=3, metric=metric, algorithm=algorithm).fit(X_train, y_train)
         results[algorithm] = clf.kneighbors(X_val)
-        assert clf.fit_method_ in ("brute", "pruned")
+        assert clf.fit_method_ == ("brute" if algorithm == "brute" else "pruned")
     for algorithm in ("pruned", "auto"):
         np.testing.assert_array_equal(results[algorithm][1], results["brute"][1])
         np.testing.assert_array_equal(results[algorithm][0], results["brute"][0])
+
+
+@pytest.mark.parametrize("rank", [3, 40])
+def test_basis_is_orthonormal_even_for_rank_deficient_rows(rank):
+    """The basis comes from a sample and a single-precision sketch; its last
+    QR must still make it orthonormal to float64 rounding, also where the
+    rows span fewer dimensions than the basis has columns (Cholesky QR
+    fails there and Householder QR takes over)."""
+    rng = np.random.default_rng(rank)
+    rows = (rng.standard_normal((3000, rank)) @ rng.standard_normal((rank, 200))).astype(np.float32)
+    mean, basis = _pruning._orthonormal_basis(rows, 128)
+    assert basis.shape == (200, 128) and mean.shape == (200,)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(128), atol=1e-13)
+    # The leading components span the rows' subspace.
+    centred = rows - mean
+    leading = basis[:, :rank]
+    residual = centred - (centred @ leading) @ leading.T
+    assert np.linalg.norm(residual) < 1e-4 * np.linalg.norm(centred)
+    queries = rows[:50] + rng.standard_normal((50, 200)).astype(np.float32)
+    assert_same_as_brute(queries, rows[:1000], "euclidean", None, 5)
 
 
 def test_low_level_search_accepts_algorithm(digits):
@@ -210,6 +240,10 @@ def test_auto_falls_back_to_brute_force_where_pruning_cannot_pay():
     gaussian = rng.standard_normal((3000, 256))  # high intrinsic dimension
     assert choose_algorithm("auto", gaussian, "manhattan", None, 5)[0] == "brute"
     assert choose_algorithm("auto", gaussian, "euclidean", None, 5)[0] == "brute"
+    # Euclidean noise stops at the variance check, before any basis or probe.
+    assert _pruning.coarse_variance_share(gaussian) < _pruning.AUTO_MIN_COARSE_VARIANCE
+    low_rank = rng.standard_normal((3000, 10)) @ rng.standard_normal((10, 256))
+    assert _pruning.coarse_variance_share(low_rank) > 0.99
     assert choose_algorithm("pruned", small, "manhattan", None, 5)[0] == "pruned"
 
 

@@ -50,7 +50,7 @@ def test_resolve_metric(metric, p, expected):
 @pytest.mark.parametrize(
     "metric, p, match",
     [
-        ("cosine", 2, "metric must be one of"),
+        ("hamming", 2, "metric must be one of"),
         ("Euclidean", 2, "metric must be one of"),
         (None, 2, "metric must be one of"),
         ("minkowski", 0.5, "p must be a real number >= 1"),

@@ -7,7 +7,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastknn import KNNClassifier, KNNRegressor, kneighbors
 from fastknn._base import fit_search, kneighbors_search, radius_search
-from fastknn._tree import AUTO_TREE_MAX_FEATURES
+from fastknn._search import search
+from fastknn._tree import AUTO_TREE_MAX_FEATURES, GRID_MAX_FEATURES, GRID_MIN_ROWS, CellGrid, build_grid, grid_search
 
 METRICS = [("euclidean", 2), ("manhattan", 2), ("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5)]
 
@@ -144,3 +145,49 @@ def test_tie_balls_are_settled_in_groups_within_the_working_memory(monkeypatch):
     got = kneighbors(queries, train, 7, algorithm="kd_tree")
     for got_part, want_part in zip(got, want):
         np.testing.assert_array_equal(got_part, want_part)
+
+
+def grid_cases(rng):
+    """Shapes for the cell grid (from GRID_MIN_ROWS rows): even spread, ties, a flat axis, far queries."""
+    n = GRID_MIN_ROWS + 500
+    return {
+        "uniform, queries around": (rng.random((n, 2)), rng.random((80, 2)) * 1.6 - 0.3),
+        "float32 3-D": (rng.random((n, 3)).astype(np.float32), rng.random((80, 3)).astype(np.float32)),
+        "integer grid ties": (rng.integers(0, 30, (n, 2)).astype(np.float64), rng.integers(-2, 32, (80, 2)) * 1.0),
+        "3-D half-step ties": (rng.integers(0, 10, (n, 3)).astype(np.float64), rng.integers(0, 20, (80, 3)) * 0.5),
+        "flat axis": (np.c_[rng.random(n), np.zeros(n)], rng.random((80, 2))),
+        "one feature": (rng.random((n, 1)), rng.random((80, 1)) * 3.0),
+    }
+
+
+@pytest.mark.parametrize("case", list(grid_cases(np.random.default_rng(0))))
+def test_grid_equals_brute_force(case):
+    """The cell grid's rings, its stopping test and its hand-over of far
+    queries to the k-d tree give brute force's neighbours, ties by index."""
+    train, queries = grid_cases(np.random.default_rng(0))[case]
+    queries = np.ascontiguousarray(queries, dtype=train.dtype)
+    grid = build_grid(train)
+    assert isinstance(grid, CellGrid)
+    for metric, p in METRICS:
+        power = None if metric != "minkowski" else float(p)
+        for k in (1, 6, 40):
+            got = grid_search(queries, train, grid, k, metric, power)
+            want = search(queries, train, k, metric, power)
+            np.testing.assert_array_equal(got[1], want[1])
+            np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_crowded_rows_get_the_kd_tree():
+    """Rows piled into a few cells (clusters, duplicates) are left to the k-d tree."""
+    rng = np.random.default_rng(1)
+    clustered = np.r_[rng.random((GRID_MIN_ROWS, 2)) * 1e-3, rng.random((10, 2))]
+    assert build_grid(clustered) is None
+    assert build_grid(rng.random((GRID_MIN_ROWS - 1, 2))) is None
+    assert build_grid(rng.random((GRID_MIN_ROWS, GRID_MAX_FEATURES + 1))) is None
+    assert isinstance(build_grid(rng.random((GRID_MIN_ROWS, 2))), CellGrid)
+    y = rng.integers(0, 3, len(clustered))
+    fitted = KNNClassifier().fit(clustered, y)
+    assert fitted.fit_method_ == "tree"
+    np.testing.assert_array_equal(
+        fitted.predict(clustered[:50]), KNNClassifier(algorithm="brute").fit(clustered, y).predict(clustered[:50])
+    )

@@ -1,0 +1,360 @@
+"""Exact neighbours of sparse rows through an inverted index of the training rows.
+
+A query's distance to a training row it shares no column with follows from
+the two rows' norms alone; only the rows sharing a column need the query's
+values. The training matrix is kept twice: by rows (CSR: ``indptr``,
+``indices``, ``data``) for the exact distances, and by columns (CSC:
+``col_indptr``, ``col_rows``, ``col_data``) as the inverted index. For each
+query, :func:`_accumulate` walks the columns of its non-zeros and adds, for
+every training row found there, the column's share of the distance:
+
+- Euclidean: ``|q - t|^2 = |q|^2 + |t|^2 - 2 q.t``, the share ``q_c t_c``;
+- cosine: ``1 - q.t / (|q| |t|)``, the share ``q_c t_c``;
+- Manhattan and Minkowski: ``sum |q|^p + sum |t|^p`` corrected on the shared
+  columns by ``|q_c - t_c|^p - |q_c|^p - |t_c|^p``;
+- Chebyshev: a row sharing no column is at ``max(max|q|, max|t|)``, exactly;
+  the others are computed exactly.
+
+These fast distances carry rounding; each has a bound
+(:func:`_candidates`, :func:`_error_coefficient`) that covers its distance
+to the exact value, :func:`_exact_rdist`, a float64 sum over the union of
+the two rows' columns in column order. A row is ranked exactly only when
+its lower bound can still reach the k-th smallest upper bound, so the
+answer is the exact one, ties by lower training index.
+
+Row values and norms are float64 and CSR index arrays int64; the inverted
+index keeps the training dtype (float32 values are widened exactly as they
+are read) and 32-bit row numbers. Queries and training rows are CSR with
+sorted, unique column indices.
+"""
+
+import numpy as np
+
+from .._config import jit
+from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, MINKOWSKI
+from .radius import INITIAL_ROWS_PER_QUERY, _append, _order_segment
+
+COSINE = 4
+
+# Bounds on rounding: float64 unit roundoff, and an absolute term for
+# underflowing products.
+UNIT_ROUNDOFF = 2.0**-53
+TINY = 2.0**-1000
+
+
+@jit()
+def _power(value, metric, p):
+    """``|value|`` to the metric's power: 1 for Manhattan, ``p`` for Minkowski (as the dense sum)."""
+    value = abs(value)
+    if metric == MANHATTAN:
+        return value
+    if metric == EUCLIDEAN:
+        return value * value
+    if p == 3.0:
+        return value * value * value
+    return value**p
+
+
+@jit()
+def _row_norm(data, metric, p):
+    """The norm term of one row's values, in column order, float64.
+
+    Squared norm for Euclidean, ``sqrt`` of it for cosine, ``sum |x|`` for
+    Manhattan, ``sum |x|^p`` for Minkowski, ``max |x|`` for Chebyshev.
+    """
+    total = 0.0
+    if metric == CHEBYSHEV:
+        for v in data:
+            total = max(total, abs(v))
+        return total
+    if metric == COSINE:
+        for v in data:
+            total += v * v
+        return np.sqrt(total)
+    for v in data:
+        total += _power(v, metric, p)
+    return total
+
+
+@jit()
+def _row_norms(indptr, data, metric, p, out):
+    """:func:`_row_norm` of every CSR row into ``out`` (n_rows,), float64."""
+    for i in range(out.shape[0]):
+        out[i] = _row_norm(data[indptr[i] : indptr[i + 1]], metric, p)
+
+
+@jit()
+def _dot(q_indices, q_data, q_scale, t_indices, t_data, t_scale):
+    """Dot product of two sparse rows (sorted, unique columns), each divided by its scale, in column order."""
+    a, b = 0, 0
+    total = 0.0
+    while a < q_indices.shape[0] and b < t_indices.shape[0]:
+        if q_indices[a] == t_indices[b]:
+            total += (q_data[a] / q_scale) * (t_data[b] / t_scale)
+            a += 1
+            b += 1
+        elif q_indices[a] < t_indices[b]:
+            a += 1
+        else:
+            b += 1
+    return total
+
+
+@jit()
+def _scaled_cosine(q_indices, q_data, t_indices, t_data):
+    """Cosine distance of two non-zero rows whose norms or product overflow, each row divided by its largest value."""
+    q_scale, t_scale = 0.0, 0.0
+    for v in q_data:
+        q_scale = max(q_scale, abs(v))
+    for v in t_data:
+        t_scale = max(t_scale, abs(v))
+    q_norm = np.sqrt(_dot(q_indices, q_data, q_scale, q_indices, q_data, q_scale))
+    t_norm = np.sqrt(_dot(t_indices, t_data, t_scale, t_indices, t_data, t_scale))
+    total = _dot(q_indices, q_data, q_scale, t_indices, t_data, t_scale)
+    return min(2.0, max(0.0, 1.0 - total / (q_norm * t_norm)))
+
+
+@jit()
+def _exact_rdist(q_indices, q_data, q_norm, t_indices, t_data, t_norm, metric, p):
+    """Exact reduced distance of two sparse rows (sorted, unique columns).
+
+    Reduced as for dense rows: squared for Euclidean, p-th power for
+    Minkowski; the cosine distance itself, ``1 - q.t / (|q| |t|)`` clipped
+    to [0, 2], 1 when either row is zero (as scikit-learn's
+    ``cosine_distances``). ``q_norm`` and ``t_norm`` are read for cosine only.
+    """
+    n_q, n_t = q_indices.shape[0], t_indices.shape[0]
+    a, b = 0, 0
+    total = 0.0
+    if metric == COSINE:
+        if q_norm == 0.0 or t_norm == 0.0:
+            return 1.0
+        total = _dot(q_indices, q_data, 1.0, t_indices, t_data, 1.0)
+        scale = q_norm * t_norm
+        if not (np.isfinite(total) and np.isfinite(scale)):
+            return _scaled_cosine(q_indices, q_data, t_indices, t_data)
+        return min(2.0, max(0.0, 1.0 - total / scale))
+    while a < n_q or b < n_t:
+        if b == n_t or (a < n_q and q_indices[a] < t_indices[b]):
+            diff = q_data[a]
+            a += 1
+        elif a == n_q or t_indices[b] < q_indices[a]:
+            diff = t_data[b]
+            b += 1
+        else:
+            diff = q_data[a] - t_data[b]
+            a += 1
+            b += 1
+        if metric == CHEBYSHEV:
+            total = max(total, abs(diff))
+        else:
+            total += _power(diff, metric, p)
+    return total
+
+
+@jit()
+def _accumulate(q_indices, q_data, col_indptr, col_rows, col_data, metric, p, shares):
+    """Add every shared column's share to ``shares`` (n_train,), zero on entry, of the rows the query meets.
+
+    For Chebyshev, a met row's share is set to 1: it only marks the row.
+    """
+    for a in range(q_indices.shape[0]):
+        column, value = q_indices[a], q_data[a]
+        first, last = col_indptr[column], col_indptr[column + 1]
+        if metric == EUCLIDEAN or metric == COSINE:
+            for position in range(first, last):
+                shares[col_rows[position]] += value * col_data[position]
+        elif metric == CHEBYSHEV:
+            for position in range(first, last):
+                shares[col_rows[position]] = 1.0
+        else:
+            own = _power(value, metric, p)
+            for position in range(first, last):
+                t_value = col_data[position]
+                shares[col_rows[position]] += _power(value - t_value, metric, p) - own - _power(t_value, metric, p)
+
+
+@jit()
+def _error_coefficient(metric, p):
+    """Bound on |fast - exact| reduced distance, per stored value of the pair and unit of scale.
+
+    A float64 sum of ``n`` terms is off by at most about ``n u`` times the
+    sum of their magnitudes (Higham, *Accuracy and Stability of Numerical
+    Algorithms*, section 3.1); the shares' magnitudes are bounded by the
+    norms (Cauchy-Schwarz for the products; ``|a - b|^p <= 2^(p-1)(|a|^p +
+    |b|^p)`` for powers, each off by about ``p`` units through its base).
+    The scale is ``|q| + |t|`` as :func:`_row_norm` gives them, 1 for
+    cosine. The coefficients take that with a factor of 4 to spare, for
+    both the fast value and the exact one.
+    """
+    if metric == COSINE or metric == EUCLIDEAN:
+        return 16.0 * UNIT_ROUNDOFF
+    if metric == MANHATTAN:
+        return 24.0 * UNIT_ROUNDOFF
+    return 4.0 * (p + 4.0) * (2.0 ** (p - 1.0) + 3.0) * UNIT_ROUNDOFF
+
+
+@jit(inline=True)
+def _keep_smallest(heap, value):
+    """Keep the ``heap.shape[0]`` smallest values seen in the max-heap ``heap`` (its root the largest)."""
+    k = heap.shape[0]
+    if k == 0 or not value < heap[0]:
+        return
+    position = 0
+    while True:
+        child = 2 * position + 1
+        if child >= k:
+            break
+        if child + 1 < k and heap[child + 1] > heap[child]:
+            child += 1
+        if heap[child] <= value:
+            break
+        heap[position] = heap[child]
+        position = child
+    heap[position] = value
+
+
+@jit()
+def _candidates(q_indices, q_data, q_norm, indptr, indices, data, norms, shares, metric, p, heap, radius, rows, rdist):
+    """Exact reduced distances of the training rows that can be among the answer, in row order.
+
+    One pass over the training rows computes each fast distance and its
+    error bound (the exact reduced distance lies within ``fast +- error``;
+    Chebyshev's is exact), zeroes ``shares`` for the next query, and
+    keeps in ``heap`` (k,) the k smallest upper bounds; a row is noted when
+    its lower bound is within the k-th smallest upper bound so far (which
+    only decreases), or within ``radius`` when k = 0. The notes are then
+    filtered with the final bound and ranked exactly. Writes ``rows`` and
+    ``rdist`` (n_train,) and returns their count.
+    """
+    n_q = q_indices.shape[0]
+    coefficient = _error_coefficient(metric, p)
+    factor = -2.0 if metric == EUCLIDEAN else 1.0
+    k = heap.shape[0]
+    heap[:] = np.inf
+    limit = radius if k == 0 else np.inf
+    noted = 0
+    for row in range(norms.shape[0]):
+        share = shares[row]
+        shares[row] = 0.0
+        t_norm = norms[row]
+        if metric == CHEBYSHEV:
+            # Exact: the max of a row met by the query, else of both rows' largest values.
+            error = 0.0
+            if share != 0.0:
+                first, last = indptr[row], indptr[row + 1]
+                fast = _exact_rdist(q_indices, q_data, q_norm, indices[first:last], data[first:last], t_norm, metric, p)
+            else:
+                fast = max(q_norm, t_norm)
+        else:
+            n_terms = n_q + indptr[row + 1] - indptr[row] + 8.0
+            if metric == COSINE:
+                scale = q_norm * t_norm
+                fast = 1.0 - share / scale if scale != 0.0 else 1.0
+                error = coefficient * n_terms
+            else:
+                fast = q_norm + t_norm + factor * share
+                error = coefficient * n_terms * (q_norm + t_norm) + TINY * n_terms
+            if not np.isfinite(fast + error):  # overflow: ranked exactly
+                fast, error = 0.0, np.inf
+        if k > 0:
+            _keep_smallest(heap, fast + error)
+            limit = heap[0]
+        if fast - error <= limit:
+            rows[noted] = row
+            rdist[noted] = fast - error  # the lower bound for now (Chebyshev's: exact)
+            noted += 1
+    count = 0
+    for c in range(noted):
+        row = rows[c]
+        if rdist[c] > limit:
+            continue
+        value = rdist[c]
+        if metric != CHEBYSHEV:
+            first, last = indptr[row], indptr[row + 1]
+            value = _exact_rdist(q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, p)
+        rows[count] = row
+        rdist[count] = value
+        count += 1
+    return count
+
+
+@jit()
+def _sparse_kneighbors(
+    first, last, q_indptr, q_indices, q_data, q_norms,
+    indptr, indices, data, norms, col_indptr, col_rows, col_data, metric, p, rdist, neighbors,
+):
+    """Exact k nearest training rows of queries ``first`` to ``last - 1``.
+
+    q_indptr, q_indices, q_data, q_norms : the queries' CSR arrays and :func:`_row_norms`
+    indptr, indices, data, norms : the training rows' CSR arrays and norms
+    col_indptr, col_rows, col_data : the training rows by column (the inverted index)
+    rdist : (n_queries, k), float64, written: exact reduced distances, ascending
+    neighbors : (n_queries, k), int64, written: rows, equal distances by lower index
+    """
+    n_train = norms.shape[0]
+    k = rdist.shape[1]
+    shares = np.zeros(n_train)
+    heap = np.empty(k)
+    rows = np.empty(n_train, dtype=np.int64)
+    exact = np.empty(n_train)
+    for i in range(first, last):
+        q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
+        q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
+        _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
+        count = _candidates(
+            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, heap, 0.0, rows, exact
+        )
+        # The k smallest by (distance, row): candidates come in row order, so
+        # a strict comparison keeps the lower row first among equals.
+        filled = 0
+        for c in range(count):
+            value = exact[c]
+            if filled == k and value >= rdist[i, k - 1]:
+                continue
+            position = filled if filled < k else k - 1
+            while position > 0 and rdist[i, position - 1] > value:
+                rdist[i, position] = rdist[i, position - 1]
+                neighbors[i, position] = neighbors[i, position - 1]
+                position -= 1
+            rdist[i, position] = value
+            neighbors[i, position] = rows[c]
+            if filled < k:
+                filled += 1
+
+
+@jit()
+def _sparse_radius(
+    first, last, q_indptr, q_indices, q_data, q_norms,
+    indptr, indices, data, norms, col_indptr, col_rows, col_data, metric, p, radius, sort_distances,
+):
+    """Training rows within the reduced ``radius`` of queries ``first`` to ``last - 1``.
+
+    Arrays as :func:`_sparse_kneighbors`. Returns ``(counts, rows, rdist)``:
+    the number of rows of each query, then their rows and exact reduced
+    distances one query after another (buffers may be longer), by row
+    index, or by (distance, row) when ``sort_distances``.
+    """
+    n_train = norms.shape[0]
+    shares = np.zeros(n_train)
+    no_heap = np.empty(0)
+    rows = np.empty(n_train, dtype=np.int64)
+    exact = np.empty(n_train)
+    counts = np.zeros(last - first, dtype=np.int64)
+    found_rows = np.empty(INITIAL_ROWS_PER_QUERY * (last - first), dtype=np.int64)
+    found_rdist = np.empty(found_rows.shape[0])
+    n_found = 0
+    for i in range(first, last):
+        q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
+        q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
+        _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
+        count = _candidates(
+            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, no_heap, radius, rows, exact
+        )
+        start = n_found
+        for c in range(count):
+            if exact[c] <= radius:
+                found_rows, found_rdist, n_found = _append(found_rows, found_rdist, n_found, rows[c], exact[c])
+        _order_segment(found_rows, found_rdist, start, n_found, False, sort_distances)
+        counts[i - first] = n_found - start
+    return counts, found_rows, found_rdist

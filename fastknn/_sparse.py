@@ -1,0 +1,189 @@
+"""Driver of the sparse search (``fit_method_ == "sparse"``): scipy CSR/CSC matrices and sparse arrays.
+
+``fit`` keeps the training matrix by rows and by columns (an inverted
+index, see ``_kernels.sparse``); each query then meets only the training
+rows that share a column with it, and ranks the others by their norms.
+Nothing dense of the training set's size is ever built: each thread holds
+a few arrays of ``n_train`` values.
+
+Which side is converted when only one is sparse: dense queries against a
+sparse training set become CSR (their zeros dropped); sparse queries
+against a dense training set are densified by the estimators (the dense
+search needs them dense; the queries are the side given at query time).
+"""
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import scipy.sparse
+
+from ._kernels.distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, MINKOWSKI
+from ._kernels.sparse import COSINE, _row_norms, _sparse_kneighbors, _sparse_radius
+from ._radius import concatenate_tasks
+from ._search import as_search_dtype, thread_limit, run_query_blocks
+
+SPARSE_METRIC_IDS = {
+    "euclidean": EUCLIDEAN,
+    "manhattan": MANHATTAN,
+    "chebyshev": CHEBYSHEV,
+    "minkowski": MINKOWSKI,
+    "cosine": COSINE,
+}
+
+# Queries per task: enough that starting a task costs little against its
+# queries, few enough that the threads share the work on a loaded machine.
+QUERY_BLOCK = 64
+
+
+def as_sparse_search(matrix):
+    """A validated sparse matrix as the CSR matrix the sparse search runs on.
+
+    A new ``csr_matrix`` (the caller's matrix is never changed): canonical
+    (sorted column indices, duplicates summed, explicit zeros kept as
+    values), in the search dtype of :func:`_search.as_search_dtype`.
+    """
+    csr = scipy.sparse.csr_matrix(matrix, copy=True)
+    csr.sum_duplicates()  # also sorts the indices
+    dtype = as_search_dtype(np.empty(0, dtype=csr.dtype)).dtype
+    return csr.astype(dtype, copy=False)
+
+
+class SparseRows(NamedTuple):
+    """CSR arrays of canonical rows in the kernels' types, with the metric's row norms.
+
+    Attributes
+    ----------
+    indptr, indices : ndarray of int64
+    data : ndarray of float64
+    norms : ndarray of shape (n_rows,), float64
+        ``_kernels.sparse._row_norm`` of each row.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    norms: np.ndarray
+
+
+def sparse_rows(csr, metric, p):
+    """:class:`SparseRows` of a canonical CSR matrix (see :func:`as_sparse_search`)."""
+    indptr = csr.indptr.astype(np.int64)
+    data = csr.data.astype(np.float64)
+    norms = np.empty(csr.shape[0])
+    _row_norms(indptr, data, SPARSE_METRIC_IDS[metric], 0.0 if p is None else float(p), norms)
+    return SparseRows(indptr, csr.indices.astype(np.int64), data, norms)
+
+
+class SparseTrain(NamedTuple):
+    """What ``fit`` keeps for the sparse search.
+
+    Attributes
+    ----------
+    rows : SparseRows
+        The training rows.
+    col_indptr, col_rows : ndarray of int64
+    col_data : ndarray of float64
+        The training rows by column (CSC): column c holds the rows
+        ``col_rows[col_indptr[c]:col_indptr[c + 1]]``, in increasing order.
+    """
+
+    rows: SparseRows
+    col_indptr: np.ndarray
+    col_rows: np.ndarray
+    col_data: np.ndarray
+
+
+def prepare_sparse(train, metric, p):
+    """The inverted index of a canonical CSR training matrix (see :class:`SparseTrain`)."""
+    rows = sparse_rows(train, metric, p)
+    by_column = train.tocsc()
+    by_column.sort_indices()
+    # The inverted index is what every query streams through: it keeps the
+    # training dtype (float32 values are widened exactly as they are read)
+    # and 32-bit row numbers where they fit, half the bytes of float64 and
+    # int64 (measured: the accumulation is the search's largest cost).
+    row_dtype = np.int32 if train.shape[0] < 2**31 else np.int64
+    return SparseTrain(
+        rows, by_column.indptr.astype(np.int64), by_column.indices.astype(row_dtype), by_column.data
+    )
+
+
+def sparse_queries(queries, n_features, metric, p):
+    """Queries, sparse or dense (validated), as :class:`SparseRows`."""
+    if not scipy.sparse.issparse(queries):
+        queries = scipy.sparse.csr_matrix(queries)
+    queries = as_sparse_search(queries)
+    if queries.shape[1] != n_features:
+        raise ValueError(f"queries have {queries.shape[1]} features, the training set {n_features}.")
+    return sparse_rows(queries, metric, p)
+
+
+def _kernel_arguments(queries, sparse_train):
+    train = sparse_train.rows
+    return (
+        queries.indptr, queries.indices, queries.data, queries.norms,
+        train.indptr, train.indices, train.data, train.norms,
+        sparse_train.col_indptr, sparse_train.col_rows, sparse_train.col_data,
+    )
+
+
+def sparse_search(queries, train, sparse_train, n_neighbors, metric, p, n_jobs=None):
+    """Exact k nearest training rows of every query, sparse training set.
+
+    Parameters
+    ----------
+    queries : sparse matrix or ndarray of shape (n_queries, n_features)
+        Validated (finite, numeric).
+    train : csr_matrix of shape (n_train, n_features)
+        Canonical (:func:`as_sparse_search`).
+    sparse_train : SparseTrain
+        ``prepare_sparse(train, metric, p)``.
+    n_neighbors : int
+        1 <= n_neighbors <= n_train.
+    metric, p
+        As returned by ``_search.resolve_metric``.
+    n_jobs : int or None
+
+    Returns
+    -------
+    rdist : ndarray of shape (n_queries, n_neighbors), float64
+        Exact reduced distances (as ``_search.search``; cosine distances
+        for cosine), ascending per row.
+    indices : ndarray of shape (n_queries, n_neighbors), int64
+        Training indices; equal distances are ordered by index.
+    """
+    query_rows = sparse_queries(queries, train.shape[1], metric, p)
+    n_queries = query_rows.norms.shape[0]
+    rdist = np.empty((n_queries, n_neighbors))
+    indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
+    arguments = _kernel_arguments(query_rows, sparse_train)
+    power = 0.0 if p is None else float(p)
+    with thread_limit(n_jobs):
+        run_query_blocks(
+            _sparse_kneighbors, n_queries, QUERY_BLOCK, numba.get_num_threads(),
+            *arguments, SPARSE_METRIC_IDS[metric], power, rdist, indices,
+        )
+    return rdist, indices
+
+
+def sparse_radius_search(queries, train, sparse_train, radius, metric, p, n_jobs=None, sort_distances=False):
+    """Every training row within the reduced ``radius`` of each query, sparse training set.
+
+    Parameters as :func:`sparse_search`; ``radius`` is reduced (see
+    ``_radius.reduced_radius``) and a row at exactly it is within it.
+    Returns ``(rdist, rows, offsets)`` as ``_radius.radius_search``.
+    """
+    query_rows = sparse_queries(queries, train.shape[1], metric, p)
+    n_queries = query_rows.norms.shape[0]
+    arguments = _kernel_arguments(query_rows, sparse_train)
+    power = 0.0 if p is None else float(p)
+    tasks = []
+
+    def task(first, last):
+        found = _sparse_radius(first, last, *arguments, SPARSE_METRIC_IDS[metric], power, float(radius), sort_distances)
+        tasks.append((np.arange(first, last), found))
+
+    with thread_limit(n_jobs):
+        run_query_blocks(task, n_queries, QUERY_BLOCK, numba.get_num_threads())
+    return concatenate_tasks(tasks, n_queries)
