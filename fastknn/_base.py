@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._cosine import check_cosine_algorithm, cosine_radius_search, cosine_search, prepare_cosine
 from ._pruning import PrunedIndex, choose_algorithm, pruned_radius_search, pruned_search
 from ._radius import radius_search as brute_radius_search
 from ._radius import reduced_radius
@@ -29,7 +30,6 @@ from ._search import (
     METRIC_ALIASES,
     EuclideanTrain,
     as_search_dtype,
-    check_dense_metric,
     prepare_euclidean,
     rdist_to_dist,
     resolve_metric,
@@ -62,6 +62,8 @@ class FittedSearch(NamedTuple):
         The tree method's index.
     sparse_train : _sparse.SparseTrain or None
         The sparse method's inverted index.
+    cosine_train : CosineTrain or None
+        Brute-force cosine precomputation (``_cosine``).
     """
 
     method: str
@@ -72,6 +74,7 @@ class FittedSearch(NamedTuple):
     pruned_index: PrunedIndex | None
     tree: object = None
     sparse_train: object = None
+    cosine_train: object = None
 
 
 def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
@@ -104,7 +107,9 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
                 f"cannot use {algorithm} with sparse input: using the sparse brute-force search", stacklevel=3
             )
         return FittedSearch("sparse", train, metric, p, None, None, sparse_train=prepare_sparse(train, metric, p))
-    check_dense_metric(metric)
+    if metric == "cosine":
+        check_cosine_algorithm(algorithm)
+        return FittedSearch("brute", train, metric, p, None, None, cosine_train=prepare_cosine(train))
     if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric)):
         return FittedSearch("tree", train, metric, p, None, None, build_tree(train))
     method, index = choose_algorithm(algorithm, train, metric, p, min(n_neighbors, train.shape[0]), n_jobs=n_jobs)
@@ -124,6 +129,8 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
     """
     if fitted.method == "sparse":
         return sparse_search(queries, fitted.train, fitted.sparse_train, n_neighbors, fitted.metric, fitted.p, n_jobs)
+    if fitted.metric == "cosine":
+        return cosine_search(queries, fitted.train, n_neighbors, cosine_train=fitted.cosine_train, n_jobs=n_jobs)
     if queries is fitted.train and fitted.euclidean_train is not None and self_graph_fits(queries, fitted.euclidean_train):
         return self_graph_search(queries, fitted.euclidean_train, n_neighbors, n_jobs=n_jobs)
     if fitted.method == "tree":
@@ -174,6 +181,10 @@ def radius_rdist(fitted, queries, radius, n_jobs=None, sort_results=False):
     if fitted.method == "sparse":
         return sparse_radius_search(
             queries, fitted.train, fitted.sparse_train, reduced, fitted.metric, fitted.p, n_jobs, sort_results
+        )
+    if fitted.metric == "cosine":
+        return cosine_radius_search(
+            queries, fitted.train, reduced, cosine_train=fitted.cosine_train, n_jobs=n_jobs, sort_distances=sort_results
         )
     if fitted.method == "tree":
         return tree_radius_search(

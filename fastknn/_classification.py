@@ -73,7 +73,7 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
         the distances array and returns weights of the same shape.
     metric : str, default="minkowski"
         ``"euclidean"`` (``"l2"``), ``"manhattan"`` (``"cityblock"``,
-        ``"l1"``), ``"chebyshev"`` (``"infinity"``) or ``"minkowski"``.
+        ``"l1"``), ``"chebyshev"`` (``"infinity"``), ``"minkowski"`` or ``"cosine"``.
     p : float, default=2
         Power of the Minkowski metric, >= 1; ``p=1``, ``p=2`` and ``p=inf``
         run the Manhattan, Euclidean and Chebyshev kernels. Ignored for the

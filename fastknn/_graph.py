@@ -74,7 +74,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         Neighbours of each sample (plus one in ``"distance"`` mode).
     metric : str, default="minkowski"
         ``"euclidean"`` (``"l2"``), ``"manhattan"`` (``"cityblock"``,
-        ``"l1"``), ``"chebyshev"`` (``"infinity"``) or ``"minkowski"``.
+        ``"l1"``), ``"chebyshev"`` (``"infinity"``), ``"minkowski"`` or ``"cosine"``.
     p : float, default=2
         Power of the Minkowski metric, >= 1.
     n_jobs : int, default=None
@@ -195,7 +195,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
         is one.
     metric : str, default="minkowski"
         ``"euclidean"`` (``"l2"``), ``"manhattan"`` (``"cityblock"``,
-        ``"l1"``), ``"chebyshev"`` (``"infinity"``) or ``"minkowski"``.
+        ``"l1"``), ``"chebyshev"`` (``"infinity"``), ``"minkowski"`` or ``"cosine"``.
     p : float, default=2
         Power of the Minkowski metric, >= 1.
     n_jobs : int, default=None

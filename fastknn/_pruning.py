@@ -14,6 +14,7 @@ import numba
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from ._cosine import check_cosine_algorithm
 from ._kernels.pair_products import BLOCK_PANELS, BLOCK_QUERIES, CODE_PAIRS, PANEL_ROWS
 from ._kernels.pruning import (
     BOUND_MARGIN,
@@ -719,6 +720,9 @@ def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
     (about 30 ms on the digits), not two.
     """
     if algorithm == "brute":
+        return "brute", None
+    if metric == "cosine":  # brute force only (``_cosine``)
+        check_cosine_algorithm(algorithm)
         return "brute", None
     basis = None
     if algorithm == "auto":

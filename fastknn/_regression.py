@@ -65,7 +65,7 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
         weights of the same shape.
     metric : str, default="minkowski"
         ``"euclidean"`` (``"l2"``), ``"manhattan"`` (``"cityblock"``,
-        ``"l1"``), ``"chebyshev"`` (``"infinity"``) or ``"minkowski"``.
+        ``"l1"``), ``"chebyshev"`` (``"infinity"``), ``"minkowski"`` or ``"cosine"``.
     p : float, default=2
         Power of the Minkowski metric, >= 1.
     n_jobs : int, default=None

@@ -92,15 +92,6 @@ def resolve_metric(metric, p):
     return "minkowski", float(p)
 
 
-def check_dense_metric(metric):
-    """Raise for a canonical metric the dense searches do not implement (cosine, sparse only here)."""
-    if metric == "cosine":
-        raise ValueError(
-            "metric='cosine' needs sparse input (a scipy.sparse matrix or array) in this version; "
-            "for dense data, normalise the rows and use metric='euclidean', which ranks them the same."
-        )
-
-
 def effective_n_threads(n_jobs):
     """Number of numba threads for ``n_jobs`` (joblib's convention), or None.
 
@@ -479,9 +470,10 @@ def euclidean_bounds(train_sqnorms, query_sqnorms, relative_error, absolute_erro
 
 
 def euclidean_query_block(
-    first, last, queries, train, euclidean_train, query_terms, train_lower, train_upper, out_rdist, out_index
+    first, last, queries, train, euclidean_train, query_terms, train_lower, train_upper, out_rdist, out_index,
+    cross_queries=None, metric_id=EUCLIDEAN,
 ):
-    """Exact Euclidean k nearest training rows of queries ``first`` to ``last - 1``.
+    """Exact Euclidean (or cosine) k nearest training rows of queries ``first`` to ``last - 1``.
 
     The block of queries is multiplied by ``GEMM_TRAIN_BLOCK`` training rows
     at a time (more for a few queries, see :func:`train_block_rows`), with
@@ -501,21 +493,31 @@ def euclidean_query_block(
     ----------
     first, last : int
     queries, train : ndarray
-        Same float dtype, C-contiguous.
+        Same float dtype, C-contiguous: the rows the exact distances are
+        computed on.
     euclidean_train : EuclideanTrain
-        The training side (constant columns are left out of the product).
+        The training side of the product (constant columns are left out of
+        it); only its ``columns`` and ``cross_train`` are read.
     query_terms : ndarray of shape (n_queries,), float64
         ``2 r |q|^2``, ``r`` the relative error bound of the cross terms
         (see ``topk._scan_values``).
     train_lower, train_upper : ndarray of shape (n_train,), float64
         ``|t|^2 (1 - r) - a`` and ``|t|^2 (1 + r) + a``.
     out_rdist, out_index : ndarray of shape (n_queries, n_neighbors)
-        Exact squared distances, ascending, and training indices; rows
-        ``first`` to ``last - 1`` are written.
+        Exact reduced distances (squared for Euclidean), ascending, and
+        training indices; rows ``first`` to ``last - 1`` are written.
+    cross_queries : ndarray of shape (n_queries, n_features), optional
+        The query rows multiplied by ``cross_train``: ``queries`` if None.
+    metric_id : int, default=EUCLIDEAN
+        The exact distance of the re-ranking: ``EUCLIDEAN``, or ``COSINE``
+        for ``_cosine.cosine_search``, which passes the unit queries as
+        ``cross_queries``, the unit training rows as ``cross_train``, zero
+        ``query_terms`` and the offsets of twice the cosine distance (the
+        same kernels then run for both metrics).
     """
     n_train = train.shape[0]
     size = last - first
-    block_queries = queries[first:last]
+    block_queries = (queries if cross_queries is None else cross_queries)[first:last]
     if euclidean_train.columns is not None:
         block_queries = np.take(block_queries, euclidean_train.columns, axis=1)
     cross_train = euclidean_train.cross_train
@@ -534,7 +536,7 @@ def euclidean_query_block(
             train_upper[train_start:train_stop], -2.0, terms,
         )
     candidates.rerank(
-        queries[first:last], train, EUCLIDEAN, 2.0, terms, out_rdist[first:last], out_index[first:last]
+        queries[first:last], train, metric_id, 2.0, terms, out_rdist[first:last], out_index[first:last]
     )
 
 
@@ -611,7 +613,10 @@ def search(queries, train, n_neighbors, metric, p, *, euclidean_train=None, n_jo
     indices : ndarray of shape (n_queries, n_neighbors), int64
         Training indices; equal distances are ordered by index.
     """
-    check_dense_metric(metric)
+    if metric == "cosine":
+        from ._cosine import cosine_search  # it builds on this module
+
+        return cosine_search(queries, train, n_neighbors, n_jobs=n_jobs)
     n_queries, n_features = queries.shape
     n_train = train.shape[0]
     dtype = train.dtype

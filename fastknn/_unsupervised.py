@@ -24,7 +24,7 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
         Default radius of :meth:`radius_neighbors`.
     metric : str, default="minkowski"
         ``"euclidean"`` (``"l2"``), ``"manhattan"`` (``"cityblock"``,
-        ``"l1"``), ``"chebyshev"`` (``"infinity"``) or ``"minkowski"``.
+        ``"l1"``), ``"chebyshev"`` (``"infinity"``), ``"minkowski"`` or ``"cosine"``.
     p : float, default=2
         Power of the Minkowski metric, >= 1.
     n_jobs : int, default=None

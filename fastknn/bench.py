@@ -321,6 +321,7 @@ def run_bench(repeats=7, reference_repeats=5, slow_reference_repeats=1, memory_q
     results["distortion"] = run_distortion_bench(repeats=repeats, quick=quick)
     results["low_dimensional"] = run_low_dimensional_bench(repeats=reference_repeats, quick=quick)
     results["sparse"] = run_sparse_bench(repeats=reference_repeats, quick=quick)
+    results["cosine"] = run_cosine_bench(repeats=reference_repeats, quick=quick)
 
     if memory_queries:
         peak = peak_memory_predict(train, train_labels, memory_queries)
@@ -720,6 +721,112 @@ def format_sparse_report(sparse):
     return lines
 
 
+COSINE_SHAPE = (100_000, 384, 2_000)
+COSINE_NEIGHBOURS = 10
+COSINE_TARGETS = {"sklearn_brute / fastknn": 2.0, "faiss_flat_ip / fastknn": 1.0}
+
+
+def embedding_like(n_rows, n_features, rng, n_clusters=100):
+    """float32 rows clustered like sentence embeddings: Gaussian centres plus Gaussian noise of 0.7 their scale."""
+    centres = np.random.default_rng(12345).normal(size=(n_clusters, n_features))
+    rows = centres[rng.integers(0, n_clusters, n_rows)] + 0.7 * rng.normal(size=(n_rows, n_features))
+    return rows.astype(np.float32)
+
+
+def run_cosine_bench(repeats=5, quick=False, shape=COSINE_SHAPE):
+    """Cosine k nearest neighbours of embedding-like rows (k=10): fit + kneighbors, and the search alone.
+
+    fastknn's ``NearestNeighbors(metric="cosine")`` against scikit-learn's
+    brute force and FAISS ``IndexFlatIP`` on rows normalised by
+    ``faiss.normalize_L2`` (normalising, adding and searching, against
+    fastknn's fit and search), interleaved; ratios are medians of paired
+    runs. Agreement is the fraction of neighbour sets equal to fastknn's.
+    """
+    from sklearn.neighbors import NearestNeighbors as SklearnNearestNeighbors
+
+    from ._search import default_n_threads
+    from ._unsupervised import NearestNeighbors
+
+    if quick:
+        shape, repeats = (5_000, 64, 200), 1
+    n_train, n_features, n_queries = shape
+    rng = np.random.default_rng(0)
+    train, queries = embedding_like(n_train, n_features, rng), embedding_like(n_queries, n_features, rng)
+    k = COSINE_NEIGHBOURS
+    ours = NearestNeighbors(n_neighbors=k, metric="cosine")
+    ours.fit(train[:100]).kneighbors(queries[:5])  # compile outside timing
+    fitted = NearestNeighbors(n_neighbors=k, metric="cosine").fit(train)
+    theirs = SklearnNearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute")
+    functions = {
+        "fastknn": (lambda: ours.fit(train).kneighbors(queries)[1], repeats),
+        "sklearn_brute": (lambda: theirs.fit(train).kneighbors(queries)[1], max(1, repeats // 2)),
+        "fastknn_search": (lambda: fitted.kneighbors(queries)[1], repeats),
+    }
+    if _faiss_available():
+        import faiss
+
+        faiss.omp_set_num_threads(default_n_threads())
+
+        def faiss_fit_search():
+            rows, unit_queries = train.copy(), queries.copy()
+            faiss.normalize_L2(rows)
+            faiss.normalize_L2(unit_queries)
+            index = faiss.IndexFlatIP(n_features)
+            index.add(rows)
+            return index.search(unit_queries, k)[1]
+
+        unit_train = train.copy()
+        faiss.normalize_L2(unit_train)
+        flat = faiss.IndexFlatIP(n_features)
+        flat.add(unit_train)
+
+        def faiss_search():
+            unit_queries = queries.copy()
+            faiss.normalize_L2(unit_queries)
+            return flat.search(unit_queries, k)[1]
+
+        functions["faiss_flat_ip"] = (faiss_fit_search, repeats)
+        functions["faiss_flat_ip_search"] = (faiss_search, repeats)
+    times, results = interleaved_runs(functions)
+    neighbours = np.sort(results["fastknn"], axis=1)
+    report = {
+        "shape": {"n_train": n_train, "n_features": n_features, "n_queries": n_queries, "k": k},
+        "seconds": {name: float(np.median(values)) for name, values in times.items()},
+        "ratios": {
+            name: paired_ratio(times, name.split(" / ")[0], "fastknn")
+            for name in COSINE_TARGETS if name.split(" / ")[0] in times
+        },
+        "agreement": {
+            name: float(np.mean(np.all(np.sort(results[name], axis=1) == neighbours, axis=1)))
+            for name in ("sklearn_brute", "faiss_flat_ip") if name in results
+        },
+    }
+    if "faiss_flat_ip_search" in times:
+        report["ratios"]["faiss_flat_ip_search / fastknn_search"] = paired_ratio(
+            times, "faiss_flat_ip_search", "fastknn_search"
+        )
+    return report
+
+
+def format_cosine_report(cosine):
+    """The cosine section of the bench as lines of text."""
+    shape = cosine["shape"]
+    lines = [
+        "",
+        f"cosine, embedding-like float32 rows: {shape['n_train']} x {shape['n_features']}, "
+        f"{shape['n_queries']} queries, k={shape['k']} (median seconds; paired ratios, higher is faster):",
+        "  " + ", ".join(f"{name} {value:.3f}" for name, value in cosine["seconds"].items()),
+    ]
+    for name, value in cosine["ratios"].items():
+        target = f" (target >= {COSINE_TARGETS[name]:g})" if name in COSINE_TARGETS else " (search alone)"
+        lines.append(f"  {name:<40} {value:6.2f}{target}")
+    lines.append(
+        "  queries with the same neighbours as fastknn: "
+        + ", ".join(f"{name} {fraction:.4f}" for name, fraction in cosine["agreement"].items())
+    )
+    return lines
+
+
 def _scipy_deskew_loop(images):
     """Deskew one image at a time with scipy.ndimage: the reference to beat."""
     from scipy import ndimage
@@ -985,6 +1092,8 @@ def format_report(results):
         lines += format_low_dimensional_report(results["low_dimensional"])
     if "sparse" in results:
         lines += format_sparse_report(results["sparse"])
+    if "cosine" in results:
+        lines += format_cosine_report(results["cosine"])
     if "memory" in results:
         memory = results["memory"]
         lines.append(

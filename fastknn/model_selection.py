@@ -239,7 +239,7 @@ class KNNClassifierCV(_NeighborsGridCV, ClassifierMixin, BaseEstimator):
     metrics : array-like of str, default=("euclidean", "manhattan")
         Metrics to try, by the names :class:`~fastknn.KNNClassifier` accepts:
         ``"euclidean"`` (``"l2"``), ``"manhattan"`` (``"cityblock"``,
-        ``"l1"``), ``"chebyshev"`` (``"infinity"``) or ``"minkowski"``.
+        ``"l1"``), ``"chebyshev"`` (``"infinity"``), ``"minkowski"`` or ``"cosine"``.
     weights : array-like of {"uniform", "distance", None} or callable, \
 default=("uniform", "distance")
         Vote weightings to try, as :class:`~fastknn.KNNClassifier`'s

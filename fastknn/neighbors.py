@@ -26,9 +26,8 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
         Number of neighbours, 1 <= n_neighbors <= n_samples.
     metric : str, default="euclidean"
         ``"euclidean"``, ``"manhattan"``, ``"chebyshev"``, ``"minkowski"``,
-        ``"cosine"`` (sparse ``Y`` only in this version) or one of
-        scikit-learn's aliases for them (``"l2"``, ``"l1"``, ``"cityblock"``,
-        ``"infinity"``).
+        ``"cosine"`` or one of scikit-learn's aliases for them (``"l2"``,
+        ``"l1"``, ``"cityblock"``, ``"infinity"``).
     p : float, default=2
         Power for ``metric="minkowski"``, >= 1.
     return_distance : bool, default=True

@@ -27,6 +27,7 @@ CANONICAL = {
     "chebyshev": "chebyshev",
     "infinity": "chebyshev",
     "minkowski": "minkowski",
+    "cosine": "cosine",
 }
 
 
@@ -70,6 +71,8 @@ def rdist(X, Y, metric, p=2):
     name, power = canonical_metric(metric, p)
     X = np.asarray(X).astype(np.float64)
     Y = np.asarray(Y).astype(np.float64)
+    if name == "cosine":
+        return cosine_distances(X, Y)
     out = np.zeros((X.shape[0], Y.shape[0]))
     for f in range(X.shape[1]):
         diff = np.abs(X[:, f][:, None] - Y[:, f][None, :])
@@ -81,6 +84,28 @@ def rdist(X, Y, metric, p=2):
             np.maximum(out, diff, out=out)
         else:
             out += diff**power
+    return out
+
+
+def cosine_distances(X, Y):
+    """``1 - x.y / sqrt(|x|^2 |y|^2)`` for every pair of rows, clipped to [0, 2], in float64.
+
+    A zero row is at distance 1 from every row, itself included (scikit-learn's
+    convention: its cosine similarity with anything is 0). The square root of
+    the product keeps a row at distance exactly 0 from itself and from itself
+    times a power of two.
+    """
+    dot = np.zeros((X.shape[0], Y.shape[0]))
+    x_sq = np.zeros(X.shape[0])
+    y_sq = np.zeros(Y.shape[0])
+    for f in range(X.shape[1]):
+        dot += X[:, f][:, None] * Y[:, f][None, :]
+        x_sq += X[:, f] * X[:, f]
+        y_sq += Y[:, f] * Y[:, f]
+    norms = np.sqrt(x_sq[:, None] * y_sq[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.clip(1.0 - dot / norms, 0.0, 2.0)
+    out[norms == 0.0] = 1.0
     return out
 
 

@@ -88,3 +88,14 @@ def test_sparse_bench_runs_on_a_small_shape():
         assert report[metric]["same_neighbours"] == 1.0
         assert report[metric]["largest_distance_difference"] < 1e-9
     assert "sklearn / fastknn kneighbors" in "\n".join(format_sparse_report(report))
+
+
+def test_cosine_bench_runs_on_a_small_shape():
+    """The cosine section of ``fastknn bench``: the neighbours agree with scikit-learn's and FAISS's, the report formats."""
+    from fastknn.bench import format_cosine_report, run_cosine_bench
+
+    report = run_cosine_bench(repeats=1, shape=(3000, 32, 100))
+    assert report["agreement"]["sklearn_brute"] == 1.0
+    assert report["agreement"].get("faiss_flat_ip", 1.0) == 1.0
+    assert "sklearn_brute / fastknn" in report["ratios"]
+    assert "sklearn_brute / fastknn" in "\n".join(format_cosine_report(report))

@@ -108,6 +108,14 @@ def test_first_manhattan_brute_predict_compiles_no_euclidean_or_pruning_kernel(t
     assert len(names) == len(set(names)), sorted(names)
 
 
+def test_first_cosine_predict_compiles_the_euclidean_kernels_only(tmp_path):
+    # The unit rows' product is scanned and re-ranked by the Euclidean
+    # search's kernels, the cosine distance a case of ``_exact_rdist``:
+    # nothing of its own to compile, one signature each.
+    compiled, _ = run_fresh({"metric": "cosine"}, tmp_path)
+    assert sorted(kernels(compiled)) == sorted(EUCLIDEAN_KERNELS)
+
+
 def test_first_pruned_manhattan_predict_compiles_one_case_of_the_pruned_search(tmp_path):
     compiled, _ = run_fresh({"metric": "manhattan", "algorithm": "pruned"}, tmp_path)
     names = kernels(compiled)

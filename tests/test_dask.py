@@ -102,7 +102,7 @@ def test_fastknn_imports_without_dask():
 
 @pytest.mark.parametrize(
     "metric, algorithm",
-    [("euclidean", "brute"), ("manhattan", "pruned"), ("minkowski", "auto"), ("chebyshev", "kd_tree")],
+    [("euclidean", "brute"), ("manhattan", "pruned"), ("minkowski", "auto"), ("chebyshev", "kd_tree"), ("cosine", "auto")],
 )
 def test_random_data(client, metric, algorithm):
     rng = np.random.default_rng(0)

@@ -303,10 +303,15 @@ def test_bad_sparse_input(sparse_split):
         fitted.kneighbors(matrix[:, :39])
     with pytest.raises(ValueError, match="X has 39 features but Y has 40"):
         fastknn.kneighbors(matrix[:, :39], matrix)
-    with pytest.raises(ValueError, match="metric='cosine' needs sparse input"):
-        NearestNeighbors(metric="cosine").fit(train)
-    with pytest.raises(ValueError, match="metric='cosine' needs sparse input"):
-        fastknn.kneighbors(queries, train, metric="cosine")
+
+
+def test_sparse_cosine_equals_the_dense_cosine(sparse_split):
+    train, queries = sparse_split
+    dense_dist, dense_ind = NearestNeighbors(n_neighbors=4, metric="cosine").fit(train).kneighbors(queries)
+    fitted = NearestNeighbors(n_neighbors=4, metric="cosine").fit(scipy.sparse.csr_matrix(train))
+    sparse_dist, sparse_ind = fitted.kneighbors(scipy.sparse.csr_matrix(queries))
+    np.testing.assert_array_equal(sparse_ind, dense_ind)
+    np.testing.assert_allclose(sparse_dist, dense_dist, rtol=1e-12, atol=1e-12)
 
 
 def test_as_sparse_search_canonical_copy():

@@ -10,7 +10,10 @@ euclidean  sum (a - b)**2                  sqrt(reduced)
 manhattan  sum |a - b|                     reduced
 chebyshev  max |a - b|                     reduced
 minkowski  sum |a - b|**p                  reduced ** (1 / p)
+cosine     1 - a.b / (|a| |b|)             reduced
 =========  ==============================  =======================
+
+The cosine distance of a zero row to any row is 1, as in scikit-learn.
 
 Two flavours exist. :func:`_rdist_tiles` works in the input precision with
 fast-math reductions, for speed; :func:`_exact_rdist` accumulates in float64
@@ -27,6 +30,7 @@ EUCLIDEAN = 0
 MANHATTAN = 1
 CHEBYSHEV = 2
 MINKOWSKI = 3
+COSINE = 4
 
 # Tile sizes of ``_rdist_tiles``: a tile of query rows meets a tile of
 # training rows that stays in the per-core cache while query tiles stream by.
@@ -54,6 +58,29 @@ def _exact_rdist(query, train_row, metric, p):
     elif metric == CHEBYSHEV:
         for f in range(n_features):
             total = max(total, abs(np.float64(query[f]) - np.float64(train_row[f])))
+    elif metric == COSINE:
+        # 1 - q.t / sqrt(|q|^2 |t|^2), clipped to [0, 2]; a row of squared
+        # norm 0 is at distance 1 from every row, as in scikit-learn. The
+        # square root of the product, not the product of square roots, keeps
+        # a row exactly at 0 from itself and from itself times a power of
+        # two (sqrt(fl(a * a)) == a). Written here rather than in a function
+        # of its own, which every metric's first search would compile.
+        query_sq = 0.0
+        train_sq = 0.0
+        for f in range(n_features):
+            q = np.float64(query[f])
+            t = np.float64(train_row[f])
+            total += q * t
+            query_sq += q * q
+            train_sq += t * t
+        if query_sq == 0.0 or train_sq == 0.0:
+            return 1.0
+        product = query_sq * train_sq
+        if product > 1e300 or product < 1e-300:  # over- or underflow: the slower, safe way
+            norms = np.sqrt(query_sq) * np.sqrt(train_sq)
+        else:
+            norms = np.sqrt(product)
+        return min(2.0, max(0.0, 1.0 - total / norms))
     elif p == 3.0:
         for f in range(n_features):
             diff = abs(np.float64(query[f]) - np.float64(train_row[f]))
