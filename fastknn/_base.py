@@ -23,6 +23,7 @@ from ._cosine import check_cosine_algorithm, cosine_radius_search, cosine_search
 from ._pruning import PrunedIndex, choose_algorithm, pruned_radius_search, pruned_search
 from ._radius import radius_search as brute_radius_search
 from ._radius import reduced_radius
+from ._self_graph import self_graph_fits, self_graph_search
 from ._sparse import as_sparse_search, prepare_sparse, sparse_radius_search, sparse_search
 from ._tree import TREE_ALGORITHMS, build_tree, tree_pays, tree_radius_search, tree_search
 from ._search import (
@@ -119,8 +120,9 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
 def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
     """Exact k nearest training rows of every query, with their *reduced* distances.
 
-    The one place that runs the k search by the method ``fit`` chose.
-    Reduced distances (squared for Euclidean, p-th power for Minkowski) are
+    The one place that runs the k search by the method ``fit`` chose
+    (``queries`` that are ``fitted.train`` itself, the graph of the
+    training set, run ``_self_graph`` where it fits). Reduced distances (squared for Euclidean, p-th power for Minkowski) are
     what a caller merging several searches must compare: the square root can
     map two of them to the same float. Same parameters as
     :func:`kneighbors_search`, which returns distances.
@@ -129,6 +131,8 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
         return sparse_search(queries, fitted.train, fitted.sparse_train, n_neighbors, fitted.metric, fitted.p, n_jobs)
     if fitted.metric == "cosine":
         return cosine_search(queries, fitted.train, n_neighbors, cosine_train=fitted.cosine_train, n_jobs=n_jobs)
+    if queries is fitted.train and fitted.euclidean_train is not None and self_graph_fits(queries, fitted.euclidean_train):
+        return self_graph_search(queries, fitted.euclidean_train, n_neighbors, n_jobs=n_jobs)
     if fitted.method == "tree":
         return tree_search(queries, fitted.train, fitted.tree, n_neighbors, fitted.metric, fitted.p, n_jobs=n_jobs)
     if fitted.method == "pruned":
@@ -163,6 +167,39 @@ def kneighbors_search(fitted, queries, n_neighbors, n_jobs=None):
     return rdist_to_dist(rdist, fitted.metric, fitted.p), indices
 
 
+def radius_rdist(fitted, queries, radius, n_jobs=None, sort_results=False):
+    """Every training row within ``radius`` of each query, with its *reduced* distance.
+
+    The one place that runs the radius search by the method ``fit`` chose;
+    same parameters and layout as :func:`radius_search`, which returns
+    distances. A caller merging several searches orders on these (see
+    :func:`kneighbors_rdist`).
+    """
+    if not radius >= 0:  # also NaN: no distance is within it
+        return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
+    reduced = reduced_radius(radius, fitted.metric, fitted.p)
+    if fitted.method == "sparse":
+        return sparse_radius_search(
+            queries, fitted.train, fitted.sparse_train, reduced, fitted.metric, fitted.p, n_jobs, sort_results
+        )
+    if fitted.metric == "cosine":
+        return cosine_radius_search(
+            queries, fitted.train, reduced, cosine_train=fitted.cosine_train, n_jobs=n_jobs, sort_distances=sort_results
+        )
+    if fitted.method == "tree":
+        return tree_radius_search(
+            queries, fitted.train, fitted.tree, reduced, fitted.metric, fitted.p, n_jobs=n_jobs, sort_distances=sort_results
+        )
+    if fitted.method == "pruned":
+        return pruned_radius_search(
+            queries, fitted.train, fitted.pruned_index, reduced, n_jobs=n_jobs, sort_distances=sort_results
+        )
+    return brute_radius_search(
+        queries, fitted.train, reduced, fitted.metric, fitted.p,
+        euclidean_train=fitted.euclidean_train, n_jobs=n_jobs, sort_distances=sort_results,
+    )
+
+
 def radius_search(fitted, queries, radius, n_jobs=None, sort_results=False):
     """Every training row within ``radius`` of each query, by the method ``fit`` chose.
 
@@ -185,31 +222,24 @@ def radius_search(fitted, queries, radius, n_jobs=None, sort_results=False):
     offsets : ndarray of shape (n_queries + 1,), int64
         Query i's rows are ``indices[offsets[i]:offsets[i + 1]]``.
     """
-    if not radius >= 0:  # also NaN: no distance is within it
-        return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
-    reduced = reduced_radius(radius, fitted.metric, fitted.p)
-    if fitted.method == "sparse":
-        rdist, indices, offsets = sparse_radius_search(
-            queries, fitted.train, fitted.sparse_train, reduced, fitted.metric, fitted.p, n_jobs, sort_results
-        )
-    elif fitted.metric == "cosine":
-        rdist, indices, offsets = cosine_radius_search(
-            queries, fitted.train, reduced, cosine_train=fitted.cosine_train, n_jobs=n_jobs, sort_distances=sort_results
-        )
-    elif fitted.method == "tree":
-        rdist, indices, offsets = tree_radius_search(
-            queries, fitted.train, fitted.tree, reduced, fitted.metric, fitted.p, n_jobs=n_jobs, sort_distances=sort_results
-        )
-    elif fitted.method == "pruned":
-        rdist, indices, offsets = pruned_radius_search(
-            queries, fitted.train, fitted.pruned_index, reduced, n_jobs=n_jobs, sort_distances=sort_results
-        )
-    else:
-        rdist, indices, offsets = brute_radius_search(
-            queries, fitted.train, reduced, fitted.metric, fitted.p,
-            euclidean_train=fitted.euclidean_train, n_jobs=n_jobs, sort_distances=sort_results,
-        )
+    rdist, indices, offsets = radius_rdist(fitted, queries, radius, n_jobs, sort_results)
     return rdist_to_dist(rdist, fitted.metric, fitted.p), indices, offsets
+
+
+def exclude_self(neigh_ind, first_query=0):
+    """Mask of the k nearest found for training rows as queries, less each row itself.
+
+    Query i is training row ``first_query + i``, searched for one neighbour
+    more than asked. The mask drops the row from its own neighbours, or,
+    when exact duplicates pushed it out of the list, the farthest
+    neighbour instead (as scikit-learn); each row of the mask keeps
+    ``neigh_ind.shape[1] - 1`` entries.
+    """
+    own = np.arange(first_query, first_query + neigh_ind.shape[0])[:, None]
+    keep = neigh_ind != own
+    self_absent = np.all(keep, axis=1)
+    keep[:, -1][self_absent] = False
+    return keep
 
 
 def split_rows(values, offsets):
@@ -223,6 +253,27 @@ def split_rows(values, offsets):
 def query_of_rows(offsets):
     """The query of each flat row: ``i`` repeated ``offsets[i + 1] - offsets[i]`` times."""
     return np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
+
+
+def drop_own_rows(dist, indices, offsets, first_query=0):
+    """Radius results of training rows as queries, less each row itself (its duplicates stay).
+
+    Query i is training row ``first_query + i``; the arguments and the
+    returned ``(dist, indices, offsets)`` are laid out as :func:`radius_search`'s.
+    """
+    query_ids = query_of_rows(offsets)
+    keep = indices != query_ids + first_query
+    kept_per_query = np.bincount(query_ids[keep], minlength=offsets.shape[0] - 1)
+    kept_offsets = np.zeros_like(offsets)
+    np.cumsum(kept_per_query, out=kept_offsets[1:])
+    return dist[keep], indices[keep], kept_offsets
+
+
+def knn_graph(data, neigh_ind, n_samples_fit):
+    """CSR graph of each query's k neighbours ``neigh_ind`` (2-D), entries ``data`` (one a neighbour, flat)."""
+    n_queries, n_neighbors = neigh_ind.shape
+    indptr = np.arange(0, n_queries * n_neighbors + 1, n_neighbors)
+    return csr_matrix((data, neigh_ind.ravel(), indptr), shape=(n_queries, n_samples_fit))
 
 
 def neighbor_weights(dist, weights):
@@ -383,9 +434,7 @@ class KNeighborsMixin:
             # Drop each sample from its own neighbours; when exact duplicates
             # pushed it out of the list, drop the farthest neighbour instead.
             n_queries = queries.shape[0]
-            sample_mask = neigh_ind != np.arange(n_queries)[:, None]
-            self_absent = np.all(sample_mask, axis=1)
-            sample_mask[:, -1][self_absent] = False
+            sample_mask = exclude_self(neigh_ind)
             neigh_ind = neigh_ind[sample_mask].reshape(n_queries, n_neighbors - 1)
             neigh_dist = neigh_dist[sample_mask].reshape(n_queries, n_neighbors - 1)
         if return_distance:
@@ -422,9 +471,7 @@ class KNeighborsMixin:
             raise ValueError(
                 f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead'
             )
-        n_queries, n_cols = neigh_ind.shape
-        indptr = np.arange(0, n_queries * n_cols + 1, n_cols)
-        return csr_matrix((data, neigh_ind.ravel(), indptr), shape=(n_queries, self.n_samples_fit_))
+        return knn_graph(data, neigh_ind, self.n_samples_fit_)
 
 
 class RadiusNeighborsMixin:
@@ -438,12 +485,7 @@ class RadiusNeighborsMixin:
         queries = self._queries(X)
         dist, indices, offsets = radius_search(self._search_state, queries, radius, self.n_jobs, sort_results)
         if X is None:
-            query_ids = query_of_rows(offsets)
-            keep = indices != query_ids
-            kept_per_query = np.bincount(query_ids[keep], minlength=queries.shape[0])
-            dist, indices = dist[keep], indices[keep]
-            offsets = np.zeros_like(offsets)
-            np.cumsum(kept_per_query, out=offsets[1:])
+            dist, indices, offsets = drop_own_rows(dist, indices, offsets)
         return dist, indices, offsets
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):

@@ -8,11 +8,12 @@ with fastknn's exact search, as scikit-learn's ``KNeighborsTransformer`` and
 
 import numbers
 
+import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import KNeighborsMixin, NeighborsBase, RadiusNeighborsMixin
+from ._base import KNeighborsMixin, NeighborsBase, RadiusNeighborsMixin, kneighbors_search, knn_graph
 
 
 class _GraphTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, NeighborsBase):
@@ -149,6 +150,34 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         check_is_fitted(self)
         add_one = self.mode == "distance"
         return self.kneighbors_graph(X, mode=self.mode, n_neighbors=self.n_neighbors + add_one)
+
+    def fit_transform(self, X, y=None):
+        """Fit on ``X``, then return the graph of ``X`` itself.
+
+        The graph :meth:`transform` gives for ``X``, searched as the graph
+        of the training set with itself: for the Euclidean brute-force
+        search, one triangle of the symmetric product of the rows with
+        themselves, while it fits the working memory (see ``fastknn._self_graph``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        graph : scipy.sparse.csr_matrix of shape (n_samples, n_samples)
+            As :meth:`transform` returns it.
+        """
+        self.fit(X)
+        n_neighbors = self.n_neighbors + (self.mode == "distance")
+        if n_neighbors > self.n_samples_fit_:
+            return self.transform(X)  # raises kneighbors' error
+        neigh_dist, neigh_ind = kneighbors_search(self._search_state, self._fit_X, n_neighbors, self.n_jobs)
+        data = neigh_dist.ravel() if self.mode == "distance" else np.ones(neigh_ind.size)
+        return knn_graph(data, neigh_ind, self.n_samples_fit_)
 
 class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
     """Sparse graph of the neighbours within a radius of each sample, a drop-in for scikit-learn's.

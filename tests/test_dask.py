@@ -22,7 +22,14 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
-from fastknn.dask import KNNClassifier, KNNRegressor, from_npy, kneighbors  # noqa: E402
+from fastknn.dask import (  # noqa: E402
+    KNNClassifier,
+    KNNRegressor,
+    KNNTransformer,
+    NearestNeighbors,
+    from_npy,
+    kneighbors,
+)
 from fastknn.dask._bench import peak_rss  # noqa: E402
 
 # Per worker: above the ~300 to 400 MB a worker holds once numba, scikit-learn
@@ -216,6 +223,93 @@ def test_regressor_matches_in_memory(client, labelled_split, weights, two_output
         expected.score(queries, y[:60], sample_weight=weights_60),
         rtol=1e-12,
     )
+
+
+def assert_same_graph(got, expected):
+    """A computed Dask graph equals the in-memory one: same rows, entries and their order."""
+    assert got.shape == expected.shape
+    got = got.tocsr()
+    np.testing.assert_array_equal(got.indptr, expected.indptr)
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_array_equal(got.data, expected.data)
+
+
+def assert_same_lists(got, expected):
+    assert len(got) == len(expected)
+    for got_row, expected_row in zip(got, expected):
+        np.testing.assert_array_equal(got_row, expected_row)
+
+
+@pytest.mark.parametrize("metric, algorithm", [("euclidean", "brute"), ("manhattan", "pruned")])
+def test_nearest_neighbors_matches_in_memory(client, labelled_split, metric, algorithm):
+    """Integer rows (many ties and duplicates) in uneven shards; every query of the training set too."""
+    X, _, queries = labelled_split
+    params = dict(n_neighbors=6, radius=1.5, metric=metric, algorithm=algorithm)
+    expected = fastknn.NearestNeighbors(**params).fit(X)
+    nn = NearestNeighbors(**params).fit(da.from_array(X, chunks=((70, 1, 100, 69), (3,))))
+    Q = da.from_array(queries, chunks=(16, 3))
+    for dask_queries, in_memory_queries in ((Q, queries), (None, None)):
+        result = nn.kneighbors(dask_queries)
+        assert all(isinstance(part, da.Array) for part in result)
+        for got, want in zip(dask.compute(*result), expected.kneighbors(in_memory_queries)):
+            np.testing.assert_array_equal(got, want)
+        for mode in ("connectivity", "distance"):
+            graph = nn.kneighbors_graph(dask_queries, n_neighbors=9, mode=mode)
+            assert isinstance(graph, da.Array)
+            assert_same_graph(graph.compute(), expected.kneighbors_graph(in_memory_queries, n_neighbors=9, mode=mode))
+        for sort_results in (False, True):
+            result = nn.radius_neighbors(dask_queries, sort_results=sort_results)
+            assert all(isinstance(part, da.Array) for part in result)
+            for got, want in zip(dask.compute(*result), expected.radius_neighbors(in_memory_queries, sort_results=sort_results)):
+                assert_same_lists(got, want)
+            graph = nn.radius_neighbors_graph(dask_queries, radius=2.0, mode="distance", sort_results=sort_results)
+            assert_same_graph(
+                graph.compute(),
+                expected.radius_neighbors_graph(in_memory_queries, radius=2.0, mode="distance", sort_results=sort_results),
+            )
+    assert_same_lists(
+        nn.radius_neighbors(Q, radius=0.0, return_distance=False).compute(),
+        expected.radius_neighbors(queries, radius=0.0, return_distance=False),
+    )
+
+
+@pytest.mark.parametrize("mode", ["distance", "connectivity"])
+def test_transformer_matches_in_memory(client, labelled_split, mode):
+    X, _, queries = labelled_split
+    expected = fastknn.KNNTransformer(n_neighbors=7, mode=mode, metric="manhattan")
+    transformer = KNNTransformer(n_neighbors=7, mode=mode, metric="manhattan")
+    graph = transformer.fit_transform(da.from_array(X, chunks=(45, 3)))
+    assert isinstance(graph, da.Array)
+    assert_same_graph(graph.compute(), expected.fit_transform(X))
+    assert_same_graph(transformer.transform(da.from_array(queries, chunks=(16, 3))).compute(), expected.transform(queries))
+    # The estimators' graphs of the training set, itself excluded.
+    regressor = KNNRegressor(n_neighbors=3).fit(da.from_array(X, chunks=(45, 3)), np.arange(240.0))
+    assert_same_graph(
+        regressor.kneighbors_graph(mode=mode).compute(),
+        fastknn.KNNRegressor(n_neighbors=3).fit(X, np.arange(240.0)).kneighbors_graph(mode=mode),
+    )
+
+
+def test_estimators_kneighbors_of_the_training_set(client, labelled_split):
+    """kneighbors(X=None): each training row's neighbours, itself excluded, also among exact duplicates."""
+    X, y, _ = labelled_split
+    duplicated = np.concatenate([X[:30], np.repeat(X[:1], 8, axis=0), X[30:]])
+    targets = np.arange(duplicated.shape[0]) % 3
+    for expected, estimator, fit_targets in (
+        (fastknn.KNNClassifier(n_neighbors=4), KNNClassifier(n_neighbors=4), targets),
+        (fastknn.KNNRegressor(n_neighbors=4), KNNRegressor(n_neighbors=4), targets * 0.5),
+    ):
+        expected.fit(duplicated, fit_targets)
+        estimator.fit(da.from_array(duplicated, chunks=(37, 3)), da.from_array(fit_targets, chunks=37))
+        for got, want in zip(dask.compute(*estimator.kneighbors(n_neighbors=5)), expected.kneighbors(n_neighbors=5)):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(
+            estimator.kneighbors(return_distance=False).compute(), expected.kneighbors(return_distance=False)
+        )
+    with pytest.raises(ValueError, match=r"n_neighbors must be below the number of training rows \(248\) for X=None"):
+        estimator.kneighbors(n_neighbors=248)
+    with pytest.raises(ValueError, match="Unsupported mode"):
+        NearestNeighbors().fit(X).kneighbors_graph(mode="distances")
 
 
 def test_regressor_refuses_non_numeric_targets(client, labelled_split):

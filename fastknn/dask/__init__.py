@@ -14,7 +14,9 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subpro
 
 from ._classification import KNNClassifier
 from ._files import from_npy
+from ._graph import KNNTransformer
 from ._neighbors import kneighbors
 from ._regression import KNNRegressor
+from ._unsupervised import NearestNeighbors
 
-__all__ = ["KNNClassifier", "KNNRegressor", "from_npy", "kneighbors"]
+__all__ = ["KNNClassifier", "KNNRegressor", "KNNTransformer", "NearestNeighbors", "from_npy", "kneighbors"]

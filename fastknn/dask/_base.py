@@ -1,5 +1,5 @@
 """What every neighbours estimator on Dask shares: parameters, a fit that
-leaves the training shards on the workers, and ``kneighbors``.
+leaves the training shards on the workers, ``kneighbors`` and ``kneighbors_graph``.
 
 An estimator adds only what differs: the targets its shards carry (encoded
 labels for the classifier) and what it does with each query's neighbours
@@ -11,11 +11,13 @@ import numbers
 import dask
 import dask.array as da
 import numpy as np
+from scipy.sparse import csr_matrix
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._search import METRIC_ALIASES, resolve_metric
+from .._base import exclude_self, knn_graph
+from .._search import METRIC_ALIASES, as_search_dtype, resolve_metric
 from ._neighbors import (
     ALGORITHMS,
     as_row_blocks,
@@ -26,10 +28,34 @@ from ._neighbors import (
 )
 from ._shards import candidate_dtype
 
+GRAPH_MODES = ("connectivity", "distance")
+
+
+def check_graph_mode(mode):
+    """Raise scikit-learn's error for a graph ``mode`` other than ``"connectivity"`` or ``"distance"``."""
+    if mode not in GRAPH_MODES:
+        raise ValueError(f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead')
+
 
 def _shard_rows(shard):
     """``map_blocks`` function: the rows a shard holds (touching it surfaces its build errors)."""
     return np.array([shard.rows.shape[0]], dtype=np.int64)
+
+
+def _shard_training_rows(shard):
+    """``map_blocks`` function: a shard's training rows, as queries."""
+    return shard.rows
+
+
+def _without_self(candidates, n_neighbors, block_info=None):
+    """``map_blocks`` function: each training row's candidates less the row itself.
+
+    The block's queries are the training rows from its first; see
+    ``fastknn._base.exclude_self``.
+    """
+    first_query = block_info[0]["array-location"][0][0]
+    keep = exclude_self(candidates["index"], first_query)
+    return candidates[keep].reshape(candidates.shape[0], n_neighbors)
 
 
 class DaskNeighborsBase(BaseEstimator):
@@ -79,6 +105,7 @@ class DaskNeighborsBase(BaseEstimator):
         else:
             self.shard_rows_ = np.array(X.chunks[0], dtype=np.int64)
         self._shards = shards
+        self._fit_dtype = as_search_dtype(np.empty((0, 0), dtype=X.dtype)).dtype
         self._candidate_dtype = candidate_dtype() if targets is None else candidate_dtype(targets.dtype, targets.shape[1])
         return self
 
@@ -92,23 +119,53 @@ class DaskNeighborsBase(BaseEstimator):
             )
         return X
 
+    def _training_queries(self):
+        """The training rows as queries, block by block from the shards (never through the client)."""
+        rows = tuple(int(n) for n in self.shard_rows_)
+        return self._shards.map_blocks(
+            _shard_training_rows, new_axis=1, chunks=(rows, (self.n_features_in_,)),
+            dtype=self._fit_dtype, meta=np.empty((0, 0), dtype=self._fit_dtype),
+        )
+
     def _candidates(self, X, n_neighbors):
-        """Each query's ``n_neighbors`` nearest candidates, with their targets."""
+        """Each query's ``n_neighbors`` nearest candidates, with their targets.
+
+        ``X=None`` takes the training rows, each excluding itself, as the
+        in-memory estimators' ``kneighbors(None)`` does: one neighbour more
+        is searched, and the row itself (or, among exact duplicates, the
+        farthest) is dropped.
+        """
+        check_is_fitted(self)
+        if X is None:
+            if isinstance(n_neighbors, numbers.Integral) and n_neighbors >= self.n_samples_fit_:
+                raise ValueError(
+                    f"n_neighbors must be below the number of training rows ({self.n_samples_fit_}) for X=None, "
+                    f"where each row's neighbours exclude itself; got {n_neighbors}."
+                )
+            check_search_parameters(n_neighbors, self.n_samples_fit_, self.algorithm, self.n_jobs)
+            merged = nearest_candidates(
+                self._training_queries(), self._shards, n_neighbors + 1, self._candidate_dtype,
+                n_jobs=self.n_jobs, split_every=self.split_every,
+            )
+            return merged.map_blocks(
+                _without_self, n_neighbors, chunks=(merged.chunks[0], (n_neighbors,)), dtype=merged.dtype,
+                meta=np.empty((0, 0), dtype=merged.dtype),
+            )
         X = self._validate_queries(X)
         check_search_parameters(n_neighbors, self.n_samples_fit_, self.algorithm, self.n_jobs)
         return nearest_candidates(
             X, self._shards, n_neighbors, self._candidate_dtype, n_jobs=self.n_jobs, split_every=self.split_every
         )
 
-    def kneighbors(self, X, n_neighbors=None, return_distance=True):
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Find the nearest training samples of each query, lazily.
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
-            Queries, chunked by rows. (Unlike the in-memory estimators,
-            None, the training set searched against itself, is not
-            accepted.)
+        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+            Queries, chunked by rows. None means the training set, each
+            sample excluding itself (as the in-memory estimators); its
+            rows are read from the shards on the workers, in their blocks.
         n_neighbors : int, default=None
             Number of neighbours; defaults to the constructor's value.
         return_distance : bool, default=True
@@ -121,8 +178,6 @@ class DaskNeighborsBase(BaseEstimator):
         neigh_ind : dask.array.Array of shape (n_queries, n_neighbors), int64
             Global training indices; equal distances are ordered by index.
         """
-        if X is None:
-            raise ValueError("X=None (the training set against itself) is not supported on Dask; pass the queries.")
         if n_neighbors is None:
             n_neighbors = self.n_neighbors
         merged = self._candidates(X, n_neighbors)
@@ -132,6 +187,40 @@ class DaskNeighborsBase(BaseEstimator):
         power = self.effective_metric_params_.get("p")
         distances = merged["rdist"].map_blocks(distances_of, self.effective_metric_, power, dtype=np.float64)
         return distances, indices
+
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+        """Sparse graph of each query's nearest training samples, lazily.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+            Queries, chunked by rows; None means the training set, each
+            sample excluding itself.
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        mode : {"connectivity", "distance"}, default="connectivity"
+            Ones, or the distances, as the matrix entries.
+
+        Returns
+        -------
+        graph : dask.array.Array of shape (n_queries, `n_samples_fit_`)
+            Blocks of ``scipy.sparse.csr_matrix`` by query block; row i
+            holds the neighbours of query i.
+        """
+        check_graph_mode(mode)
+        merged = self._candidates(X, self.n_neighbors if n_neighbors is None else n_neighbors)
+        return merged.map_blocks(
+            _knn_graph_block, mode, self.n_samples_fit_, self.effective_metric_,
+            self.effective_metric_params_.get("p"),
+            chunks=(merged.chunks[0], (self.n_samples_fit_,)), dtype=np.float64,
+            meta=csr_matrix((0, self.n_samples_fit_)),
+        )
+
+
+def _knn_graph_block(candidates, mode, n_samples, metric, p):
+    """``map_blocks`` function: the sparse k-nearest graph of a block of queries."""
+    data = distances_of(candidates["rdist"], metric, p).ravel() if mode == "distance" else np.ones(candidates.size)
+    return knn_graph(data, candidates["index"], n_samples)
 
 
 def as_dask_targets(y, X):

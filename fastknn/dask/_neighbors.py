@@ -15,7 +15,14 @@ import numpy as np
 from dask.array.core import PerformanceWarning
 
 from .._search import rdist_to_dist, resolve_metric
-from ._shards import build_shard, candidate_dtype, merge_candidates, search_shard
+from ._shards import (
+    build_shard,
+    candidate_dtype,
+    merge_candidates,
+    merge_radius_candidates,
+    search_shard,
+    search_shard_radius,
+)
 
 ALGORITHMS = ("brute", "pruned", "auto", "kd_tree", "ball_tree")
 
@@ -82,26 +89,55 @@ def _unchanged(candidates, axis, keepdims):
     return candidates
 
 
+def _merged_shard_searches(X, shards, search, width, combine, aggregate, meta, split_every, **search_arguments):
+    """``search`` of each (query block, shard) pair, then ``combine`` / ``aggregate`` along the shards.
+
+    ``search(queries, shard, **search_arguments)`` returns ``width``
+    columns a query; the reduction merges them into ``width`` columns
+    (the same for a merge of k nearest; 1 for the lists of a radius
+    search), ``split_every`` lists per task (Dask's default when None).
+    """
+    with warnings.catch_warnings():
+        # One block per (query block, shard) is the design, not an accident.
+        warnings.simplefilter("ignore", PerformanceWarning)
+        found = da.blockwise(
+            search, "ij", X, "if", shards, "j",
+            adjust_chunks={"j": width}, concatenate=True, dtype=meta.dtype, meta=meta, **search_arguments,
+        )
+    return da.reduction(
+        found, chunk=_unchanged, combine=combine, aggregate=aggregate, axis=1, keepdims=True,
+        dtype=meta.dtype, meta=meta, split_every=split_every, output_size=width, concatenate=True,
+        name="fastknn-merge",
+    )
+
+
 def nearest_candidates(X, shards, n_neighbors, dtype, *, n_jobs, split_every):
     """Dask array of shape (n_queries, n_neighbors) of each query's nearest candidates (``dtype``).
 
     One task per (query block, shard), then a reduction along the shards,
     ``split_every`` lists merged per task (Dask's default when None).
     """
-    meta = np.empty((0, 0), dtype=dtype)
-    with warnings.catch_warnings():
-        # One block per (query block, shard) is the design, not an accident.
-        warnings.simplefilter("ignore", PerformanceWarning)
-        candidates = da.blockwise(
-            search_shard, "ij", X, "if", shards, "j",
-            adjust_chunks={"j": n_neighbors}, concatenate=True, dtype=dtype, meta=meta,
-            n_neighbors=n_neighbors, n_jobs=n_jobs,
-        )
     merge = functools.partial(merge_candidates, n_neighbors=n_neighbors)
-    return da.reduction(
-        candidates, chunk=_unchanged, combine=merge, aggregate=merge, axis=1, keepdims=True,
-        dtype=dtype, meta=meta, split_every=split_every, output_size=n_neighbors, concatenate=True,
-        name="fastknn-merge",
+    return _merged_shard_searches(
+        X, shards, search_shard, n_neighbors, merge, merge, np.empty((0, 0), dtype=dtype), split_every,
+        n_neighbors=n_neighbors, n_jobs=n_jobs,
+    )
+
+
+def radius_candidates(X, shards, radius, *, sort_results, n_jobs, split_every):
+    """Dask array of shape (n_queries, 1), objects: each query's candidates within ``radius``.
+
+    Each item is a 1-D array of ``_shards.candidate_dtype()``, in global
+    index order, or by (reduced distance, index) with ``sort_results``.
+    The shards' lists are concatenated by a reduction along the shards and
+    sorted once, at its last step.
+    """
+    return _merged_shard_searches(
+        X, shards, search_shard_radius, 1,
+        functools.partial(merge_radius_candidates, sort_results=False),
+        functools.partial(merge_radius_candidates, sort_results=sort_results),
+        np.empty((0, 0), dtype=object), split_every,
+        radius=radius, n_jobs=n_jobs,
     )
 
 

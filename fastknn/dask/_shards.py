@@ -7,7 +7,7 @@ Everything here runs inside Dask tasks, on plain NumPy blocks.
 import numpy as np
 from sklearn.utils.validation import check_array
 
-from .._base import fit_search, kneighbors_rdist
+from .._base import fit_search, kneighbors_rdist, radius_rdist, split_rows
 from .._search import as_search_dtype
 
 # Index of a padding candidate: a shard with fewer rows than ``n_neighbors``
@@ -125,6 +125,36 @@ class Shard:
             candidates["target"][:, k:] = 0
         return candidates
 
+    def radius_search(self, queries, radius, n_jobs):
+        """Candidates of each query: the shard's rows within ``radius``.
+
+        Parameters
+        ----------
+        queries : ndarray of shape (n_queries, n_features)
+        radius : float
+            A row at exactly this distance is within it.
+        n_jobs : int or None
+            Threads for this task.
+
+        Returns
+        -------
+        candidates : ndarray of shape (n_queries, 1), object
+            Item ``[i, 0]`` holds query i's candidates, a 1-D array of
+            :func:`candidate_dtype` in global index order.
+        """
+        queries = np.ascontiguousarray(queries, dtype=self.rows.dtype)
+        if not queries.flags.writeable:
+            queries = queries.copy()
+        if self.fitted is None:
+            offsets = np.zeros(queries.shape[0] + 1, dtype=np.int64)
+            rdist, indices = np.empty(0), np.empty(0, dtype=np.int64)
+        else:
+            rdist, indices, offsets = radius_rdist(self.fitted, queries, radius, n_jobs)
+        found = np.empty(indices.shape[0], dtype=candidate_dtype())
+        found["rdist"] = rdist
+        found["index"] = indices + self.first_row
+        return split_rows(found, offsets)[:, None]
+
 
 def build_shard(rows, *targets, block_info=None, metric, p, algorithm, n_neighbors):
     """``map_blocks`` function: the :class:`Shard` of one block of training rows."""
@@ -138,6 +168,12 @@ def search_shard(queries, shard, *, n_neighbors, n_jobs):
     return shard.search(queries, n_neighbors, n_jobs)
 
 
+def search_shard_radius(queries, shard, *, radius, n_jobs):
+    """``blockwise`` function: the rows of one shard within ``radius`` of a block of queries."""
+    queries = check_array(queries, dtype="numeric", input_name="X")
+    return shard.radius_search(queries, radius, n_jobs)
+
+
 def merge_candidates(candidates, axis, keepdims, n_neighbors):
     """``reduction`` function: the ``n_neighbors`` smallest candidates of each row.
 
@@ -147,3 +183,20 @@ def merge_candidates(candidates, axis, keepdims, n_neighbors):
     """
     order = np.lexsort((candidates["index"], candidates["rdist"]), axis=1)[:, :n_neighbors]
     return np.take_along_axis(candidates, order, axis=1)
+
+
+def merge_radius_candidates(candidates, axis, keepdims, sort_results):
+    """``reduction`` function: each query's candidates of several shards, as one list.
+
+    The shards come in the order of their rows, so their lists, each in
+    global index order, concatenate into one in that order; with
+    ``sort_results``, it is ordered by (reduced distance, global index),
+    the order of the one-process search (a stable sort on the distance).
+    """
+    merged = np.empty((candidates.shape[0], 1), dtype=object)
+    for i in range(candidates.shape[0]):
+        found = np.concatenate(list(candidates[i]))
+        if sort_results:
+            found = found[np.lexsort((found["index"], found["rdist"]))]
+        merged[i, 0] = found
+    return merged
