@@ -77,7 +77,7 @@ class FittedSearch(NamedTuple):
     cosine_train: object = None
 
 
-def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
+def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None, self_queries=False):
     """Choose the search method for ``train`` and precompute what it needs.
 
     Parameters
@@ -95,6 +95,11 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
     n_neighbors : int
         Neighbours the probe of ``"auto"`` searches for.
     n_jobs : int or None
+    self_queries : bool, default=False
+        The caller's next search is of ``train`` itself (a transformer's
+        ``fit_transform``). ``"auto"`` then takes brute force, without its
+        probe, where the Euclidean graph of the training set with itself
+        runs (``_self_graph``): that search reads no pruned index.
 
     Returns
     -------
@@ -112,6 +117,10 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None):
         return FittedSearch("brute", train, metric, p, None, None, cosine_train=prepare_cosine(train))
     if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric)):
         return FittedSearch("tree", train, metric, p, None, None, build_tree(train))
+    if algorithm == "auto" and self_queries and metric == "euclidean":
+        euclidean_train = prepare_euclidean(train)
+        if self_graph_fits(train, euclidean_train):
+            return FittedSearch("brute", train, metric, p, euclidean_train, None)
     method, index = choose_algorithm(algorithm, train, metric, p, min(n_neighbors, train.shape[0]), n_jobs=n_jobs)
     euclidean_train = prepare_euclidean(train) if metric == "euclidean" and method == "brute" else None
     return FittedSearch(method, train, metric, p, euclidean_train, index)
@@ -342,8 +351,11 @@ class NeighborsBase(BaseEstimator):
         tags.input_tags.sparse = True
         return tags
 
-    def _fit(self, X, y=None):
-        """Validate ``X`` (and ``y``, 1-D or 2-D, stored by ``_set_targets``), prepare the search."""
+    def _fit(self, X, y=None, self_queries=False):
+        """Validate ``X`` (and ``y``, 1-D or 2-D, stored by ``_set_targets``), prepare the search.
+
+        ``self_queries``: the next search is of ``X`` itself (see :func:`fit_search`).
+        """
         if self.n_jobs == 0:
             raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
         if y is None:
@@ -361,7 +373,9 @@ class NeighborsBase(BaseEstimator):
         self._fit_X = as_sparse_search(X) if issparse(X) else as_search_dtype(X)
         self.n_samples_fit_ = self._fit_X.shape[0]
         n_neighbors = getattr(self, "n_neighbors", None) or DEFAULT_PROBE_NEIGHBORS
-        self._search_state = fit_search(self._fit_X, metric, power, self.algorithm, n_neighbors, self.n_jobs)
+        self._search_state = fit_search(
+            self._fit_X, metric, power, self.algorithm, n_neighbors, self.n_jobs, self_queries=self_queries
+        )
         self.fit_method_ = self._search_state.method
 
     def _set_targets(self, y):

@@ -151,6 +151,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         add_one = self.mode == "distance"
         return self.kneighbors_graph(X, mode=self.mode, n_neighbors=self.n_neighbors + add_one)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
         """Fit on ``X``, then return the graph of ``X`` itself.
 
@@ -158,6 +159,8 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         of the training set with itself: for the Euclidean brute-force
         search, one triangle of the symmetric product of the rows with
         themselves, while it fits the working memory (see ``fastknn._self_graph``).
+        There ``algorithm="auto"`` takes brute force without probing whether
+        pruning pays: the graph of ``X`` reads no pruned index.
 
         Parameters
         ----------
@@ -171,7 +174,8 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         graph : scipy.sparse.csr_matrix of shape (n_samples, n_samples)
             As :meth:`transform` returns it.
         """
-        self.fit(X)
+        self._fit(X, self_queries=True)
+        self._n_features_out = self.n_samples_fit_
         n_neighbors = self.n_neighbors + (self.mode == "distance")
         if n_neighbors > self.n_samples_fit_:
             return self.transform(X)  # raises kneighbors' error

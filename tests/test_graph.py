@@ -102,3 +102,22 @@ def test_spectral_clustering_pipeline(small_digits):
     ours = cluster(KNNTransformer(n_neighbors=10, mode="connectivity"))
     theirs = cluster(KNeighborsTransformer(n_neighbors=10, mode="connectivity", algorithm="brute"))
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_fit_transform_skips_the_auto_probe_where_the_self_graph_runs(monkeypatch):
+    """``fit_transform`` searches the training set itself: ``"auto"`` must not probe for a pruned index it never reads."""
+    import fastknn._base
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("fit_transform probed whether pruning pays")
+
+    X = np.random.default_rng(5).normal(size=(3200, 12)).astype(np.float32)
+    expected = KNNTransformer(n_neighbors=7, algorithm="brute").fit(X).transform(X.copy())
+    monkeypatch.setattr(fastknn._base, "choose_algorithm", no_probe)
+    transformer = KNNTransformer(n_neighbors=7)
+    graph = transformer.fit_transform(X)
+    assert transformer.fit_method_ == "brute"
+    np.testing.assert_array_equal(graph.indices, expected.indices)
+    np.testing.assert_array_equal(graph.data, expected.data)
+    with pytest.raises(AssertionError, match="probed"):  # a plain fit still chooses
+        KNNTransformer(n_neighbors=7).fit(X)
