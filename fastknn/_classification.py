@@ -415,13 +415,7 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
         classes = self.classes_
         if not self.outputs_2d_:
             probabilities, classes = [probabilities], [classes]
-        n_queries = probabilities[0].shape[0]
-        predictions = np.empty((n_queries, len(classes)), dtype=classes[0].dtype)
-        for output, proba in enumerate(probabilities):
-            predictions[:, output] = classes[output].take(proba.argmax(axis=1))
-            no_vote = np.flatnonzero((proba == 0).all(axis=1))
-            if no_vote.size:
-                predictions[no_vote, output] = self.outlier_label_[output]
+        predictions = radius_predictions(probabilities, classes, self.outlier_label_)
         return predictions if self.outputs_2d_ else predictions.ravel()
 
     def predict_proba(self, X):
@@ -446,33 +440,81 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
         """
         check_is_fitted(self)
         dist, indices, offsets = self._radius_neighbors_flat(X, None, False)
-        n_queries = offsets.shape[0] - 1
-        outliers = np.flatnonzero(np.diff(offsets) == 0)
-        if self.outlier_label_ is None and outliers.size > 0:
-            raise ValueError(
-                f"No neighbors found for test samples {outliers!r}, you can try using larger radius, "
-                "giving a label for outliers, or considering removing them from your dataset."
-            )
-        weights = flat_neighbor_weights(dist, offsets, self.weights)
-        query_ids = query_of_rows(offsets)
         classes = self.classes_ if self.outputs_2d_ else [self.classes_]
-        probabilities = []
-        for output, classes_k in enumerate(classes):
-            n_classes = classes_k.size
-            cells = query_ids * n_classes + self._y[indices, output]
-            proba = np.bincount(cells, weights=weights, minlength=n_queries * n_classes)
-            proba = proba.reshape(n_queries, n_classes).astype(np.float64)
-            if outliers.size > 0:
-                label_index = np.flatnonzero(classes_k == self.outlier_label_[output])
-                if label_index.size == 1:
-                    proba[outliers, label_index[0]] = 1.0
-                else:
-                    warnings.warn(
-                        f"Outlier label {self.outlier_label_[output]} is not in training classes. "
-                        "All class probabilities of outliers will be assigned with 0."
-                    )
-            normalizer = proba.sum(axis=1)[:, np.newaxis]
-            normalizer[normalizer == 0.0] = 1.0
-            proba /= normalizer
-            probabilities.append(proba)
+        probabilities = radius_proba(dist, offsets, self._y[indices], classes, self.outlier_label_, self.weights)
         return probabilities if self.outputs_2d_ else probabilities[0]
+
+
+def radius_proba(dist, offsets, neighbor_labels, classes, outlier_label, weights, first_query=0):
+    """Class probabilities of queries from their neighbours within a radius, as RadiusNeighborsClassifier's.
+
+    Parameters
+    ----------
+    dist : ndarray of shape (n_found,)
+        Each neighbour's distance, query by query (flat, as ``fastknn._base.radius_search`` gives them).
+    offsets : ndarray of shape (n_queries + 1,)
+        Where each query's neighbours start in ``dist``.
+    neighbor_labels : ndarray of shape (n_found, n_outputs)
+        Each neighbour's labels, encoded as indices into ``classes``.
+    classes : list of ndarray
+        The classes of each output.
+    outlier_label : list or None
+        The label of a query without neighbours, per output; None raises
+        for such a query.
+    weights : {"uniform", "distance"}, callable or None
+    first_query : int, default=0
+        Number of the first query, for the error naming the queries
+        without neighbours.
+
+    Returns
+    -------
+    probabilities : list of ndarray of shape (n_queries, n_classes)
+        One per output, rows normalised; a query without neighbours gets
+        probability 1 for ``outlier_label`` (0 everywhere, with a warning,
+        when that label is not a class).
+    """
+    n_queries = offsets.shape[0] - 1
+    outliers = np.flatnonzero(np.diff(offsets) == 0)
+    if outlier_label is None and outliers.size > 0:
+        raise ValueError(
+            f"No neighbors found for test samples {outliers + first_query!r}, you can try using larger radius, "
+            "giving a label for outliers, or considering removing them from your dataset."
+        )
+    weights = flat_neighbor_weights(dist, offsets, weights)
+    query_ids = query_of_rows(offsets)
+    probabilities = []
+    for output, classes_k in enumerate(classes):
+        n_classes = classes_k.size
+        cells = query_ids * n_classes + neighbor_labels[:, output]
+        proba = np.bincount(cells, weights=weights, minlength=n_queries * n_classes)
+        proba = proba.reshape(n_queries, n_classes).astype(np.float64)
+        if outliers.size > 0:
+            label_index = np.flatnonzero(classes_k == outlier_label[output])
+            if label_index.size == 1:
+                proba[outliers, label_index[0]] = 1.0
+            else:
+                warnings.warn(
+                    f"Outlier label {outlier_label[output]} is not in training classes. "
+                    "All class probabilities of outliers will be assigned with 0."
+                )
+        normalizer = proba.sum(axis=1)[:, np.newaxis]
+        normalizer[normalizer == 0.0] = 1.0
+        proba /= normalizer
+        probabilities.append(proba)
+    return probabilities
+
+
+def radius_predictions(probabilities, classes, outlier_label):
+    """Predicted classes, shape (n_queries, n_outputs), from :func:`radius_proba`'s probabilities.
+
+    The most probable class (ties to the first in ``classes``), or
+    ``outlier_label`` where every probability is 0.
+    """
+    n_queries = probabilities[0].shape[0]
+    predictions = np.empty((n_queries, len(classes)), dtype=classes[0].dtype)
+    for output, proba in enumerate(probabilities):
+        predictions[:, output] = classes[output].take(proba.argmax(axis=1))
+        no_vote = np.flatnonzero((proba == 0).all(axis=1))
+        if no_vote.size:
+            predictions[no_vote, output] = outlier_label[output]
+    return predictions

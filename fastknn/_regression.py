@@ -260,19 +260,41 @@ class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, Regresso
         """
         check_is_fitted(self)
         dist, indices, offsets = self._radius_neighbors_flat(X, None, False)
-        n_queries = offsets.shape[0] - 1
-        weights = flat_neighbor_weights(dist, offsets, self.weights)
-        if weights is None:
-            weights = np.ones(indices.shape[0])
-        query_ids = query_of_rows(offsets)
         targets = self._y.reshape((-1, 1)) if self._y.ndim == 1 else self._y
-        totals = np.bincount(query_ids, weights=weights, minlength=n_queries)
-        predictions = np.empty((n_queries, targets.shape[1]), dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for output in range(targets.shape[1]):
-                sums = np.bincount(query_ids, weights=targets[indices, output] * weights, minlength=n_queries)
-                predictions[:, output] = sums / totals
-        predictions[np.diff(offsets) == 0] = np.nan
-        if np.any(np.isnan(predictions)):
-            warnings.warn("One or more samples have no neighbors within specified radius; predicting NaN.")
+        predictions = radius_mean(dist, offsets, targets[indices], self.weights)
         return predictions.ravel() if self._y.ndim == 1 else predictions
+
+
+def radius_mean(dist, offsets, neighbor_targets, weights):
+    """The (weighted) mean target of each query's neighbours within a radius, as RadiusNeighborsRegressor's.
+
+    Parameters
+    ----------
+    dist : ndarray of shape (n_found,)
+        Each neighbour's distance, query by query (flat, as ``fastknn._base.radius_search`` gives them).
+    offsets : ndarray of shape (n_queries + 1,)
+        Where each query's neighbours start in ``dist``.
+    neighbor_targets : ndarray of shape (n_found, n_outputs)
+        Each neighbour's targets.
+    weights : {"uniform", "distance"}, callable or None
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_queries, n_outputs), float64
+        NaN, with a warning, for a query without neighbours.
+    """
+    n_queries = offsets.shape[0] - 1
+    weights = flat_neighbor_weights(dist, offsets, weights)
+    if weights is None:
+        weights = np.ones(neighbor_targets.shape[0])
+    query_ids = query_of_rows(offsets)
+    totals = np.bincount(query_ids, weights=weights, minlength=n_queries)
+    predictions = np.empty((n_queries, neighbor_targets.shape[1]), dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for output in range(neighbor_targets.shape[1]):
+            sums = np.bincount(query_ids, weights=neighbor_targets[:, output] * weights, minlength=n_queries)
+            predictions[:, output] = sums / totals
+    predictions[np.diff(offsets) == 0] = np.nan
+    if np.any(np.isnan(predictions)):
+        warnings.warn("One or more samples have no neighbors within specified radius; predicting NaN.")
+    return predictions
