@@ -369,32 +369,9 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
         """
         self._fit(X, y)
         classes = self.classes_ if self.outputs_2d_ else [self.classes_]
-        if self.outlier_label is None:
-            outlier_label_ = None
-        elif isinstance(self.outlier_label, str) and self.outlier_label == "most_frequent":
-            outlier_label_ = [
-                classes_k[np.bincount(self._y[:, output]).argmax()] for output, classes_k in enumerate(classes)
-            ]
-        else:
-            if _is_arraylike(self.outlier_label) and not isinstance(self.outlier_label, str):
-                if len(self.outlier_label) != len(classes):
-                    raise ValueError(
-                        f"The length of outlier_label: {self.outlier_label} is inconsistent with the "
-                        f"output length: {len(classes)}"
-                    )
-                outlier_label_ = list(self.outlier_label)
-            else:
-                outlier_label_ = [self.outlier_label] * len(classes)
-            for classes_k, label in zip(classes, outlier_label_):
-                if _is_arraylike(label) and not isinstance(label, str):
-                    raise TypeError(
-                        f"The outlier_label of classes {classes_k} is supposed to be a scalar, got {label}."
-                    )
-                if np.append(classes_k, label).dtype != classes_k.dtype:
-                    raise TypeError(
-                        f"The dtype of outlier_label {label} is inconsistent with classes {classes_k} in y."
-                    )
-        self.outlier_label_ = outlier_label_
+        self.outlier_label_ = resolve_outlier_label(
+            self.outlier_label, classes, lambda output: np.bincount(self._y[:, output])
+        )
         return self
 
     def predict(self, X):
@@ -518,3 +495,48 @@ def radius_predictions(probabilities, classes, outlier_label):
         if no_vote.size:
             predictions[no_vote, output] = outlier_label[output]
     return predictions
+
+
+def resolve_outlier_label(outlier_label, classes, class_counts):
+    """The ``outlier_label_`` of a radius classifier: one label per output, or None.
+
+    Parameters
+    ----------
+    outlier_label : label, array-like of labels, "most_frequent" or None
+        The ``outlier_label`` parameter.
+    classes : list of ndarray
+        The classes of each output.
+    class_counts : callable
+        ``class_counts(output)``: how many training samples each class of
+        an output has; called only for ``"most_frequent"``.
+
+    Returns
+    -------
+    outlier_label_ : list or None
+    """
+    if outlier_label is None:
+        outlier_label_ = None
+    elif isinstance(outlier_label, str) and outlier_label == "most_frequent":
+        outlier_label_ = [
+            classes_k[class_counts(output).argmax()] for output, classes_k in enumerate(classes)
+        ]
+    else:
+        if _is_arraylike(outlier_label) and not isinstance(outlier_label, str):
+            if len(outlier_label) != len(classes):
+                raise ValueError(
+                    f"The length of outlier_label: {outlier_label} is inconsistent with the "
+                    f"output length: {len(classes)}"
+                )
+            outlier_label_ = list(outlier_label)
+        else:
+            outlier_label_ = [outlier_label] * len(classes)
+        for classes_k, label in zip(classes, outlier_label_):
+            if _is_arraylike(label) and not isinstance(label, str):
+                raise TypeError(
+                    f"The outlier_label of classes {classes_k} is supposed to be a scalar, got {label}."
+                )
+            if np.append(classes_k, label).dtype != classes_k.dtype:
+                raise TypeError(
+                    f"The dtype of outlier_label {label} is inconsistent with classes {classes_k} in y."
+                )
+    return outlier_label_

@@ -27,6 +27,8 @@ from fastknn.dask import (  # noqa: E402
     KNNRegressor,
     KNNTransformer,
     NearestNeighbors,
+    RadiusNeighborsClassifier,
+    RadiusNeighborsRegressor,
     from_npy,
     kneighbors,
 )
@@ -222,6 +224,69 @@ def test_regressor_matches_in_memory(client, labelled_split, weights, two_output
         float(reg.score(Q, y[:60], sample_weight=weights_60).compute()),
         expected.score(queries, y[:60], sample_weight=weights_60),
         rtol=1e-12,
+    )
+
+
+def _radius_queries(queries):
+    """The labelled split's queries and two far from every training row (empty neighbourhoods), in uneven blocks."""
+    queries = np.vstack([queries[:30], np.full((1, 3), 9.0), queries[30:], np.full((1, 3), -9.0)])
+    return queries, da.from_array(queries, chunks=((1, 30, 20, 11), 3))
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance", _inverse_square])
+@pytest.mark.parametrize("two_outputs", [False, True])
+def test_radius_classifier_matches_in_memory(client, labelled_split, weights, two_outputs):
+    X, y, queries = labelled_split
+    y = y if two_outputs else y[:, 0].astype(int)
+    queries, Q = _radius_queries(queries)
+    outlier_label = "most_frequent" if two_outputs else 2
+    params = dict(radius=1.5, weights=weights, metric="euclidean", outlier_label=outlier_label, algorithm="auto")
+    expected = fastknn.RadiusNeighborsClassifier(**params).fit(X, y)
+    y_chunks = ((100, 1, 60, 79),) + y.shape[1:]
+    clf = RadiusNeighborsClassifier(**params).fit(da.from_array(X, chunks=((100, 1, 60, 79), 3)),
+                                                  da.from_array(y, chunks=y_chunks))
+    assert clf.outlier_label_ == expected.outlier_label_
+    predictions = clf.predict(Q)
+    assert isinstance(predictions, da.Array)
+    np.testing.assert_array_equal(predictions.compute(), expected.predict(queries))
+    proba, expected_proba = clf.predict_proba(Q), expected.predict_proba(queries)
+    for got, want in zip(proba if two_outputs else [proba], expected_proba if two_outputs else [expected_proba]):
+        np.testing.assert_array_equal(got.compute(), want)
+    truth = y[: queries.shape[0]]
+    accuracy = np.mean(np.all(expected.predict(queries).reshape(62, -1) == truth.reshape(62, -1), axis=1))
+    assert float(clf.score(Q, truth).compute()) == accuracy
+
+
+def test_radius_classifier_without_outlier_label_names_the_empty_queries(client, labelled_split):
+    X, y, queries = labelled_split
+    _, Q = _radius_queries(queries)
+    clf = RadiusNeighborsClassifier(radius=1.5).fit(da.from_array(X, chunks=(70, 3)), y[:, 0].astype(int))
+    with pytest.raises(ValueError, match=r"No neighbors found for test samples array\(\[30\]\)"):
+        clf.predict(Q[:40]).compute()
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance", _inverse_square])
+@pytest.mark.parametrize("two_outputs", [False, True])
+def test_radius_regressor_matches_in_memory(client, labelled_split, weights, two_outputs):
+    X, _, queries = labelled_split
+    rng = np.random.default_rng(8)
+    y = rng.normal(size=(X.shape[0], 2)) if two_outputs else rng.normal(size=X.shape[0])
+    params = dict(radius=1.0, weights=weights, metric="manhattan", algorithm="pruned")
+    expected = fastknn.RadiusNeighborsRegressor(**params).fit(X, y)
+    reg = RadiusNeighborsRegressor(**params).fit(
+        da.from_array(X, chunks=((100, 1, 60, 79), 3)), da.from_array(y, chunks=(45,) + y.shape[1:])
+    )
+    all_queries, Q = _radius_queries(queries)
+    predictions = reg.predict(Q)
+    assert isinstance(predictions, da.Array)
+    with pytest.warns(UserWarning, match="no neighbors within specified radius"):
+        expected_predictions = expected.predict(all_queries)
+    got = predictions.compute()
+    assert np.isnan(got[[30, 61]]).all()
+    np.testing.assert_array_equal(got, expected_predictions)
+    Q = da.from_array(queries, chunks=(16, 3))
+    np.testing.assert_allclose(
+        float(reg.score(Q, y[:60]).compute()), expected.score(queries, y[:60]), rtol=1e-12
     )
 
 

@@ -12,11 +12,20 @@ try:
 except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subprocess
     raise ModuleNotFoundError('fastknn.dask needs Dask: pip install "fastknn[dask]"', name=error.name) from error
 
-from ._classification import KNNClassifier
+from ._classification import KNNClassifier, RadiusNeighborsClassifier
 from ._files import from_npy
 from ._graph import KNNTransformer
 from ._neighbors import kneighbors
-from ._regression import KNNRegressor
+from ._regression import KNNRegressor, RadiusNeighborsRegressor
 from ._unsupervised import NearestNeighbors
 
-__all__ = ["KNNClassifier", "KNNRegressor", "KNNTransformer", "NearestNeighbors", "from_npy", "kneighbors"]
+__all__ = [
+    "KNNClassifier",
+    "KNNRegressor",
+    "KNNTransformer",
+    "NearestNeighbors",
+    "RadiusNeighborsClassifier",
+    "RadiusNeighborsRegressor",
+    "from_npy",
+    "kneighbors",
+]

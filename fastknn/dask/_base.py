@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._base import exclude_self, knn_graph
+from .._base import DEFAULT_PROBE_NEIGHBORS, exclude_self, knn_graph
 from .._search import METRIC_ALIASES, as_search_dtype, resolve_metric
 from ._neighbors import (
     ALGORITHMS,
@@ -24,6 +24,7 @@ from ._neighbors import (
     check_search_parameters,
     distances_of,
     nearest_candidates,
+    radius_candidates,
     shard_training_rows,
 )
 from ._shards import candidate_dtype
@@ -95,8 +96,10 @@ class DaskNeighborsBase(BaseEstimator):
         self.effective_metric_params_ = {} if power is None else {"p": power}
         self.n_features_in_ = X.shape[1]
         self.n_samples_fit_ = X.shape[0]
+        # The radius estimators have no n_neighbors: the one-process default sizes the pruning probe.
+        n_neighbors = getattr(self, "n_neighbors", DEFAULT_PROBE_NEIGHBORS)
         shards = shard_training_rows(
-            X, self.effective_metric_, power, self.algorithm, min(self.n_neighbors, X.shape[0]), targets
+            X, self.effective_metric_, power, self.algorithm, min(n_neighbors, X.shape[0]), targets
         )
         if self.persist:
             shards = shards.persist()
@@ -215,6 +218,21 @@ class DaskNeighborsBase(BaseEstimator):
             chunks=(merged.chunks[0], (self.n_samples_fit_,)), dtype=np.float64,
             meta=csr_matrix((0, self.n_samples_fit_)),
         )
+
+
+class RadiusSearchMixin:
+    """The radius search of a fitted estimator with a ``radius`` parameter."""
+
+    def _radius_lists(self, X, radius, sort_results):
+        """Merged radius candidates, shape (n_queries, 1), and whether each query is its own training row."""
+        check_is_fitted(self)
+        radius = self.radius if radius is None else radius
+        queries = self._training_queries() if X is None else self._validate_queries(X)
+        found = radius_candidates(
+            queries, self._shards, radius, sort_results=sort_results, n_jobs=self.n_jobs,
+            split_every=self.split_every,
+        )
+        return found, X is None
 
 
 def _knn_graph_block(candidates, mode, n_samples, metric, p):

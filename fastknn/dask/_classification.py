@@ -1,5 +1,6 @@
-"""k-nearest-neighbours classification on Dask arrays."""
+"""Neighbours classification on Dask arrays: the k nearest, or those within a radius."""
 
+import numbers
 import warnings
 
 import dask
@@ -7,13 +8,14 @@ import dask.array as da
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.exceptions import DataConversionWarning
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 
+from .._classification import radius_predictions, radius_proba, resolve_outlier_label
 from .._search import rdist_to_dist
 from ..model_selection import _neighbor_votes as neighbor_votes
-from ._base import DaskNeighborsBase, as_dask_targets
-from ._neighbors import as_row_blocks
+from ._base import DaskNeighborsBase, RadiusSearchMixin, as_dask_targets
+from ._neighbors import as_row_blocks, flat_radius_candidates
 
 
 def _encode_labels(block, classes):
@@ -44,6 +46,28 @@ def _proba_block(candidates, output, n_classes, weights, metric, p):
     normalizer = votes.sum(axis=1, keepdims=True)
     normalizer[normalizer == 0.0] = 1.0
     return votes / normalizer
+
+
+def _fit_labels(estimator, X, y):
+    """Set ``estimator``'s ``classes_`` and ``outputs_2d_`` from ``y``; the labels encoded, lazily.
+
+    Returns a Dask array of shape (n_samples, n_outputs) of indices into
+    each output's classes, chunked like ``X``'s rows.
+    """
+    if np.ndim(y) == 2 and np.shape(y)[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. "
+            "Please change the shape of y to (n_samples,), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+    y = as_dask_targets(y, X)
+    estimator.outputs_2d_ = y.shape[1] > 1
+    classes = list(dask.compute(*[da.unique(y[:, k]) for k in range(y.shape[1])]))
+    for classes_k in classes:
+        check_classification_targets(classes_k)
+    estimator.classes_ = classes if estimator.outputs_2d_ else classes[0]
+    return y.map_blocks(_encode_labels, classes, dtype=np.int64)
 
 
 class KNNClassifier(ClassifierMixin, DaskNeighborsBase):
@@ -152,21 +176,7 @@ class KNNClassifier(ClassifierMixin, DaskNeighborsBase):
             The fitted classifier.
         """
         X = as_row_blocks(X, "X")
-        if np.ndim(y) == 2 and np.shape(y)[1] == 1:
-            warnings.warn(
-                "A column-vector y was passed when a 1d array was expected. "
-                "Please change the shape of y to (n_samples,), for example using ravel().",
-                DataConversionWarning,
-                stacklevel=2,
-            )
-        y = as_dask_targets(y, X)
-        self.outputs_2d_ = y.shape[1] > 1
-        classes = list(dask.compute(*[da.unique(y[:, k]) for k in range(y.shape[1])]))
-        for classes_k in classes:
-            check_classification_targets(classes_k)
-        self.classes_ = classes if self.outputs_2d_ else classes[0]
-        encoded = y.map_blocks(_encode_labels, classes, dtype=np.int64)
-        return self._fit_shards(X, encoded)
+        return self._fit_shards(X, _fit_labels(self, X, y))
 
     def _classes_list(self):
         return self.classes_ if self.outputs_2d_ else [self.classes_]
@@ -246,3 +256,215 @@ class KNNClassifier(ClassifierMixin, DaskNeighborsBase):
             return right.mean()
         weights = da.asarray(sample_weight).rechunk(right.chunks)
         return (right * weights).sum() / weights.sum()
+
+
+def _radius_proba_block(found, block_info=None, *, classes, outlier_label, weights, metric, p, candidate_dtype):
+    """The probabilities of ``fastknn._classification.radius_proba`` for a block of radius candidates."""
+    flat, offsets = flat_radius_candidates(found, candidate_dtype)
+    first_query = block_info[0]["array-location"][0][0]
+    distances = rdist_to_dist(np.array(flat["rdist"]), metric, p)
+    return radius_proba(distances, offsets, flat["target"], classes, outlier_label, weights, first_query)
+
+
+def _radius_proba_output_block(found, output, block_info=None, **options):
+    """``map_blocks`` function: the class probabilities of a block of queries for one output."""
+    return _radius_proba_block(found, block_info, **options)[output]
+
+
+def _radius_predict_block(found, outputs_2d, block_info=None, **options):
+    """``map_blocks`` function: the predicted classes of a block of queries."""
+    predictions = radius_predictions(
+        _radius_proba_block(found, block_info, **options), options["classes"], options["outlier_label"]
+    )
+    return predictions if outputs_2d else predictions[:, 0]
+
+
+class RadiusNeighborsClassifier(RadiusSearchMixin, ClassifierMixin, DaskNeighborsBase):
+    """Classifier voting among the training samples within a radius, on Dask arrays.
+
+    :class:`fastknn.RadiusNeighborsClassifier`'s parameters and predictions,
+    with the training set in shards on the workers of a Dask cluster (its
+    row blocks) and every prediction a lazy Dask array. Each (query block,
+    shard) pair is searched in one task; the shards' lists, with their
+    labels, are concatenated by a tree reduction and voted on per query
+    block.
+
+    Parameters
+    ----------
+    radius : float, default=1.0
+        Largest distance of a voting neighbour; a sample at exactly this
+        distance votes.
+    weights : {"uniform", "distance"}, callable or None, default="uniform"
+        As for :class:`fastknn.RadiusNeighborsClassifier`; a callable runs
+        on the workers, on each block's distances.
+    metric : str, default="minkowski"
+        As for :class:`fastknn.RadiusNeighborsClassifier`.
+    p : float, default=2
+        Power of the Minkowski metric, >= 1.
+    outlier_label : {manual label, "most_frequent"}, default=None
+        Label of queries with no neighbour within the radius, as for
+        :class:`fastknn.RadiusNeighborsClassifier`; with None, computing
+        the predictions of such a query raises a ValueError.
+    algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
+        Chosen per shard, as for :class:`fastknn.dask.KNNClassifier`.
+    n_jobs : int or None, default=1
+        Threads per task (see :func:`fastknn.dask.kneighbors`).
+    persist : bool, default=True
+        Build the shards at ``fit`` and keep them in the workers' memory
+        (see :class:`fastknn.dask.KNNClassifier`).
+    split_every : int, optional
+        Lists merged per task of the tree reduction.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,) or list of such arrays
+        Class labels (one array per output for a 2-D target).
+    outlier_label_ : list or None
+        The label given to queries without neighbours, per output.
+    effective_metric_ : str
+        The metric used, as :class:`fastknn.RadiusNeighborsClassifier` reports it.
+    effective_metric_params_ : dict
+        ``{"p": p}`` for ``"minkowski"``, else empty.
+    n_features_in_ : int
+        Number of features seen during fit.
+    n_samples_fit_ : int
+        Number of training samples.
+    shard_rows_ : ndarray of shape (n_shards,)
+        Training rows per shard.
+    outputs_2d_ : bool
+        Whether the target was 2-D at fit.
+
+    See Also
+    --------
+    fastknn.RadiusNeighborsClassifier : The same classifier in one process.
+    fastknn.dask.KNNClassifier : Votes of a fixed number of neighbours.
+
+    Notes
+    -----
+    Probabilities and predictions equal
+    :class:`fastknn.RadiusNeighborsClassifier`'s: the same neighbours and
+    the same vote, on each query block. ``fit`` computes the classes (and
+    the class counts for ``outlier_label="most_frequent"``); the training
+    rows never travel to the client.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> from fastknn.dask import RadiusNeighborsClassifier
+    >>> X = da.from_array([[0.0], [1.0], [2.0], [3.0]], chunks=(2, 1))
+    >>> y = da.from_array([0, 0, 1, 1], chunks=2)
+    >>> clf = RadiusNeighborsClassifier(radius=1.0, outlier_label="most_frequent").fit(X, y)
+    >>> clf.predict(da.from_array([[0.5], [2.5], [10.0]], chunks=(2, 1))).compute()
+    array([0, 1, 0])
+    >>> clf.predict_proba([[1.0]]).compute()
+    array([[0.666..., 0.333...]])
+    """
+
+    _parameter_constraints = {
+        **{name: rule for name, rule in DaskNeighborsBase._parameter_constraints.items() if name != "n_neighbors"},
+        "radius": [Interval(numbers.Real, 0, None, closed="both")],
+        "weights": [StrOptions({"uniform", "distance"}), callable, None],
+        "outlier_label": [numbers.Integral, str, "array-like", None],
+    }
+
+    def __init__(self, radius=1.0, *, weights="uniform", metric="minkowski", p=2, outlier_label=None,
+                 algorithm="auto", n_jobs=1, persist=True, split_every=None):
+        self.radius = radius
+        self.weights = weights
+        self.metric = metric
+        self.p = p
+        self.outlier_label = outlier_label
+        self.algorithm = algorithm
+        self.n_jobs = n_jobs
+        self.persist = persist
+        self.split_every = split_every
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Shard the training set on the workers, with its labels, and resolve ``outlier_label``.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like of shape (n_samples, n_features)
+            Training data, chunked by rows: each block is a shard.
+        y : dask.array.Array or array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels; rechunked to ``X``'s rows.
+
+        Returns
+        -------
+        self : RadiusNeighborsClassifier
+            The fitted classifier.
+        """
+        X = as_row_blocks(X, "X")
+        encoded = _fit_labels(self, X, y)
+        classes = self._classes_list()
+
+        def class_counts(output):
+            return da.bincount(encoded[:, output], minlength=classes[output].size).compute()
+
+        self.outlier_label_ = resolve_outlier_label(self.outlier_label, classes, class_counts)
+        return self._fit_shards(X, encoded)
+
+    _classes_list = KNNClassifier._classes_list
+
+    def _block_options(self):
+        return {
+            "classes": self._classes_list(), "outlier_label": self.outlier_label_, "weights": self.weights,
+            "metric": self.effective_metric_, "p": self.effective_metric_params_.get("p"),
+            "candidate_dtype": self._candidate_dtype,
+        }
+
+    def predict(self, X):
+        """Predict the class of each query, lazily.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like of shape (n_queries, n_features)
+            Queries, chunked by rows.
+
+        Returns
+        -------
+        y : dask.array.Array of shape (n_queries,) or (n_queries, n_outputs)
+            The class with the largest vote, or ``outlier_label_`` for a
+            query without neighbours.
+        """
+        found, _ = self._radius_lists(X, None, False)
+        classes = self._classes_list()
+        dtype = classes[0].dtype
+        options = self._block_options()
+        if self.outputs_2d_:
+            return found.map_blocks(
+                _radius_predict_block, True, dtype=dtype, chunks=(found.chunks[0], (len(classes),)),
+                meta=np.empty((0, 0), dtype=dtype), **options,
+            )
+        return found.map_blocks(
+            _radius_predict_block, False, dtype=dtype, drop_axis=1, meta=np.empty((0,), dtype=dtype), **options
+        )
+
+    def predict_proba(self, X):
+        """Class probabilities, lazily: each query's normalised neighbour votes.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like of shape (n_queries, n_features)
+            Queries, chunked by rows.
+
+        Returns
+        -------
+        proba : dask.array.Array of shape (n_queries, n_classes) or list of such arrays
+            Columns in the order of ``classes_``; one array per output for a
+            2-D target. A query without neighbours gets probability 1 for
+            ``outlier_label_``.
+        """
+        found, _ = self._radius_lists(X, None, False)
+        options = self._block_options()
+        probabilities = [
+            found.map_blocks(
+                _radius_proba_output_block, k, dtype=np.float64, chunks=(found.chunks[0], (c.size,)),
+                meta=np.empty((0, 0), dtype=np.float64), **options,
+            )
+            for k, c in enumerate(options["classes"])
+        ]
+        return probabilities if self.outputs_2d_ else probabilities[0]
+
+    score = KNNClassifier.score

@@ -127,7 +127,8 @@ def nearest_candidates(X, shards, n_neighbors, dtype, *, n_jobs, split_every):
 def radius_candidates(X, shards, radius, *, sort_results, n_jobs, split_every):
     """Dask array of shape (n_queries, 1), objects: each query's candidates within ``radius``.
 
-    Each item is a 1-D array of ``_shards.candidate_dtype()``, in global
+    Each item is a 1-D array of ``_shards.candidate_dtype`` (with the
+    shards' targets, when they carry some), in global
     index order, or by (reduced distance, index) with ``sort_results``.
     The shards' lists are concatenated by a reduction along the shards and
     sorted once, at its last step.
@@ -139,6 +140,19 @@ def radius_candidates(X, shards, radius, *, sort_results, n_jobs, split_every):
         np.empty((0, 0), dtype=object), split_every,
         radius=radius, n_jobs=n_jobs,
     )
+
+
+def flat_radius_candidates(found, dtype):
+    """A block of :func:`radius_candidates` as one flat candidate array (``dtype``) and its ``offsets``.
+
+    Query i's candidates are ``flat[offsets[i]:offsets[i + 1]]``, the
+    layout of the one-process radius search.
+    """
+    lists = found[:, 0]
+    offsets = np.zeros(lists.shape[0] + 1, dtype=np.int64)
+    np.cumsum([len(candidates) for candidates in lists], out=offsets[1:])
+    flat = np.concatenate(list(lists)) if lists.shape[0] else np.empty(0, dtype=dtype)
+    return flat, offsets
 
 
 def distances_of(rdist, metric, p):

@@ -89,6 +89,10 @@ class Shard:
             size += sum(value.nbytes for value in vars(index).values() if isinstance(value, np.ndarray))
         return size
 
+    def _candidate_dtype(self):
+        """The :func:`candidate_dtype` of this shard's candidates: with its targets when it has them."""
+        return candidate_dtype() if self.targets is None else candidate_dtype(self.targets.dtype, self.targets.shape[1])
+
     def search(self, queries, n_neighbors, n_jobs):
         """Candidates of each query: the shard's ``min(n_neighbors, n_rows)`` nearest rows, padded.
 
@@ -114,7 +118,7 @@ class Shard:
         else:
             rdist, indices = kneighbors_rdist(self.fitted, queries, k, n_jobs=n_jobs)
         has_targets = self.targets is not None
-        dtype = candidate_dtype(self.targets.dtype, self.targets.shape[1]) if has_targets else candidate_dtype()
+        dtype = self._candidate_dtype()
         candidates = np.empty((queries.shape[0], n_neighbors), dtype=dtype)
         candidates["rdist"][:, :k] = rdist
         candidates["index"][:, :k] = indices + self.first_row
@@ -140,7 +144,8 @@ class Shard:
         -------
         candidates : ndarray of shape (n_queries, 1), object
             Item ``[i, 0]`` holds query i's candidates, a 1-D array of
-            :func:`candidate_dtype` in global index order.
+            :func:`candidate_dtype` (with the shard's targets, when it has
+            them) in global index order.
         """
         queries = np.ascontiguousarray(queries, dtype=self.rows.dtype)
         if not queries.flags.writeable:
@@ -150,9 +155,13 @@ class Shard:
             rdist, indices = np.empty(0), np.empty(0, dtype=np.int64)
         else:
             rdist, indices, offsets = radius_rdist(self.fitted, queries, radius, n_jobs)
-        found = np.empty(indices.shape[0], dtype=candidate_dtype())
+        has_targets = self.targets is not None
+        dtype = self._candidate_dtype()
+        found = np.empty(indices.shape[0], dtype=dtype)
         found["rdist"] = rdist
         found["index"] = indices + self.first_row
+        if has_targets:
+            found["target"] = self.targets[indices]
         return split_rows(found, offsets)[:, None]
 
 

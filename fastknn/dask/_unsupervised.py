@@ -6,11 +6,10 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 
 from .._base import drop_own_rows, split_rows
-from ._base import DaskNeighborsBase, check_graph_mode
-from ._neighbors import as_row_blocks, distances_of, radius_candidates
+from ._base import DaskNeighborsBase, RadiusSearchMixin, check_graph_mode
+from ._neighbors import as_row_blocks, distances_of, flat_radius_candidates
 from ._shards import candidate_dtype
 
 def _flat_radius_block(found, block_info=None, *, exclude_self):
@@ -19,10 +18,7 @@ def _flat_radius_block(found, block_info=None, *, exclude_self):
     With ``exclude_self``, the block's queries are the training rows from
     its first, and each is dropped from its own list (its duplicates stay).
     """
-    lists = found[:, 0]
-    offsets = np.zeros(lists.shape[0] + 1, dtype=np.int64)
-    np.cumsum([len(candidates) for candidates in lists], out=offsets[1:])
-    flat = np.concatenate(list(lists)) if lists.shape[0] else np.empty(0, dtype=candidate_dtype())
+    flat, offsets = flat_radius_candidates(found, candidate_dtype())
     rdist, indices = flat["rdist"], flat["index"]
     if exclude_self:
         return drop_own_rows(rdist, indices, offsets, block_info[0]["array-location"][0][0])
@@ -42,7 +38,7 @@ def _radius_graph_block(found, block_info=None, *, mode, n_samples, exclude_self
     return csr_matrix((data, indices, offsets), shape=(offsets.shape[0] - 1, n_samples))
 
 
-class NearestNeighbors(DaskNeighborsBase):
+class NearestNeighbors(RadiusSearchMixin, DaskNeighborsBase):
     """Exact neighbour queries on a training set held in shards on a Dask cluster.
 
     :class:`fastknn.NearestNeighbors`'s parameters and results, with the
@@ -146,17 +142,6 @@ class NearestNeighbors(DaskNeighborsBase):
             The fitted estimator.
         """
         return self._fit_shards(as_row_blocks(X, "X"))
-
-    def _radius_lists(self, X, radius, sort_results):
-        """Merged radius candidates, shape (n_queries, 1), and whether each query is its own training row."""
-        check_is_fitted(self)
-        radius = self.radius if radius is None else radius
-        queries = self._training_queries() if X is None else self._validate_queries(X)
-        found = radius_candidates(
-            queries, self._shards, radius, sort_results=sort_results, n_jobs=self.n_jobs,
-            split_every=self.split_every,
-        )
-        return found, X is None
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
         """Find the training samples within a distance of each query, lazily.
