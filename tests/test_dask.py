@@ -29,6 +29,7 @@ from fastknn.dask import (  # noqa: E402
     NearestNeighbors,
     RadiusNeighborsClassifier,
     RadiusNeighborsRegressor,
+    RadiusNeighborsTransformer,
     from_npy,
     kneighbors,
 )
@@ -353,6 +354,24 @@ def test_transformer_matches_in_memory(client, labelled_split, mode):
         regressor.kneighbors_graph(mode=mode).compute(),
         fastknn.KNNRegressor(n_neighbors=3).fit(X, np.arange(240.0)).kneighbors_graph(mode=mode),
     )
+
+
+@pytest.mark.parametrize("mode", ["distance", "connectivity"])
+def test_radius_transformer_matches_in_memory(client, labelled_split, mode):
+    X, y, queries = labelled_split
+    params = dict(radius=1.5, mode=mode, metric="euclidean")
+    expected = fastknn.RadiusNeighborsTransformer(**params)
+    transformer = RadiusNeighborsTransformer(**params)
+    graph = transformer.fit_transform(da.from_array(X, chunks=((100, 1, 60, 79), 3)))
+    assert isinstance(graph, da.Array)
+    assert_same_graph(graph.compute(), expected.fit_transform(X))
+    all_queries, Q = _radius_queries(queries)
+    assert_same_graph(transformer.transform(Q).compute(), expected.transform(all_queries))
+    # The radius estimators answer radius queries too, as the in-memory ones.
+    clf = RadiusNeighborsClassifier(radius=1.5).fit(da.from_array(X, chunks=(70, 3)), y[:, 0].astype(int))
+    in_memory = fastknn.RadiusNeighborsClassifier(radius=1.5).fit(X, y[:, 0].astype(int))
+    assert_same_graph(clf.radius_neighbors_graph(Q, mode=mode).compute(),
+                      in_memory.radius_neighbors_graph(all_queries, mode=mode))
 
 
 def test_estimators_kneighbors_of_the_training_set(client, labelled_split):

@@ -14,7 +14,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subpro
 
 from ._classification import KNNClassifier, RadiusNeighborsClassifier
 from ._files import from_npy
-from ._graph import KNNTransformer
+from ._graph import KNNTransformer, RadiusNeighborsTransformer
 from ._neighbors import kneighbors
 from ._regression import KNNRegressor, RadiusNeighborsRegressor
 from ._unsupervised import NearestNeighbors
@@ -26,6 +26,7 @@ __all__ = [
     "NearestNeighbors",
     "RadiusNeighborsClassifier",
     "RadiusNeighborsRegressor",
+    "RadiusNeighborsTransformer",
     "from_npy",
     "kneighbors",
 ]

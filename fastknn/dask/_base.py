@@ -24,7 +24,6 @@ from ._neighbors import (
     check_search_parameters,
     distances_of,
     nearest_candidates,
-    radius_candidates,
     shard_training_rows,
 )
 from ._shards import candidate_dtype
@@ -218,21 +217,6 @@ class DaskNeighborsBase(BaseEstimator):
             chunks=(merged.chunks[0], (self.n_samples_fit_,)), dtype=np.float64,
             meta=csr_matrix((0, self.n_samples_fit_)),
         )
-
-
-class RadiusSearchMixin:
-    """The radius search of a fitted estimator with a ``radius`` parameter."""
-
-    def _radius_lists(self, X, radius, sort_results):
-        """Merged radius candidates, shape (n_queries, 1), and whether each query is its own training row."""
-        check_is_fitted(self)
-        radius = self.radius if radius is None else radius
-        queries = self._training_queries() if X is None else self._validate_queries(X)
-        found = radius_candidates(
-            queries, self._shards, radius, sort_results=sort_results, n_jobs=self.n_jobs,
-            split_every=self.split_every,
-        )
-        return found, X is None
 
 
 def _knn_graph_block(candidates, mode, n_samples, metric, p):

@@ -8,14 +8,15 @@ import dask.array as da
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.exceptions import DataConversionWarning
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 
 from .._classification import radius_predictions, radius_proba, resolve_outlier_label
 from .._search import rdist_to_dist
 from ..model_selection import _neighbor_votes as neighbor_votes
-from ._base import DaskNeighborsBase, RadiusSearchMixin, as_dask_targets
+from ._base import DaskNeighborsBase, as_dask_targets
 from ._neighbors import as_row_blocks, flat_radius_candidates
+from ._unsupervised import RADIUS_PARAMETER_CONSTRAINTS, RadiusNeighborsMixin
 
 
 def _encode_labels(block, classes):
@@ -279,7 +280,7 @@ def _radius_predict_block(found, outputs_2d, block_info=None, **options):
     return predictions if outputs_2d else predictions[:, 0]
 
 
-class RadiusNeighborsClassifier(RadiusSearchMixin, ClassifierMixin, DaskNeighborsBase):
+class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, DaskNeighborsBase):
     """Classifier voting among the training samples within a radius, on Dask arrays.
 
     :class:`fastknn.RadiusNeighborsClassifier`'s parameters and predictions,
@@ -361,8 +362,7 @@ class RadiusNeighborsClassifier(RadiusSearchMixin, ClassifierMixin, DaskNeighbor
     """
 
     _parameter_constraints = {
-        **{name: rule for name, rule in DaskNeighborsBase._parameter_constraints.items() if name != "n_neighbors"},
-        "radius": [Interval(numbers.Real, 0, None, closed="both")],
+        **RADIUS_PARAMETER_CONSTRAINTS,
         "weights": [StrOptions({"uniform", "distance"}), callable, None],
         "outlier_label": [numbers.Integral, str, "array-like", None],
     }

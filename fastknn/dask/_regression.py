@@ -1,16 +1,15 @@
 """Neighbours regression on Dask arrays: the k nearest, or those within a radius."""
 
-import numbers
-
 import dask.array as da
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
 from .._regression import neighbor_mean, radius_mean
 from .._search import rdist_to_dist
-from ._base import DaskNeighborsBase, RadiusSearchMixin, as_dask_targets
+from ._base import DaskNeighborsBase, as_dask_targets
 from ._neighbors import as_row_blocks, flat_radius_candidates
+from ._unsupervised import RADIUS_PARAMETER_CONSTRAINTS, RadiusNeighborsMixin
 
 
 def _predict_block(candidates, outputs_2d, weights, metric, p):
@@ -204,7 +203,7 @@ def _radius_predict_block(found, outputs_2d, *, weights, metric, p, candidate_dt
     return predictions if outputs_2d else predictions[:, 0]
 
 
-class RadiusNeighborsRegressor(RadiusSearchMixin, RegressorMixin, DaskNeighborsBase):
+class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, DaskNeighborsBase):
     """Regressor averaging the training samples within a radius, on Dask arrays.
 
     :class:`fastknn.RadiusNeighborsRegressor`'s parameters and predictions,
@@ -274,8 +273,7 @@ class RadiusNeighborsRegressor(RadiusSearchMixin, RegressorMixin, DaskNeighborsB
     """
 
     _parameter_constraints = {
-        **{name: rule for name, rule in DaskNeighborsBase._parameter_constraints.items() if name != "n_neighbors"},
-        "radius": [Interval(numbers.Real, 0, None, closed="both")],
+        **RADIUS_PARAMETER_CONSTRAINTS,
         "weights": [StrOptions({"uniform", "distance"}), callable, None],
     }
 

@@ -1,4 +1,7 @@
-"""Neighbour queries without a target on Dask arrays: :class:`NearestNeighbors`."""
+"""Neighbour queries without a target on Dask arrays: :class:`NearestNeighbors`.
+
+Its radius queries are a mixin that the radius estimators share.
+"""
 
 import numbers
 
@@ -6,10 +9,11 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
 from .._base import drop_own_rows, split_rows
-from ._base import DaskNeighborsBase, RadiusSearchMixin, check_graph_mode
-from ._neighbors import as_row_blocks, distances_of, flat_radius_candidates
+from ._base import DaskNeighborsBase, check_graph_mode
+from ._neighbors import as_row_blocks, distances_of, flat_radius_candidates, radius_candidates
 from ._shards import candidate_dtype
 
 def _flat_radius_block(found, block_info=None, *, exclude_self):
@@ -38,7 +42,101 @@ def _radius_graph_block(found, block_info=None, *, mode, n_samples, exclude_self
     return csr_matrix((data, indices, offsets), shape=(offsets.shape[0] - 1, n_samples))
 
 
-class NearestNeighbors(RadiusSearchMixin, DaskNeighborsBase):
+#: The parameters of the radius estimators: those of :class:`DaskNeighborsBase` with ``radius`` for ``n_neighbors``.
+RADIUS_PARAMETER_CONSTRAINTS = {
+    **{name: rule for name, rule in DaskNeighborsBase._parameter_constraints.items() if name != "n_neighbors"},
+    "radius": [Interval(numbers.Real, 0, None, closed="both")],
+}
+
+
+class RadiusNeighborsMixin:
+    """``radius_neighbors`` and ``radius_neighbors_graph`` of a fitted estimator with a ``radius`` parameter."""
+
+    def _radius_lists(self, X, radius, sort_results):
+        """Merged radius candidates, shape (n_queries, 1), and whether each query is its own training row."""
+        check_is_fitted(self)
+        radius = self.radius if radius is None else radius
+        queries = self._training_queries() if X is None else self._validate_queries(X)
+        found = radius_candidates(
+            queries, self._shards, radius, sort_results=sort_results, n_jobs=self.n_jobs,
+            split_every=self.split_every,
+        )
+        return found, X is None
+
+    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+        """Find the training samples within a distance of each query, lazily.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+            Queries, chunked by rows; None means the training set, each
+            sample excluding itself (its duplicates stay).
+        radius : float, default=None
+            Largest distance; defaults to the constructor's ``radius``. A
+            sample at exactly this distance is within it.
+        return_distance : bool, default=True
+            Whether to return the distances too.
+        sort_results : bool, default=False
+            Sort each query's neighbours by distance (equal distances by
+            training index); needs ``return_distance=True``. Otherwise they
+            come in training-index order.
+
+        Returns
+        -------
+        neigh_dist : dask.array.Array of shape (n_queries,), dtype=object
+            Each item a float64 array of distances; only when
+            ``return_distance``. Compute it together with ``neigh_ind``
+            (``dask.compute(neigh_dist, neigh_ind)``) to search once.
+        neigh_ind : dask.array.Array of shape (n_queries,), dtype=object
+            Each item an int64 array of global training indices.
+        """
+        if sort_results and not return_distance:
+            raise ValueError("return_distance must be True if sort_results is True.")
+        found, exclude_self = self._radius_lists(X, radius, sort_results)
+        options = {"exclude_self": exclude_self, "metric": self.effective_metric_,
+                   "p": self.effective_metric_params_.get("p")}
+        lists = {
+            field: found.map_blocks(
+                _radius_lists_block, drop_axis=1, dtype=object, meta=np.empty((0,), dtype=object),
+                field=field, **options,
+            )
+            for field in ("distance", "index")
+        }
+        if return_distance:
+            return lists["distance"], lists["index"]
+        return lists["index"]
+
+    def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False):
+        """Sparse graph of the training samples within a distance of each query, lazily.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+            Queries, chunked by rows; None means the training set, each
+            sample excluding itself.
+        radius : float, default=None
+            Largest distance; defaults to the constructor's ``radius``.
+        mode : {"connectivity", "distance"}, default="connectivity"
+            Ones, or the distances, as the matrix entries.
+        sort_results : bool, default=False
+            Store each row's entries by increasing distance (ignored for
+            ``mode="connectivity"``).
+
+        Returns
+        -------
+        graph : dask.array.Array of shape (n_queries, `n_samples_fit_`)
+            Blocks of ``scipy.sparse.csr_matrix`` by query block.
+        """
+        check_graph_mode(mode)
+        found, exclude_self = self._radius_lists(X, radius, sort_results and mode == "distance")
+        return found.map_blocks(
+            _radius_graph_block, chunks=(found.chunks[0], (self.n_samples_fit_,)), dtype=np.float64,
+            meta=csr_matrix((0, self.n_samples_fit_)), mode=mode, n_samples=self.n_samples_fit_,
+            exclude_self=exclude_self, metric=self.effective_metric_, p=self.effective_metric_params_.get("p"),
+        )
+
+
+class NearestNeighbors(RadiusNeighborsMixin, DaskNeighborsBase):
     """Exact neighbour queries on a training set held in shards on a Dask cluster.
 
     :class:`fastknn.NearestNeighbors`'s parameters and results, with the
@@ -142,75 +240,3 @@ class NearestNeighbors(RadiusSearchMixin, DaskNeighborsBase):
             The fitted estimator.
         """
         return self._fit_shards(as_row_blocks(X, "X"))
-
-    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
-        """Find the training samples within a distance of each query, lazily.
-
-        Parameters
-        ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
-            Queries, chunked by rows; None means the training set, each
-            sample excluding itself (its duplicates stay).
-        radius : float, default=None
-            Largest distance; defaults to the constructor's ``radius``. A
-            sample at exactly this distance is within it.
-        return_distance : bool, default=True
-            Whether to return the distances too.
-        sort_results : bool, default=False
-            Sort each query's neighbours by distance (equal distances by
-            training index); needs ``return_distance=True``. Otherwise they
-            come in training-index order.
-
-        Returns
-        -------
-        neigh_dist : dask.array.Array of shape (n_queries,), dtype=object
-            Each item a float64 array of distances; only when
-            ``return_distance``. Compute it together with ``neigh_ind``
-            (``dask.compute(neigh_dist, neigh_ind)``) to search once.
-        neigh_ind : dask.array.Array of shape (n_queries,), dtype=object
-            Each item an int64 array of global training indices.
-        """
-        if sort_results and not return_distance:
-            raise ValueError("return_distance must be True if sort_results is True.")
-        found, exclude_self = self._radius_lists(X, radius, sort_results)
-        options = {"exclude_self": exclude_self, "metric": self.effective_metric_,
-                   "p": self.effective_metric_params_.get("p")}
-        lists = {
-            field: found.map_blocks(
-                _radius_lists_block, drop_axis=1, dtype=object, meta=np.empty((0,), dtype=object),
-                field=field, **options,
-            )
-            for field in ("distance", "index")
-        }
-        if return_distance:
-            return lists["distance"], lists["index"]
-        return lists["index"]
-
-    def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity", sort_results=False):
-        """Sparse graph of the training samples within a distance of each query, lazily.
-
-        Parameters
-        ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
-            Queries, chunked by rows; None means the training set, each
-            sample excluding itself.
-        radius : float, default=None
-            Largest distance; defaults to the constructor's ``radius``.
-        mode : {"connectivity", "distance"}, default="connectivity"
-            Ones, or the distances, as the matrix entries.
-        sort_results : bool, default=False
-            Store each row's entries by increasing distance (ignored for
-            ``mode="connectivity"``).
-
-        Returns
-        -------
-        graph : dask.array.Array of shape (n_queries, `n_samples_fit_`)
-            Blocks of ``scipy.sparse.csr_matrix`` by query block.
-        """
-        check_graph_mode(mode)
-        found, exclude_self = self._radius_lists(X, radius, sort_results and mode == "distance")
-        return found.map_blocks(
-            _radius_graph_block, chunks=(found.chunks[0], (self.n_samples_fit_,)), dtype=np.float64,
-            meta=csr_matrix((0, self.n_samples_fit_)), mode=mode, n_samples=self.n_samples_fit_,
-            exclude_self=exclude_self, metric=self.effective_metric_, p=self.effective_metric_params_.get("p"),
-        )
