@@ -264,6 +264,8 @@ def test_radius_classifier_without_outlier_label_names_the_empty_queries(client,
     clf = RadiusNeighborsClassifier(radius=1.5).fit(da.from_array(X, chunks=(70, 3)), y[:, 0].astype(int))
     with pytest.raises(ValueError, match=r"No neighbors found for test samples array\(\[30\]\)"):
         clf.predict(Q[:40]).compute()
+    with pytest.raises(ValueError, match="RadiusNeighborsClassifier has no n_neighbors parameter"):
+        clf.kneighbors(Q)
 
 
 @pytest.mark.parametrize("weights", ["uniform", "distance", _inverse_square])

@@ -129,6 +129,14 @@ class DaskNeighborsBase(BaseEstimator):
             dtype=self._fit_dtype, meta=np.empty((0, 0), dtype=self._fit_dtype),
         )
 
+    def _given_n_neighbors(self, n_neighbors):
+        """``n_neighbors``, or the estimator's; the radius estimators have none and need it given."""
+        if n_neighbors is not None:
+            return n_neighbors
+        if not hasattr(self, "n_neighbors"):
+            raise ValueError(f"{type(self).__name__} has no n_neighbors parameter: pass n_neighbors.")
+        return self.n_neighbors
+
     def _candidates(self, X, n_neighbors):
         """Each query's ``n_neighbors`` nearest candidates, with their targets.
 
@@ -180,9 +188,7 @@ class DaskNeighborsBase(BaseEstimator):
         neigh_ind : dask.array.Array of shape (n_queries, n_neighbors), int64
             Global training indices; equal distances are ordered by index.
         """
-        if n_neighbors is None:
-            n_neighbors = self.n_neighbors
-        merged = self._candidates(X, n_neighbors)
+        merged = self._candidates(X, self._given_n_neighbors(n_neighbors))
         indices = merged["index"]
         if not return_distance:
             return indices
@@ -210,7 +216,7 @@ class DaskNeighborsBase(BaseEstimator):
             holds the neighbours of query i.
         """
         check_graph_mode(mode)
-        merged = self._candidates(X, self.n_neighbors if n_neighbors is None else n_neighbors)
+        merged = self._candidates(X, self._given_n_neighbors(n_neighbors))
         return merged.map_blocks(
             _knn_graph_block, mode, self.n_samples_fit_, self.effective_metric_,
             self.effective_metric_params_.get("p"),
