@@ -6,7 +6,7 @@ from sklearn.neighbors import KNeighborsTransformer, NearestNeighbors as SkNeare
 
 from fastknn import KNNTransformer, NearestNeighbors
 from fastknn import _config, _self_graph
-from fastknn._kernels.self_graph import GRAM_BLOCK, SEED_BEST, _nearest_of_lists, _smallest_of_sample
+from fastknn._kernels.self_graph import GRAM_BLOCK, RANK_SORT_MAX, SEED_BEST, _nearest_of_lists, _smallest_of_sample
 from fastknn._search import prepare_euclidean, search
 from fastknn._self_graph import MIN_GRAM_BLOCKS, self_graph_fits, self_graph_search
 from fastknn.datasets import load_mnist
@@ -88,10 +88,12 @@ def test_smallest_of_sample(m):
     assert _smallest_of_sample(values.copy(), 300, m, best, scratch) == expected
 
 
-def test_nearest_of_lists_orders_ties_by_row():
-    """Lists in ascending row order, distances with ties: sorted by (distance, row), the first k kept."""
+@pytest.mark.parametrize("capacity", [150, RANK_SORT_MAX + 50])
+def test_nearest_of_lists_orders_ties_by_row(capacity):
+    """Lists in ascending row order, distances with ties: sorted by (distance, row), the first k kept
+    (short lists by counting ranks, long ones by a Shell sort)."""
     rng = np.random.default_rng(3)
-    n_rows, capacity, n_neighbors = 40, 150, 30
+    n_rows, n_neighbors = 40, 30
     counts = rng.integers(n_neighbors, capacity + 1, size=n_rows)
     counts[5] = -1  # no list: left unwritten
     within_rows = np.empty((n_rows, capacity), dtype=np.int64)
