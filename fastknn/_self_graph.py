@@ -89,9 +89,7 @@ def self_graph_search(train, euclidean_train, n_neighbors, n_jobs=None):
     sqnorms = euclidean_train.sqnorms
     # The bounds of ``_search.search``'s Euclidean pass, the queries being the training rows.
     train_lower, train_upper, query_terms = euclidean_bounds(sqnorms, sqnorms, relative_error, absolute_error)
-    starts = np.arange(0, n_train, GRAM_BLOCK)
-    first_blocks, second_blocks = np.triu_indices(starts.shape[0])
-    block_pairs = list(zip(starts[first_blocks].tolist(), starts[second_blocks].tolist()))
+    block_pairs = upper_block_pairs(n_train)
     gram = np.empty((n_train, n_train), dtype=train.dtype)  # only the blocks on and above the diagonal are written
     capacity = list_capacity(n_neighbors)
     within_rows = np.empty((n_train, capacity), dtype=np.int64)
@@ -127,6 +125,23 @@ def self_graph_search(train, euclidean_train, n_neighbors, n_jobs=None):
             train[unlisted], train, n_neighbors, "euclidean", None, euclidean_train=euclidean_train, n_jobs=n_jobs
         )
     return rdist, indices
+
+
+def upper_block_pairs(n_rows):
+    """Row starts ``(a, b)``, ``a <= b``, of the blocks of ``GRAM_BLOCK`` rows on and above the diagonal.
+
+    Longest products first, so that the threads taking them in turn finish
+    together: full blocks off the diagonal, then those on it (a symmetric
+    update, half the products), then the blocks of the last, shorter rows.
+    """
+    starts = range(0, n_rows, GRAM_BLOCK)
+    pairs = [(a, b) for a in starts for b in starts if a <= b]
+
+    def products(pair):
+        a, b = pair
+        return min(GRAM_BLOCK, n_rows - a) * min(GRAM_BLOCK, n_rows - b) / (2 if a == b else 1)
+
+    return sorted(pairs, key=products, reverse=True)
 
 
 def _block_products(first, last, block_pairs, rows, gram):
