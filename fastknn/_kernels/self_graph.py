@@ -8,17 +8,17 @@ terms are then its own row from its block's diagonal on, and before it
 the column ``i`` of the blocks above: nothing is mirrored.
 
 With all of a row's cross terms at hand, ``_gather_candidates`` takes a
-bound on a sample of them (the seed), keeps the rows whose lower bound
-is within it, and from those the rows that can still be among the k
+bound on a sample of them (the seed), lists the rows whose lower bound is
+within it, and keeps of those the rows that can still be among the k
 nearest once the k-th smallest upper bound is known: the bounds of the
-brute-force search (``topk._scan_values``), with a seed instead of a
-bound that falls as the rows go by. ``_distance_owners`` pairs each
-listed row with the rows that list it, so that ``_exact_distances``
-computes the exact distance of a pair both rows list once (60% of the
-entries of the graph at k=91 on 5,000 digits); ``_nearest_of_lists``
-orders each list. The exact distances are ``distances._exact_rdist``'s,
-as the brute-force search's re-ranking computes them, so the answer is
-that search's, to the bit.
+brute-force search (``topk._scan_values``), from a seed instead of a bound
+that falls as the rows go by. ``_distance_owners`` finds, for each row,
+the rows whose lists hold it, so that ``_exact_distances`` computes the
+exact distance of two rows that list each other once (60% of the entries
+of the graph at k=91 on 5,000 digits); ``_nearest_of_lists`` orders each
+list. The exact distances are ``distances._exact_rdist``'s, as the
+brute-force search's re-ranking computes them, so the answer is that
+search's, to the bit.
 """
 
 import sys
@@ -27,26 +27,24 @@ import numpy as np
 
 from .._config import jit
 from .distances import _exact_rdist
-from .prefetch import _prefetch_row, _prefetch_to_l2
 from .bitscan import _trailing_zeros
+from .prefetch import _prefetch_row, _prefetch_to_l2
 from .topk import NO_BOUND, _keep_smallest
 
 # Rows per block of the Gram matrix: a product of two blocks of 1,024 digits
 # keeps BLAS near its peak, as ``topk.GEMM_TRAIN_BLOCK``.
 GRAM_BLOCK = 1024
-# Cross terms of a row sampled for its seed: evenly spaced rows, whose
-# quickselect costs a microsecond or two.
+# Cross terms of a row sampled for its seed: evenly spaced rows.
 SEED_SAMPLE = 512
 # The seed's rank in the sample is this factor times the rank the k-th
 # neighbour has in it, plus the extra: a margin that makes the seed hold k
-# rows of the whole row in all but rare cases (checked: a row whose seed
-# holds fewer lists every row as a candidate instead), while keeping the
-# candidates within about twice k.
+# rows of the whole row for most rows (checked: for a row whose seed holds
+# fewer, 5% of the digits at k=91, the rank is doubled), while keeping the
+# candidates near 1.5 k (138 a row at k=91 on 5,000 digits).
 SEED_RANK_FACTOR = 1.25
 SEED_RANK_EXTRA = 3
-# Consecutive rows gathered together: the part of their cross terms in the
-# blocks above the diagonal is, for each row above, one cache line of
-# them (16 float32), which the rows' bounds are checked on at once.
+# Consecutive rows gathered together: their cross terms with a row of an
+# earlier block are one cache line of that row (16 float32).
 LANES = 16
 # Rows above a group whose columns are prefetched ahead of their copy.
 COLUMN_PREFETCH_AHEAD = 32
