@@ -2,14 +2,15 @@
 
 The graph of the training set with itself (``kneighbors(X=None)``,
 ``KNNTransformer.fit_transform``, the graph t-SNE takes) multiplies the rows
-by themselves. :func:`self_graph_search` computes one triangle of that
-symmetric product and selects each row's neighbours from its whole row with
-a seeded scan (``_kernels.self_graph`` for the product and the seeds,
-``_search.approx_query_block`` for the rest), with the bounds, the scan and
-the exact re-ranking of the brute-force search: the answer is
-``_search.search(train, train, ...)``'s, to the bit. The whole matrix is
-held, so it runs only while it fits ``WORKING_MEMORY_BYTES``
-(:func:`self_graph_fits`); larger sets take the blocked search.
+by themselves. :func:`self_graph_search` computes the blocks of that
+symmetric product on and above the diagonal (NumPy's BLAS, straight into
+the matrix), lists each row's candidates from its whole row of cross terms
+with the bounds of the brute-force search, started from a seed taken on a
+sample of the row, and computes the exact distance of a pair of rows that
+list each other once (``_kernels.self_graph``): the answer is
+``_search.search(train, train, ...)``'s, to the bit. The matrix is held, so
+it runs only while it fits ``WORKING_MEMORY_BYTES`` (:func:`self_graph_fits`);
+larger sets take the blocked search.
 """
 
 import numba
@@ -17,20 +18,31 @@ import numpy as np
 
 from . import _config
 from ._kernels.distances import EUCLIDEAN
-from ._kernels.self_graph import GRAM_BLOCK, _gram_blocks, _seed_bounds
+from ._kernels.self_graph import (
+    GRAM_BLOCK,
+    LANES,
+    _distance_owners,
+    _exact_distances,
+    _gather_candidates,
+    _nearest_of_lists,
+)
 from ._search import (
-    approx_query_block,
     blas_limit,
     euclidean_bounds,
     fast_pass_may_overflow,
     rounding_error_bound,
     run_query_blocks,
+    search,
     thread_limit,
 )
 
 # Below this many blocks a row, the triangle spares too few products to pay
 # for holding the whole matrix (3 of 4 at two blocks).
 MIN_GRAM_BLOCKS = 3
+# Room in each row's list of rows that can be among its k nearest, beyond k:
+# about k + 5 on the digits at k = 91. A row with more (many equal
+# distances) is searched by the blocked search instead.
+EXTRA_LISTED = 16
 
 
 def self_graph_fits(train, euclidean_train):
@@ -44,6 +56,11 @@ def self_graph_fits(train, euclidean_train):
         return False
     scale = float(euclidean_train.sqnorms.max())
     return not fast_pass_may_overflow("euclidean", None, train.dtype, n_features, scale, scale)
+
+
+def list_capacity(n_neighbors):
+    """Entries of each row's list of candidates (see ``_kernels.self_graph._gather_candidates``)."""
+    return 2 * n_neighbors + EXTRA_LISTED
 
 
 def self_graph_search(train, euclidean_train, n_neighbors, n_jobs=None):
@@ -72,10 +89,12 @@ def self_graph_search(train, euclidean_train, n_neighbors, n_jobs=None):
     sqnorms = euclidean_train.sqnorms
     # The bounds of ``_search.search``'s Euclidean pass, the queries being the training rows.
     train_lower, train_upper, query_terms = euclidean_bounds(sqnorms, sqnorms, relative_error, absolute_error)
-    starts = np.arange(0, n_train, GRAM_BLOCK)
-    first_blocks, second_blocks = np.triu_indices(starts.shape[0])
-    block_starts = np.ascontiguousarray(np.stack([starts[first_blocks], starts[second_blocks]], axis=1))
-    gram = np.empty((n_train, n_train), dtype=train.dtype)
+    block_pairs = upper_block_pairs(n_train)
+    gram = np.empty((n_train, n_train), dtype=train.dtype)  # only the blocks on and above the diagonal are written
+    capacity = list_capacity(n_neighbors)
+    within_rows = np.empty((n_train, capacity), dtype=np.int64)
+    within_count = np.empty(n_train, dtype=np.int64)
+    within_rdist = np.empty((n_train, capacity), dtype=np.float64)
     rdist = np.empty((n_train, n_neighbors), dtype=np.float64)
     indices = np.empty((n_train, n_neighbors), dtype=np.int64)
     with thread_limit(n_jobs):
@@ -83,26 +102,55 @@ def self_graph_search(train, euclidean_train, n_neighbors, n_jobs=None):
         # Each thread runs its own block products: BLAS must not start
         # threads of its own inside them.
         with blas_limit(1):
-            run_query_blocks(
-                _gram_blocks, block_starts.shape[0], 1, n_threads, block_starts, euclidean_train.cross_train, gram
-            )
+            run_query_blocks(_block_products, len(block_pairs), 1, n_threads, block_pairs, euclidean_train.cross_train, gram)
+        # Blocks of rows a multiple of LANES, a few per thread.
+        rows_per_task = LANES * -(-n_train // (LANES * 8 * n_threads))
         run_query_blocks(
-            _seeded_query_block, n_train, -(-n_train // (4 * n_threads)), n_threads,
-            gram, train, query_terms, train_lower, train_upper, np.empty(n_train), rdist, indices,
+            _gather_candidates, n_train, rows_per_task, n_threads,
+            gram, GRAM_BLOCK, train_lower, train_upper, query_terms, n_neighbors, within_rows, within_count,
+        )
+        del gram
+        offsets, holders, positions = _distance_owners(within_rows, within_count)
+        run_query_blocks(
+            _exact_distances, n_train, rows_per_task, n_threads,
+            train, EUCLIDEAN, 2.0, within_rows, within_count, offsets, holders, positions, within_rdist,
+        )
+        run_query_blocks(
+            _nearest_of_lists, n_train, rows_per_task, n_threads,
+            within_rows, within_count, within_rdist, rdist, indices,
+        )
+    unlisted = np.flatnonzero(within_count < 0)
+    if unlisted.shape[0]:
+        rdist[unlisted], indices[unlisted] = search(
+            train[unlisted], train, n_neighbors, "euclidean", None, euclidean_train=euclidean_train, n_jobs=n_jobs
         )
     return rdist, indices
 
 
-def _seeded_query_block(first, last, gram, train, query_terms, train_lower, train_upper, seeds, out_rdist, out_index):
-    """Rows ``first`` to ``last - 1`` of the graph: their seeds, then the brute-force search's scan from them.
+def upper_block_pairs(n_rows):
+    """Row starts ``(a, b)``, ``a <= b``, of the blocks of ``GRAM_BLOCK`` rows on and above the diagonal.
 
-    The scan of ``gram``'s rows uses the Euclidean bounds (offsets
-    ``train_lower`` and ``train_upper``, scales -2, see
-    ``topk._scan_values``); ``seeds`` receives each row's seed bound
-    (``_kernels.self_graph._seed_bound``).
+    Longest products first, so that the threads taking them in turn finish
+    together: full blocks off the diagonal, then those on it (a symmetric
+    update, half the products), then the blocks of the last, shorter rows.
     """
-    _seed_bounds(first, last, gram, train_upper, out_rdist.shape[1], seeds)
-    approx_query_block(
-        first, last, gram, train, train, train_lower, -2.0, train_upper, -2.0, query_terms, EUCLIDEAN, 2.0,
-        out_rdist, out_index, seed_bounds=seeds,
-    )
+    starts = range(0, n_rows, GRAM_BLOCK)
+    pairs = [(a, b) for a in starts for b in starts if a <= b]
+
+    def products(pair):
+        a, b = pair
+        return min(GRAM_BLOCK, n_rows - a) * min(GRAM_BLOCK, n_rows - b) / (2 if a == b else 1)
+
+    return sorted(pairs, key=products, reverse=True)
+
+
+def _block_products(first, last, block_pairs, rows, gram):
+    """Blocks ``(a, b)`` of ``gram = rows @ rows.T`` for the pairs ``first`` to ``last - 1`` of ``block_pairs``.
+
+    NumPy's BLAS writes each product into its place in ``gram`` (a
+    diagonal block, ``a == b``, is a symmetric rank-k update).
+    """
+    n_rows = rows.shape[0]
+    for a, b in block_pairs[first:last]:
+        a_stop, b_stop = min(a + GRAM_BLOCK, n_rows), min(b + GRAM_BLOCK, n_rows)
+        np.matmul(rows[a:a_stop], rows[b:b_stop].T, out=gram[a:a_stop, b:b_stop])

@@ -5,20 +5,20 @@ import pytest
 from sklearn.neighbors import KNeighborsTransformer, NearestNeighbors as SkNearestNeighbors
 
 from fastknn import KNNTransformer, NearestNeighbors
-from fastknn import _config
-from fastknn._kernels.self_graph import GRAM_BLOCK, SEED_SAMPLE, _seed_bound
-from fastknn._kernels.topk import NO_BOUND
-from fastknn._search import prepare_euclidean, rounding_error_bound, search
+from fastknn import _config, _self_graph
+from fastknn._kernels.self_graph import GRAM_BLOCK, RANK_SORT_MAX, SEED_BEST, _nearest_of_lists, _smallest_of_sample
+from fastknn._search import prepare_euclidean, search
 from fastknn._self_graph import MIN_GRAM_BLOCKS, self_graph_fits, self_graph_search
+from fastknn.datasets import load_mnist
 
 # The fewest rows the self-graph search runs on.
 N_ROWS = MIN_GRAM_BLOCKS * GRAM_BLOCK + 37
 
 
-def assert_same_as_search(train, n_neighbors):
+def assert_same_as_search(train, n_neighbors, n_jobs=None):
     euclidean_train = prepare_euclidean(train)
     assert self_graph_fits(train, euclidean_train)
-    rdist, indices = self_graph_search(train, euclidean_train, n_neighbors)
+    rdist, indices = self_graph_search(train, euclidean_train, n_neighbors, n_jobs=n_jobs)
     expected_rdist, expected_indices = search(train, train, n_neighbors, "euclidean", None)
     np.testing.assert_array_equal(indices, expected_indices)
     np.testing.assert_array_equal(rdist, expected_rdist)
@@ -31,26 +31,86 @@ def test_random_rows(dtype, n_neighbors):
     assert_same_as_search(rng.normal(size=(N_ROWS, 10)).astype(dtype), n_neighbors)
 
 
-def test_ties_and_duplicates():
-    """Integer rows in [-1, 1]: most distances tie, exact duplicates abound; the lower index wins."""
+def test_digits():
+    """The packaged digits (660 of their 784 pixels vary), the t-SNE graph's k, one thread and two."""
+    digits = load_mnist()["data"][:N_ROWS] / np.float32(255.0)
+    assert_same_as_search(digits, 91, n_jobs=1)
+    assert_same_as_search(digits, 91, n_jobs=2)
+
+
+def test_duplicated_rows():
+    """Each row three times: a row's copies tie at 0 and every pair of rows lists each other; the lower index wins."""
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(N_ROWS // 3 + 1, 6)).astype(np.float32)
+    assert_same_as_search(np.repeat(rows, 3, axis=0), 10)
+
+
+def test_ties_overflowing_the_lists():
+    """Integer rows in [-1, 1]: most distances tie, so the lists of rows that can be among the k
+    nearest outgrow their room, and those rows take the blocked search; the lower index wins."""
     rng = np.random.default_rng(1)
     assert_same_as_search(rng.integers(-1, 2, size=(N_ROWS, 4)).astype(np.float32), 40)
 
 
-def test_unrepresentative_sample():
-    """Every sixth row is near the origin, the others far: the seed of a near row, taken on
-    an evenly spaced sample made only of near rows, holds fewer than k rows and is dropped;
-    the scan then starts unbounded, and the answer stays the same."""
+def test_lists_without_room(monkeypatch):
+    """Lists with room for k entries only: the rows whose list holds more take the blocked search,
+    the others keep the pairs of distances computed once (some of their partners have no list)."""
+    monkeypatch.setattr(_self_graph, "list_capacity", lambda n_neighbors: n_neighbors)
+    counts = []
+    gather = _self_graph._gather_candidates
+
+    def recording_gather(first, last, *arguments):
+        gather(first, last, *arguments)
+        counts.append(arguments[-1][first:last].copy())
+
+    monkeypatch.setattr(_self_graph, "_gather_candidates", recording_gather)
+    assert_same_as_search(load_mnist()["data"][:N_ROWS] / np.float32(255.0), 91)
+    without_list = np.concatenate(counts) < 0
+    assert 0 < without_list.sum() < len(without_list) / 2
+
+
+@pytest.mark.parametrize("n_neighbors", [60, 600])
+def test_unrepresentative_sample(n_neighbors):
+    """Every sixth row is near the origin, the others far, and the seeds' evenly spaced sample is
+    made of the near rows only: a near row's seed holds too few rows and is doubled until it holds
+    k (k=60), or, when even the whole sample's largest holds fewer (k=600), every row is a candidate."""
     rng = np.random.default_rng(2)
     train = rng.normal(size=(N_ROWS, 5)) + 100.0
     train[::6] = rng.normal(size=(len(train[::6]), 5))
-    sqnorms = prepare_euclidean(train).sqnorms
-    relative_error, absolute_error = rounding_error_bound(train.dtype, 5, "euclidean", 0.0)
-    train_upper = sqnorms * (1.0 + relative_error) + absolute_error
-    sample, scratch = np.empty(SEED_SAMPLE), np.empty(SEED_SAMPLE, dtype=np.int64)
-    assert _seed_bound(train @ train[0], train_upper, 60, sample, scratch) == NO_BOUND
-    assert _seed_bound(train @ train[1], train_upper, 60, sample, scratch) < NO_BOUND
-    assert_same_as_search(train, 60)
+    assert_same_as_search(train, n_neighbors)
+
+
+@pytest.mark.parametrize("m", [1, 14, SEED_BEST, SEED_BEST + 1, 300])
+def test_smallest_of_sample(m):
+    values = np.random.default_rng(m).normal(size=300)
+    expected = np.sort(values)[m - 1]
+    best, scratch = np.empty(SEED_BEST), np.empty(300, dtype=np.int64)
+    assert _smallest_of_sample(values.copy(), 300, m, best, scratch) == expected
+
+
+@pytest.mark.parametrize("capacity", [150, RANK_SORT_MAX + 50])
+def test_nearest_of_lists_orders_ties_by_row(capacity):
+    """Lists in ascending row order, distances with ties: sorted by (distance, row), the first k kept
+    (short lists by counting ranks, long ones by a Shell sort)."""
+    rng = np.random.default_rng(3)
+    n_rows, n_neighbors = 40, 30
+    counts = rng.integers(n_neighbors, capacity + 1, size=n_rows)
+    counts[5] = -1  # no list: left unwritten
+    within_rows = np.empty((n_rows, capacity), dtype=np.int64)
+    within_rdist = rng.integers(0, 8, size=(n_rows, capacity)).astype(np.float64)
+    for i in range(n_rows):
+        within_rows[i] = np.sort(rng.choice(1000, size=capacity, replace=False))
+    expected_rows, expected_rdist = within_rows.copy(), within_rdist.copy()
+    out_rdist = np.full((n_rows, n_neighbors), -1.0)
+    out_index = np.full((n_rows, n_neighbors), -1, dtype=np.int64)
+    _nearest_of_lists(0, n_rows, within_rows, counts, within_rdist, out_rdist, out_index)
+    for i in range(n_rows):
+        if counts[i] < 0:
+            assert (out_index[i] == -1).all()
+            continue
+        order = np.lexsort((expected_rows[i, : counts[i]], expected_rdist[i, : counts[i]]))[:n_neighbors]
+        np.testing.assert_array_equal(out_index[i], expected_rows[i, order])
+        np.testing.assert_array_equal(out_rdist[i], expected_rdist[i, order])
 
 
 def test_does_not_run_beyond_the_working_memory(monkeypatch):
