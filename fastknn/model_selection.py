@@ -16,6 +16,7 @@ from time import perf_counter
 
 import numpy as np
 from numpy.ma import MaskedArray
+from scipy.sparse import issparse
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.metrics import check_scoring, get_scorer_names
@@ -24,8 +25,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
-
-from scipy.sparse import issparse
 
 from ._base import fit_search, kneighbors_rdist
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
@@ -280,7 +279,8 @@ default=("uniform", "distance")
         How each split's neighbours are searched, as for
         :class:`~fastknn.KNNClassifier` (chosen per split and metric, for
         the largest ``n_neighbors``); the neighbours, hence the scores, are
-        the same. Also passed to ``best_estimator_``.
+        the same. Also passed to ``best_estimator_``. Sparse ``X`` always
+        runs the sparse search (``"pruned"`` warns, as for the classifier).
 
     Attributes
     ----------
@@ -485,7 +485,7 @@ default=("uniform", "distance")
     algorithm : {"auto", "brute", "pruned"}, default="auto"
         How each split's neighbours are searched, as for
         :class:`~fastknn.KNNRegressor`; the scores are the same. Also passed
-        to ``best_estimator_``.
+        to ``best_estimator_``. Sparse ``X`` always runs the sparse search.
 
     Attributes
     ----------

@@ -501,3 +501,12 @@ def test_sparse_validation_set_and_regressor(sparse_data):
     dense = KNNClassifierCV((1, 5), metrics=("manhattan",)).fit(X_train.toarray(), y[:180], X_val=X_val, y_val=y[180:])
     sparse = KNNClassifierCV((1, 5), metrics=("manhattan",)).fit(X_train, y[:180], X_val=X_val, y_val=y[180:])
     np.testing.assert_array_equal(dense.cv_results_["mean_test_score"], sparse.cv_results_["mean_test_score"])
+
+
+def test_sparse_with_pruned_warns_and_runs_the_sparse_search(sparse_data):
+    X, y = sparse_data
+    brute = KNNClassifierCV((1, 5), metrics=("manhattan",), cv=3).fit(X, y)
+    with pytest.warns(UserWarning, match="cannot use pruned with sparse input: using the sparse brute-force search"):
+        pruned = KNNClassifierCV((1, 5), metrics=("manhattan",), cv=3, algorithm="pruned").fit(X, y)
+    np.testing.assert_array_equal(pruned.cv_results_["mean_test_score"], brute.cv_results_["mean_test_score"])
+    assert pruned.best_estimator_.fit_method_ == "sparse"

@@ -1,7 +1,7 @@
 """The worker side of the sharded search: a training shard prepared once, its
 search against a block of queries, and the merge of per-shard candidates.
 
-Everything here runs inside Dask tasks, on plain NumPy blocks.
+Everything here runs inside Dask tasks, on NumPy or scipy sparse blocks.
 """
 
 import numpy as np
