@@ -16,6 +16,7 @@ from time import perf_counter
 
 import numpy as np
 from numpy.ma import MaskedArray
+from scipy.sparse import issparse
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.metrics import check_scoring, get_scorer_names
@@ -25,9 +26,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
+from ._base import fit_search, kneighbors_rdist
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
-from ._pruning import choose_algorithm, pruned_search
-from ._search import METRIC_ALIASES, as_search_dtype, class_votes, rdist_to_dist, resolve_metric, search
+from ._search import METRIC_ALIASES, as_search_dtype, class_votes, rdist_to_dist, resolve_metric
+from ._sparse import as_sparse_search
 from ._classification import KNNClassifier
 from ._regression import KNNRegressor, neighbor_mean
 
@@ -54,15 +56,22 @@ class _NeighborsGridCV:
         "algorithm": [StrOptions({"auto", "brute", "pruned"})],
     }
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def _search_grid(self, X, y, groups, X_val, y_val):
         """Score every candidate, then refit the best on ``X`` (see the subclasses' ``fit``)."""
         grid = self._check_grid()
         if self.n_jobs == 0:
             raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
         X_fit = X
-        X, y = validate_data(self, X, y, dtype="numeric", order="C", y_numeric=not is_classifier(self))
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], dtype="numeric", order="C", y_numeric=not is_classifier(self)
+        )
         self._check_targets(y)
-        X = as_search_dtype(X)
+        X = as_sparse_search(X) if issparse(X) else as_search_dtype(X)
         splits = self._splits(X, y, groups, X_val, y_val)
         self.n_splits_ = len(splits)
         self.scorer_ = check_scoring(self._final_estimator(), self.scoring)
@@ -96,13 +105,9 @@ class _NeighborsGridCV:
 
             for (metric, power), members in by_metric.items():
                 start = perf_counter()
-                method, index = choose_algorithm(
-                    self.algorithm, X_train, metric, power, max_neighbors, n_jobs=self.n_jobs
-                )
-                if method == "pruned":
-                    rdist, neigh_ind = pruned_search(X_test, X_train, index, max_neighbors, n_jobs=self.n_jobs)
-                else:
-                    rdist, neigh_ind = search(X_test, X_train, max_neighbors, metric, power, n_jobs=self.n_jobs)
+                # The split's search, prepared and run as the estimators' fit and predict do.
+                fitted = fit_search(X_train, metric, power, self.algorithm, max_neighbors, n_jobs=self.n_jobs)
+                rdist, neigh_ind = kneighbors_rdist(fitted, X_test, max_neighbors, n_jobs=self.n_jobs)
                 neigh_dist = rdist_to_dist(rdist, metric, power)
                 neigh_targets = targets[neigh_ind]
                 shared_time = (perf_counter() - start) / len(members)
@@ -168,8 +173,13 @@ class _NeighborsGridCV:
             raise ValueError("X_val and y_val must be given together.")
         if self.cv is not None or groups is not None:
             raise ValueError("X_val and y_val define the only validation split; leave cv and groups at None.")
-        X_val, y_val = validate_data(self, X_val, y_val, dtype="numeric", order="C", reset=False)
-        X_val = np.ascontiguousarray(X_val, dtype=X.dtype)
+        X_val, y_val = validate_data(
+            self, X_val, y_val, accept_sparse=["csr", "csc"], dtype="numeric", order="C", reset=False
+        )
+        if issparse(X):
+            X_val = as_sparse_search(X_val) if issparse(X_val) else X_val
+        else:
+            X_val = np.ascontiguousarray(X_val.toarray() if issparse(X_val) else X_val, dtype=X.dtype)
         return [lambda: (X, y, X_val, y_val)]
 
     def predict(self, X):
@@ -177,7 +187,7 @@ class _NeighborsGridCV:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns
@@ -202,7 +212,7 @@ class _NeighborsGridCV:
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Test data.
         y : array-like of shape (n_queries,)
             True labels.
@@ -269,7 +279,8 @@ default=("uniform", "distance")
         How each split's neighbours are searched, as for
         :class:`~fastknn.KNNClassifier` (chosen per split and metric, for
         the largest ``n_neighbors``); the neighbours, hence the scores, are
-        the same. Also passed to ``best_estimator_``.
+        the same. Also passed to ``best_estimator_``. Sparse ``X`` always
+        runs the sparse search (``"pruned"`` warns, as for the classifier).
 
     Attributes
     ----------
@@ -374,13 +385,14 @@ default=("uniform", "distance")
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, numeric and finite.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data, numeric and finite; a scipy sparse matrix
+            (CSR or CSC) or sparse array runs the sparse search.
         y : array-like of shape (n_samples,)
             Class labels.
         groups : array-like of shape (n_samples,), default=None
             Group labels, for splitters that need them (``GroupKFold``...).
-        X_val : array-like of shape (n_val_samples, n_features), default=None
+        X_val : {array-like, sparse matrix} of shape (n_val_samples, n_features), default=None
             A fixed validation set: each candidate is fitted on all of ``X``
             and scored on ``X_val`` (a single split). Needs ``y_val``, and
             ``cv`` and ``groups`` left at None.
@@ -421,7 +433,7 @@ default=("uniform", "distance")
 
         Parameters
         ----------
-        X : array-like of shape (n_queries, n_features)
+        X : {array-like, sparse matrix} of shape (n_queries, n_features)
             Queries.
 
         Returns
@@ -473,7 +485,7 @@ default=("uniform", "distance")
     algorithm : {"auto", "brute", "pruned"}, default="auto"
         How each split's neighbours are searched, as for
         :class:`~fastknn.KNNRegressor`; the scores are the same. Also passed
-        to ``best_estimator_``.
+        to ``best_estimator_``. Sparse ``X`` always runs the sparse search.
 
     Attributes
     ----------
@@ -555,13 +567,14 @@ default=("uniform", "distance")
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, numeric and finite.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data, numeric and finite; a scipy sparse matrix
+            (CSR or CSC) or sparse array runs the sparse search.
         y : array-like of shape (n_samples,)
             Target values.
         groups : array-like of shape (n_samples,), default=None
             Group labels, for splitters that need them.
-        X_val : array-like of shape (n_val_samples, n_features), default=None
+        X_val : {array-like, sparse matrix} of shape (n_val_samples, n_features), default=None
             A fixed validation set (a single split); needs ``y_val``.
         y_val : array-like of shape (n_val_samples,), default=None
             Targets of ``X_val``.

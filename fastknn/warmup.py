@@ -29,6 +29,18 @@ SEARCHES = (
     ("pruned minkowski p=3", {"metric": "minkowski", "p": 3, "algorithm": "pruned"}, np.float32),
 )
 
+# (label, layout, dtype) of the low-dimensional and sparse searches: the
+# metric is a run-time argument of their kernels, so one search per layout
+# and dtype compiles them for every metric.
+SHAPED_SEARCHES = (
+    ("k-d tree (5 features), float32", "tree", np.float32),
+    ("k-d tree (5 features), float64", "tree", np.float64),
+    ("cell grid (2 features), float32", "grid", np.float32),
+    ("cell grid (2 features), float64", "grid", np.float64),
+    ("sparse, float32", "sparse", np.float32),
+    ("sparse, float64", "sparse", np.float64),
+)
+
 
 def _search_step(params, dtype):
     from . import KNNClassifier
@@ -37,6 +49,31 @@ def _search_step(params, dtype):
     X = rng.random((600, 64)).astype(dtype)
     y = np.arange(600) % 10
     KNNClassifier(n_neighbors=3, **params).fit(X, y).predict_proba(X[:50])
+
+
+def _shaped_data(layout, dtype):
+    """Training rows of a layout: ``"tree"`` (integer coordinates, so tied
+    queries settle their tie balls), ``"grid"`` (evenly spread points) or
+    ``"sparse"`` (a CSR matrix)."""
+    import scipy.sparse
+
+    rng = np.random.default_rng(0)
+    if layout == "tree":
+        return rng.integers(0, 4, size=(600, 5)).astype(dtype)
+    if layout == "grid":
+        return rng.random((2000, 2)).astype(dtype)
+    return scipy.sparse.random(600, 200, density=0.05, random_state=0, format="csr", dtype=dtype)
+
+
+def _shaped_search_step(layout, dtype):
+    from . import KNNClassifier, NearestNeighbors
+
+    X = _shaped_data(layout, dtype)
+    y = np.arange(X.shape[0]) % 10
+    algorithm = "kd_tree" if layout == "tree" else "auto"
+    KNNClassifier(n_neighbors=3, algorithm=algorithm).fit(X, y).predict_proba(X[:50])
+    # The radius search (the tree's runs on the k-d tree, the grid's too).
+    NearestNeighbors(radius=0.1, algorithm=algorithm).fit(X).radius_neighbors(X[:50])
 
 
 def _augment_step():
@@ -51,6 +88,7 @@ def _augment_step():
 def warmup_steps():
     """The warm-up, as ``(label, function)`` pairs run in order."""
     steps = [(label, lambda p=params, d=dtype: _search_step(p, d)) for label, params, dtype in SEARCHES]
+    steps += [(label, lambda s=layout, d=dtype: _shaped_search_step(s, d)) for label, layout, dtype in SHAPED_SEARCHES]
     steps.append(("augmentation (deskew, rotation)", _augment_step))
     return steps
 

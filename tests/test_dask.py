@@ -10,9 +10,11 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 import fastknn
 from fastknn.datasets import load_mnist
@@ -53,6 +55,10 @@ def _compile_kernels():
             for algorithm in ("brute", "pruned"):
                 fastknn.kneighbors(Y[:3], Y, 3, metric=metric, p=3, algorithm=algorithm)
     fastknn.KNNClassifier(n_neighbors=3, weights="distance").fit(Y, np.arange(50) % 3).predict(Y[:3])
+    sparse = scipy.sparse.random(50, 20, density=0.2, format="csr", random_state=0)
+    nn = fastknn.NearestNeighbors(n_neighbors=3, radius=1.0).fit(sparse)
+    nn.kneighbors(sparse[:3])
+    nn.radius_neighbors(sparse[:3], sort_results=True)
 
 
 @pytest.fixture(scope="module")
@@ -542,3 +548,138 @@ def test_benchmark_script_runs_small(client, tmp_path):
     )
     assert files["identical_on_checked_queries"] and files["file_bytes"] > 0.002 * 2 * MEMORY_LIMIT
     assert _bench.one_task_benchmark(n_rows=500, n_features=8, n_queries=20, repeats=1)["seconds"] > 0
+
+
+# -------------------------------------------------------------------------
+# Sparse training and query data: the shards run the sparse search
+# -------------------------------------------------------------------------
+
+SPARSE_METRICS = ("euclidean", "manhattan", "chebyshev", "minkowski", "cosine")
+
+
+def sparse_blocks(matrix, chunks):
+    """A Dask array whose blocks are scipy sparse matrices of ``matrix``'s rows."""
+    return da.from_array(matrix, chunks=(chunks, matrix.shape[1]), asarray=False)
+
+
+@pytest.fixture(scope="module")
+def sparse_split():
+    """Sparse rows of few distinct values (empty rows, duplicates, ties), labels and queries."""
+    X = scipy.sparse.random(200, 30, density=0.1, random_state=11, format="csr")
+    queries = scipy.sparse.random(40, 30, density=0.1, random_state=12, format="csr")
+    X.data, queries.data = np.round(X.data * 3), np.round(queries.data * 3)  # stored zeros too
+    return X, np.random.default_rng(11).integers(0, 3, 200), queries
+
+
+@pytest.mark.parametrize("metric", SPARSE_METRICS)
+def test_sparse_search_matches_in_memory(client, sparse_split, metric):
+    X, _, queries = sparse_split
+    expected_distances, expected_indices = fastknn.kneighbors(queries, X, 9, metric=metric, p=3)
+    Y = sparse_blocks(X, (60, 1, 90, 49))
+    for training, query_form in (
+        (X, queries),  # scipy matrices: one shard, one query block
+        (Y, queries.toarray()),
+        (Y.map_blocks(scipy.sparse.csc_matrix), scipy.sparse.csr_array(queries)),
+        (sparse_blocks(scipy.sparse.csr_array(X), 70), sparse_blocks(queries, 15)),
+    ):
+        distances, indices = dask.compute(*kneighbors(query_form, training, 9, metric=metric, p=3, split_every=2))
+        np.testing.assert_array_equal(indices, expected_indices)
+        np.testing.assert_array_equal(distances, expected_distances)
+
+
+def _sparse_radius(metric):
+    return {"manhattan": 4.0, "cosine": 0.6}[metric]
+
+
+@pytest.mark.parametrize("metric", ["manhattan", "cosine"])
+def test_sparse_estimators_match_in_memory(client, sparse_split, metric):
+    X, y, queries = sparse_split
+    Xd, Q = sparse_blocks(X, 70), sparse_blocks(queries, 15)
+    params = dict(n_neighbors=5, weights="distance", metric=metric)
+    expected = fastknn.KNNClassifier(**params).fit(X, y)
+    clf = KNNClassifier(**params).fit(Xd, y)
+    np.testing.assert_array_equal(clf.predict(Q).compute(), expected.predict(queries))
+    np.testing.assert_array_equal(clf.predict_proba(queries.toarray()).compute(), expected.predict_proba(queries))
+    assert float(clf.score(Q, y[:40]).compute()) == expected.score(queries, y[:40])
+    for got, want in zip(dask.compute(*clf.kneighbors()), expected.kneighbors()):
+        np.testing.assert_array_equal(got, want)
+    targets = y * 0.5
+    regressor = KNNRegressor(**params, persist=False).fit(Xd, targets)
+    np.testing.assert_array_equal(
+        regressor.predict(Q).compute(), fastknn.KNNRegressor(**params).fit(X, targets).predict(queries)
+    )
+    assert_same_graph(
+        KNNTransformer(n_neighbors=4, metric=metric).fit_transform(Xd).compute(),
+        fastknn.KNNTransformer(n_neighbors=4, metric=metric).fit_transform(X),
+    )
+
+    radius = _sparse_radius(metric)
+    nn = NearestNeighbors(radius=radius, metric=metric).fit(Xd)
+    in_memory = fastknn.NearestNeighbors(radius=radius, metric=metric).fit(X)
+    for got, want in zip(dask.compute(*nn.radius_neighbors(Q, sort_results=True)),
+                         in_memory.radius_neighbors(queries, sort_results=True)):
+        assert_same_lists(got, want)
+    radius_params = dict(radius=radius, metric=metric, weights="distance")
+    radius_clf = RadiusNeighborsClassifier(**radius_params, outlier_label="most_frequent").fit(Xd, y)
+    np.testing.assert_array_equal(
+        radius_clf.predict(Q).compute(),
+        fastknn.RadiusNeighborsClassifier(**radius_params, outlier_label="most_frequent").fit(X, y).predict(queries),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # queries with no neighbour within the radius
+        np.testing.assert_array_equal(
+            RadiusNeighborsRegressor(**radius_params).fit(Xd, targets).predict(Q).compute(),
+            fastknn.RadiusNeighborsRegressor(**radius_params).fit(X, targets).predict(queries),
+        )
+    assert_same_graph(
+        RadiusNeighborsTransformer(radius=radius, metric=metric).fit_transform(Xd).compute(),
+        fastknn.RadiusNeighborsTransformer(radius=radius, metric=metric).fit_transform(X),
+    )
+
+
+def test_sparse_queries_against_dense_shards(client, sparse_split):
+    X, y, queries = sparse_split
+    expected = fastknn.KNNClassifier(n_neighbors=4, metric="manhattan").fit(X.toarray(), y)
+    clf = KNNClassifier(n_neighbors=4, metric="manhattan").fit(da.from_array(X.toarray(), chunks=(70, 30)), y)
+    for got, want in zip(dask.compute(*clf.kneighbors(sparse_blocks(queries, 15))), expected.kneighbors(queries)):
+        np.testing.assert_array_equal(got, want)
+
+
+class _Wrapped:
+    """A block type that is neither a NumPy array nor a scipy sparse matrix."""
+
+    def __init__(self, block):
+        self.shape, self.dtype, self.ndim = block.shape, block.dtype, block.ndim
+
+
+def test_sparse_bad_inputs(client, sparse_split):
+    X, y, queries = sparse_split
+    with_nan = X.copy()
+    with_nan.data[with_nan.indptr[75]] = np.nan  # a value of row 75 or the next non-empty one
+    row = int(np.searchsorted(with_nan.indptr, with_nan.indptr[75], side="right")) - 1
+    assert 70 <= row < 140
+    with pytest.raises(ValueError, match="training shard of rows 70 to 139: Input Y contains NaN"):
+        NearestNeighbors(n_neighbors=3).fit(sparse_blocks(with_nan, 70))
+    with pytest.warns(UserWarning, match="cannot use pruned with sparse input: using the sparse brute-force search"):
+        nn = NearestNeighbors(n_neighbors=3, algorithm="pruned").fit(sparse_blocks(X, 70))
+    np.testing.assert_array_equal(
+        nn.kneighbors(queries, return_distance=False).compute(),
+        fastknn.NearestNeighbors(n_neighbors=3).fit(X).kneighbors(queries, return_distance=False),
+    )
+    # Dask keeps the meta of the block types it knows (CuPy, pydata/sparse),
+    # none of them installed here; it would make an ndarray of this one.
+    wrapped = da.from_array(X.toarray(), chunks=(70, 30)).map_blocks(_Wrapped)
+    wrapped._meta = _Wrapped(np.empty((0, 0)))
+    with pytest.raises(TypeError, match="Y's blocks must be NumPy arrays or scipy sparse matrices, got _Wrapped"):
+        kneighbors(queries, wrapped)
+
+
+def test_sparse_shard_reports_its_bytes(sparse_split):
+    from fastknn.dask._shards import Shard
+
+    X, _, _ = sparse_split
+    shard = Shard(X, 0, "euclidean", None, "auto", 5)
+    assert shard.fitted.method == "sparse"
+    matrix_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    # The rows, and the inverted index and row arrays of the sparse search (about three times the matrix).
+    assert 2 * matrix_bytes < dask.sizeof.sizeof(shard) < 6 * matrix_bytes

@@ -8,6 +8,7 @@ import doctest
 import pickle
 
 import numpy as np
+import scipy.sparse
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -442,3 +443,70 @@ def test_regressor_cv_validation_set(digits):
 @parametrize_with_checks([KNNRegressorCV(n_neighbors=(1, 3), metrics=("euclidean",), cv=3)])
 def test_regressor_cv_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+# -------------------------------------------------------------------------
+# Sparse input: the shared sparse search, scored as GridSearchCV scores it
+# -------------------------------------------------------------------------
+
+SPARSE_METRICS = ("euclidean", "manhattan", "chebyshev", "minkowski", "cosine")
+
+
+@pytest.fixture(scope="module")
+def sparse_data():
+    """240 sparse rows of few distinct values: empty rows, duplicates, exact ties."""
+    rng = np.random.default_rng(3)
+    X = scipy.sparse.random(240, 40, density=0.08, random_state=3, format="csr", dtype=np.float64)
+    X.data = np.round(X.data * 3)  # a few stored zeros too
+    return X, rng.integers(0, 3, 240)
+
+
+@pytest.mark.parametrize("kind", ["csr", "csc", "csr_array"])
+def test_sparse_same_results_as_grid_search(sparse_data, kind):
+    X, y = sparse_data
+    X = {"csr": X, "csc": X.tocsc(), "csr_array": scipy.sparse.csr_array(X)}[kind]
+    search = KNNClassifierCV((1, 3, 8), metrics=SPARSE_METRICS, p=3, cv=3).fit(X, y)
+    assert_same_search(search, grid_search(3, n_neighbors=(1, 3, 8), metrics=SPARSE_METRICS, p=3).fit(X, y))
+    assert search.best_estimator_.fit_method_ == "sparse"
+    np.testing.assert_array_equal(search.predict(X[:20]), search.best_estimator_.predict(X[:20]))
+    assert search.score(X, y) == search.best_estimator_.score(X, y)
+
+
+def test_sparse_same_scores_as_scikit_learn_without_ties():
+    # Dense enough that no row is empty or repeated: scikit-learn's sparse
+    # distances (rounded differently) then rank the neighbours the same way.
+    X = scipy.sparse.random(200, 30, density=0.3, random_state=5, format="csr")
+    y = np.random.default_rng(5).integers(0, 3, 200)
+    metrics = ("euclidean", "manhattan", "cosine")
+    search = KNNClassifierCV((1, 4, 9), metrics=metrics, cv=3).fit(X, y)
+    param_grid = {"n_neighbors": [1, 4, 9], "metric": list(metrics), "weights": ["uniform", "distance"]}
+    reference = GridSearchCV(KNeighborsClassifier(algorithm="brute"), param_grid, cv=3).fit(X, y)
+    np.testing.assert_array_equal(search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"])
+    assert search.best_params_ == reference.best_params_
+
+
+def test_sparse_validation_set_and_regressor(sparse_data):
+    X, y = sparse_data
+    X_train, y_train, X_val, y_val = X[:180], y[:180].astype(float), X[180:], y[180:].astype(float)
+    fold = np.r_[np.full(180, -1), np.zeros(60, dtype=int)]
+    param_grid = {"n_neighbors": [1, 5], "metric": ["manhattan", "cosine"], "weights": ["uniform", "distance"]}
+    reference = GridSearchCV(KNNRegressor(), param_grid, cv=PredefinedSplit(fold)).fit(X, y.astype(float))
+    # Sparse and dense validation rows against the sparse training set score alike.
+    for validation in (X_val, X_val.toarray()):
+        search = KNNRegressorCV((1, 5), metrics=("manhattan", "cosine")).fit(
+            X_train, y_train, X_val=validation, y_val=y_val
+        )
+        np.testing.assert_array_equal(search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"])
+    # Sparse validation rows against a dense training set are densified.
+    dense = KNNClassifierCV((1, 5), metrics=("manhattan",)).fit(X_train.toarray(), y[:180], X_val=X_val, y_val=y[180:])
+    sparse = KNNClassifierCV((1, 5), metrics=("manhattan",)).fit(X_train, y[:180], X_val=X_val, y_val=y[180:])
+    np.testing.assert_array_equal(dense.cv_results_["mean_test_score"], sparse.cv_results_["mean_test_score"])
+
+
+def test_sparse_with_pruned_warns_and_runs_the_sparse_search(sparse_data):
+    X, y = sparse_data
+    brute = KNNClassifierCV((1, 5), metrics=("manhattan",), cv=3).fit(X, y)
+    with pytest.warns(UserWarning, match="cannot use pruned with sparse input: using the sparse brute-force search"):
+        pruned = KNNClassifierCV((1, 5), metrics=("manhattan",), cv=3, algorithm="pruned").fit(X, y)
+    np.testing.assert_array_equal(pruned.cv_results_["mean_test_score"], brute.cv_results_["mean_test_score"])
+    assert pruned.best_estimator_.fit_method_ == "sparse"

@@ -1,5 +1,7 @@
 """``fastknn warmup`` (fastknn/warmup.py)."""
 
+import numpy as np
+
 from fastknn._compilation import Compilation
 from fastknn.cli import main
 from fastknn.warmup import format_profile, warmup_steps
@@ -36,3 +38,28 @@ def test_profile_own_seconds_add_up_to_the_whole():
 def test_help_shows_an_example(capsys):
     assert main(["warmup", "--help"]) == 0
     assert "fastknn warmup --profile" in capsys.readouterr().out
+
+
+def test_shaped_steps_reach_the_tree_grid_and_sparse_methods():
+    # Each layout must run the search whose kernels its step claims to
+    # compile (the metric is a run-time argument of those kernels).
+    from scipy.spatial import cKDTree
+
+    from fastknn import KNNClassifier
+    from fastknn._tree import CellGrid
+    from fastknn.warmup import SHAPED_SEARCHES, _shaped_data
+
+    layouts = {(layout, np.dtype(dtype)) for _, layout, dtype in SHAPED_SEARCHES}
+    assert layouts == {(layout, np.dtype(dtype)) for layout in ("tree", "grid", "sparse")
+                       for dtype in (np.float32, np.float64)}
+    expected = {"tree": ("tree", cKDTree), "grid": ("tree", CellGrid), "sparse": ("sparse", type(None))}
+    for layout, dtype in layouts:
+        X = _shaped_data(layout, dtype)
+        model = KNNClassifier(n_neighbors=3, algorithm="kd_tree" if layout == "tree" else "auto")
+        model.fit(X, np.arange(X.shape[0]) % 10)
+        method, index_type = expected[layout]
+        assert model.fit_method_ == method and isinstance(model._search_state.tree, index_type), layout
+        assert model._fit_X.dtype == dtype
+    # The tree's integer coordinates hold exact ties, which its tie balls settle.
+    X = _shaped_data("tree", np.float64)
+    assert np.unique(X, axis=0).shape[0] < X.shape[0]

@@ -4,7 +4,9 @@ An optional part of fastknn (``pip install "fastknn[dask]"``): training rows
 stay in shards on the workers of a Dask cluster, each (query block, shard)
 pair is searched by fastknn's own search in one task, and the per-shard
 candidate lists are merged by a tree reduction. Results equal the
-one-process search to the bit.
+one-process search to the bit. Training and query data may be scipy sparse
+(matrices, or Dask arrays whose blocks are): sparse shards run the sparse
+search.
 """
 
 try:

@@ -11,7 +11,7 @@ import numbers
 import dask
 import dask.array as da
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, issparse
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -108,6 +108,7 @@ class DaskNeighborsBase(BaseEstimator):
             self.shard_rows_ = np.array(X.chunks[0], dtype=np.int64)
         self._shards = shards
         self._fit_dtype = as_search_dtype(np.empty((0, 0), dtype=X.dtype)).dtype
+        self._fit_sparse = issparse(X._meta)
         self._candidate_dtype = candidate_dtype() if targets is None else candidate_dtype(targets.dtype, targets.shape[1])
         return self
 
@@ -124,9 +125,12 @@ class DaskNeighborsBase(BaseEstimator):
     def _training_queries(self):
         """The training rows as queries, block by block from the shards (never through the client)."""
         rows = tuple(int(n) for n in self.shard_rows_)
+        if self._fit_sparse:
+            meta = csr_matrix((0, self.n_features_in_), dtype=self._fit_dtype)
+        else:
+            meta = np.empty((0, 0), dtype=self._fit_dtype)
         return self._shards.map_blocks(
-            _shard_training_rows, new_axis=1, chunks=(rows, (self.n_features_in_,)),
-            dtype=self._fit_dtype, meta=np.empty((0, 0), dtype=self._fit_dtype),
+            _shard_training_rows, new_axis=1, chunks=(rows, (self.n_features_in_,)), dtype=self._fit_dtype, meta=meta
         )
 
     def _given_n_neighbors(self, n_neighbors):
@@ -172,7 +176,7 @@ class DaskNeighborsBase(BaseEstimator):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries, chunked by rows. None means the training set, each
             sample excluding itself (as the in-memory estimators); its
             rows are read from the shards on the workers, in their blocks.
@@ -201,7 +205,7 @@ class DaskNeighborsBase(BaseEstimator):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries, chunked by rows; None means the training set, each
             sample excluding itself.
         n_neighbors : int, default=None

@@ -166,8 +166,9 @@ class KNNClassifier(ClassifierMixin, DaskNeighborsBase):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_samples, n_features)
-            Training data, chunked by rows: each block is a shard.
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data, chunked by rows: each block is a shard (a scipy
+            sparse block runs the sparse search; see :func:`fastknn.dask.kneighbors`).
         y : dask.array.Array or array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels; rechunked to ``X``'s rows.
 
@@ -187,7 +188,7 @@ class KNNClassifier(ClassifierMixin, DaskNeighborsBase):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
 
         Returns
@@ -209,7 +210,7 @@ class KNNClassifier(ClassifierMixin, DaskNeighborsBase):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
 
         Returns
@@ -234,7 +235,7 @@ class KNNClassifier(ClassifierMixin, DaskNeighborsBase):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
         y : dask.array.Array or array-like of shape (n_queries,) or (n_queries, n_outputs)
             True labels; for a 2-D target a query counts as right when every
@@ -385,8 +386,9 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, DaskNeigh
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_samples, n_features)
-            Training data, chunked by rows: each block is a shard.
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data, chunked by rows: each block is a shard (a scipy
+            sparse block runs the sparse search; see :func:`fastknn.dask.kneighbors`).
         y : dask.array.Array or array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels; rechunked to ``X``'s rows.
 
@@ -419,7 +421,7 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, DaskNeigh
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
 
         Returns
@@ -446,7 +448,7 @@ class RadiusNeighborsClassifier(RadiusNeighborsMixin, ClassifierMixin, DaskNeigh
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
 
         Returns

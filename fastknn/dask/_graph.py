@@ -92,8 +92,9 @@ class KNNTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DaskNeig
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_samples, n_features)
-            Training data, chunked by rows: each block is a shard.
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data, chunked by rows: each block is a shard (a scipy
+            sparse block runs the sparse search; see :func:`fastknn.dask.kneighbors`).
         y : Ignored
             Not used, present for API consistency.
 
@@ -111,7 +112,7 @@ class KNNTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DaskNeig
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
 
         Returns
@@ -129,7 +130,7 @@ class KNNTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DaskNeig
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_samples, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_samples, n_features)
             Training data, chunked by rows.
         y : Ignored
             Not used, present for API consistency.
@@ -230,8 +231,9 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, ClassNamePrefixFeaturesOu
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_samples, n_features)
-            Training data, chunked by rows: each block is a shard.
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data, chunked by rows: each block is a shard (a scipy
+            sparse block runs the sparse search; see :func:`fastknn.dask.kneighbors`).
         y : Ignored
             Not used, present for API consistency.
 
@@ -251,7 +253,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, ClassNamePrefixFeaturesOu
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
 
         Returns

@@ -12,6 +12,7 @@ import warnings
 
 import dask.array as da
 import numpy as np
+import scipy.sparse
 from dask.array.core import PerformanceWarning
 
 from .._search import rdist_to_dist, resolve_metric
@@ -30,18 +31,32 @@ ALGORITHMS = ("brute", "pruned", "auto", "kd_tree", "ball_tree")
 def as_row_blocks(array, name):
     """``array`` as a 2-D Dask array of numbers whose blocks hold whole rows.
 
-    A NumPy array (or anything ``np.asarray`` takes) becomes one block.
+    A NumPy array (or anything ``np.asarray`` takes) becomes one block, a
+    scipy sparse matrix or array one CSR block. A Dask array's blocks may be
+    NumPy arrays or scipy sparse matrices.
 
     Raises
     ------
     ValueError
         For an array that is not 2-D, not numeric, has unknown chunk sizes
         or is split along its features.
+    TypeError
+        For a Dask array whose blocks are neither NumPy arrays nor scipy
+        sparse matrices.
     """
-    if not isinstance(array, da.Array):
+    if scipy.sparse.issparse(array):
+        array = array.tocsr()
+        array = da.from_array(
+            array, chunks=(max(1, array.shape[0]), max(1, array.shape[1])), asarray=False, meta=array[:0]
+        )
+    elif not isinstance(array, da.Array):
         array = np.asarray(array)
         if array.ndim == 2:
             array = da.from_array(array, chunks=(max(1, array.shape[0]), max(1, array.shape[1])))
+    if not (isinstance(array._meta, np.ndarray) or scipy.sparse.issparse(array._meta)):
+        raise TypeError(
+            f"{name}'s blocks must be NumPy arrays or scipy sparse matrices, got {type(array._meta).__name__}."
+        )
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D, of shape (n_rows, n_features); got {array.ndim} dimensions.")
     if array.dtype.kind not in "biuf":
@@ -74,8 +89,15 @@ def shard_training_rows(Y, metric, p, algorithm, n_neighbors, targets=None):
     """One :class:`~fastknn.dask._shards.Shard` per row block of ``Y``, as a 1-D Dask array of objects.
 
     ``targets``, a Dask array of shape (n_samples, n_outputs) chunked like
-    ``Y``'s rows, travels with the shards.
+    ``Y``'s rows, travels with the shards. Sparse blocks run the sparse
+    search; an ``algorithm`` other than ``"auto"`` or ``"brute"`` warns on
+    the client then, as the one-process estimators warn at ``fit``.
     """
+    if scipy.sparse.issparse(Y._meta) and algorithm not in ("auto", "brute"):
+        warnings.warn(
+            f"cannot use {algorithm} with sparse input: using the sparse brute-force search", stacklevel=3
+        )
+        algorithm = "brute"
     arrays = (Y,) if targets is None else (Y, targets)
     return da.map_blocks(
         build_shard, *arrays,
@@ -174,12 +196,18 @@ def kneighbors(
 
     Parameters
     ----------
-    X : dask.array.Array or array-like of shape (n_queries, n_features)
+    X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
         Queries, chunked by rows (each block holds whole rows). A NumPy
-        array is one block.
-    Y : dask.array.Array or array-like of shape (n_samples, n_features)
+        array or scipy sparse matrix is one block; a Dask array's blocks may
+        be NumPy arrays or scipy sparse matrices.
+    Y : {dask.array.Array, array-like, sparse matrix} of shape (n_samples, n_features)
         Training rows, chunked by rows: each block is a shard, searched by
-        its own tasks. A NumPy array is one shard.
+        its own tasks. A NumPy array or scipy sparse matrix is one shard. A
+        shard whose block is a scipy sparse matrix (or sparse array, any
+        format) runs the sparse search of the one-process estimators
+        (``fit_method_ == "sparse"``), whatever ``algorithm`` says (other
+        names than ``"auto"`` and ``"brute"`` warn), and takes sparse or
+        dense queries; a dense shard densifies sparse query blocks.
     n_neighbors : int, default=5
         Number of neighbours, 1 <= n_neighbors <= n_samples; may exceed a
         shard's rows.
@@ -227,6 +255,12 @@ def kneighbors(
     fewer rows pads its list with infinite distances, which the merge drops.
     Candidates are merged on (reduced distance, global index), the order
     of the one-process search.
+
+    Sparse shards travel to the workers as CSR matrices and keep there what
+    the sparse search keeps at ``fit`` (the rows by rows and by columns,
+    about three times the matrix); their candidates are merged exactly as
+    dense shards' are, so the results equal :func:`fastknn.kneighbors` on
+    the whole sparse matrix.
 
     Examples
     --------

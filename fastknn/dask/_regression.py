@@ -120,8 +120,9 @@ class KNNRegressor(RegressorMixin, DaskNeighborsBase):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_samples, n_features)
-            Training data, chunked by rows: each block is a shard.
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data, chunked by rows: each block is a shard (a scipy
+            sparse block runs the sparse search; see :func:`fastknn.dask.kneighbors`).
         y : dask.array.Array or array-like of shape (n_samples,) or (n_samples, n_outputs)
             Numeric targets; rechunked to ``X``'s rows.
 
@@ -138,7 +139,7 @@ class KNNRegressor(RegressorMixin, DaskNeighborsBase):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
 
         Returns
@@ -161,7 +162,7 @@ class KNNRegressor(RegressorMixin, DaskNeighborsBase):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
         y : dask.array.Array or array-like of shape (n_queries,) or (n_queries, n_outputs)
             True targets.
@@ -294,8 +295,9 @@ class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, DaskNeighbo
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_samples, n_features)
-            Training data, chunked by rows: each block is a shard.
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data, chunked by rows: each block is a shard (a scipy
+            sparse block runs the sparse search; see :func:`fastknn.dask.kneighbors`).
         y : dask.array.Array or array-like of shape (n_samples,) or (n_samples, n_outputs)
             Numeric targets; rechunked to ``X``'s rows.
 
@@ -312,7 +314,7 @@ class RadiusNeighborsRegressor(RadiusNeighborsMixin, RegressorMixin, DaskNeighbo
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features)
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features)
             Queries, chunked by rows.
 
         Returns

@@ -1,14 +1,16 @@
 """The worker side of the sharded search: a training shard prepared once, its
 search against a block of queries, and the merge of per-shard candidates.
 
-Everything here runs inside Dask tasks, on plain NumPy blocks.
+Everything here runs inside Dask tasks, on NumPy or scipy sparse blocks.
 """
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.utils.validation import check_array
 
 from .._base import fit_search, kneighbors_rdist, radius_rdist, split_rows
 from .._search import as_search_dtype
+from .._sparse import as_sparse_search
 
 # Index of a padding candidate: a shard with fewer rows than ``n_neighbors``
 # pads its list with (+inf, PAD_INDEX), which sorts after every real
@@ -37,8 +39,9 @@ class Shard:
 
     Parameters
     ----------
-    rows : ndarray of shape (n_rows, n_features)
-        The shard's training rows.
+    rows : ndarray or scipy sparse matrix of shape (n_rows, n_features)
+        The shard's training rows; sparse ones are kept as canonical CSR
+        and searched by the sparse search (``fastknn._sparse``).
     first_row : int
         Global index of its first row.
     metric, p
@@ -62,14 +65,18 @@ class Shard:
         self.first_row = int(first_row)
         last_row = self.first_row + rows.shape[0] - 1
         try:
-            rows = check_array(rows, dtype="numeric", ensure_min_samples=0, input_name="Y")
+            rows = check_array(rows, accept_sparse=True, dtype="numeric", ensure_min_samples=0, input_name="Y")
         except ValueError as error:
             raise ValueError(f"training shard of rows {self.first_row} to {last_row}: {error}") from None
-        # Blocks that Dask deserialised are often read-only; a writable copy
-        # keeps the kernels' types those of the one-process search, so that
-        # workers load its compiled kernels from numba's disk cache instead
-        # of compiling read-only variants.
-        self.rows = as_search_dtype(rows if rows.flags.writeable else rows.copy())
+        if issparse(rows):
+            # A canonical CSR copy, as the estimators' fit makes: the sparse search.
+            self.rows = as_sparse_search(rows)
+        else:
+            # Blocks that Dask deserialised are often read-only; a writable
+            # copy keeps the kernels' types those of the one-process search,
+            # so that workers load its compiled kernels from numba's disk
+            # cache instead of compiling read-only variants.
+            self.rows = as_search_dtype(rows if rows.flags.writeable else rows.copy())
         k = min(n_neighbors, self.rows.shape[0])
         # The shard's search, prepared as an estimator's fit prepares its
         # own (method, pruning index, Euclidean norms); an empty shard (a
@@ -79,7 +86,7 @@ class Shard:
 
     def __sizeof__(self):
         """Bytes held, so that Dask's memory accounting and scheduling see the shard's weight."""
-        size = self.rows.nbytes
+        size = _nbytes(self.rows)
         euclidean = self.fitted and self.fitted.euclidean_train
         for part in (self.targets, euclidean and euclidean.cross_train, euclidean and euclidean.sqnorms):
             if part is not None and part is not self.rows:
@@ -87,7 +94,24 @@ class Shard:
         index = self.fitted and self.fitted.pruned_index
         if index is not None:
             size += sum(value.nbytes for value in vars(index).values() if isinstance(value, np.ndarray))
+        sparse_train = self.fitted and self.fitted.sparse_train
+        if sparse_train is not None:
+            size += sum(part.nbytes for part in (*sparse_train.rows, *sparse_train[1:]))
         return size
+
+    def _queries(self, queries):
+        """A block of validated queries as the one-process estimators pass them to the search.
+
+        Against sparse rows, as given (the sparse search converts them);
+        against dense rows, dense (sparse queries densified), in the rows'
+        dtype, writable (see ``__init__``).
+        """
+        if issparse(self.rows):
+            return queries
+        if issparse(queries):
+            queries = queries.toarray()
+        queries = np.ascontiguousarray(queries, dtype=self.rows.dtype)
+        return queries if queries.flags.writeable else queries.copy()
 
     def _candidate_dtype(self):
         """The :func:`candidate_dtype` of this shard's candidates: with its targets when it has them."""
@@ -98,7 +122,7 @@ class Shard:
 
         Parameters
         ----------
-        queries : ndarray of shape (n_queries, n_features)
+        queries : ndarray or scipy sparse matrix of shape (n_queries, n_features)
         n_neighbors : int
         n_jobs : int or None
             Threads for this task.
@@ -109,9 +133,7 @@ class Shard:
             Ascending by (reduced distance, global index); padded with
             (+inf, :data:`PAD_INDEX`) past the shard's rows.
         """
-        queries = np.ascontiguousarray(queries, dtype=self.rows.dtype)
-        if not queries.flags.writeable:
-            queries = queries.copy()
+        queries = self._queries(queries)
         k = min(n_neighbors, self.rows.shape[0])
         if k == 0:
             rdist, indices = np.empty((queries.shape[0], 0)), np.empty((queries.shape[0], 0), dtype=np.int64)
@@ -134,7 +156,7 @@ class Shard:
 
         Parameters
         ----------
-        queries : ndarray of shape (n_queries, n_features)
+        queries : ndarray or scipy sparse matrix of shape (n_queries, n_features)
         radius : float
             A row at exactly this distance is within it.
         n_jobs : int or None
@@ -147,9 +169,7 @@ class Shard:
             :func:`candidate_dtype` (with the shard's targets, when it has
             them) in global index order.
         """
-        queries = np.ascontiguousarray(queries, dtype=self.rows.dtype)
-        if not queries.flags.writeable:
-            queries = queries.copy()
+        queries = self._queries(queries)
         if self.fitted is None:
             offsets = np.zeros(queries.shape[0] + 1, dtype=np.int64)
             rdist, indices = np.empty(0), np.empty(0, dtype=np.int64)
@@ -165,6 +185,13 @@ class Shard:
         return split_rows(found, offsets)[:, None]
 
 
+def _nbytes(rows):
+    """Bytes of a dense or sparse block of rows."""
+    if issparse(rows):
+        return rows.data.nbytes + rows.indices.nbytes + rows.indptr.nbytes
+    return rows.nbytes
+
+
 def build_shard(rows, *targets, block_info=None, metric, p, algorithm, n_neighbors):
     """``map_blocks`` function: the :class:`Shard` of one block of training rows."""
     first_row = block_info[0]["array-location"][0][0]
@@ -173,13 +200,13 @@ def build_shard(rows, *targets, block_info=None, metric, p, algorithm, n_neighbo
 
 def search_shard(queries, shard, *, n_neighbors, n_jobs):
     """``blockwise`` function: one block of queries against one shard."""
-    queries = check_array(queries, dtype="numeric", input_name="X")
+    queries = check_array(queries, accept_sparse=True, dtype="numeric", input_name="X")
     return shard.search(queries, n_neighbors, n_jobs)
 
 
 def search_shard_radius(queries, shard, *, radius, n_jobs):
     """``blockwise`` function: the rows of one shard within ``radius`` of a block of queries."""
-    queries = check_array(queries, dtype="numeric", input_name="X")
+    queries = check_array(queries, accept_sparse=True, dtype="numeric", input_name="X")
     return shard.radius_search(queries, radius, n_jobs)
 
 

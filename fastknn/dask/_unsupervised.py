@@ -68,7 +68,7 @@ class RadiusNeighborsMixin:
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries, chunked by rows; None means the training set, each
             sample excluding itself (its duplicates stay).
         radius : float, default=None
@@ -111,7 +111,7 @@ class RadiusNeighborsMixin:
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_queries, n_features), default=None
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_queries, n_features), default=None
             Queries, chunked by rows; None means the training set, each
             sample excluding itself.
         radius : float, default=None
@@ -229,8 +229,9 @@ class NearestNeighbors(RadiusNeighborsMixin, DaskNeighborsBase):
 
         Parameters
         ----------
-        X : dask.array.Array or array-like of shape (n_samples, n_features)
-            Training data, chunked by rows: each block is a shard.
+        X : {dask.array.Array, array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data, chunked by rows: each block is a shard (a scipy
+            sparse block runs the sparse search; see :func:`fastknn.dask.kneighbors`).
         y : Ignored
             Not used, present for API consistency.
 
