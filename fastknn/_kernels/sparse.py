@@ -320,24 +320,33 @@ def _product_bounds(q_norm, norms, shares, metric, coefficient, tiny, upper):
 
 
 @jit()
-def _product_candidates(q_indices, q_data, q_norm, indptr, indices, data, norms, shares, metric, heap, radius, rows, rdist, upper):
+def _most_terms(indptr):
+    """The largest number of stored values of a CSR row (0 for no rows)."""
+    most = 0
+    for row in range(indptr.shape[0] - 1):
+        most = max(most, indptr[row + 1] - indptr[row])
+    return most
+
+
+@jit()
+def _product_candidates(
+    q_indices, q_data, q_norm, indptr, indices, data, norms, most_terms, shares, metric, heap, radius, rows, rdist, upper
+):
     """:func:`_candidates` for Euclidean and cosine, whose fast distance is the row's share and norm alone.
 
     Same arguments, result and bounds (``upper`` (n_train,) is scratch),
     with each row's count of stored values replaced by the training set's
-    largest, so that a row's bound is a multiple of its norm (Euclidean)
-    or a constant (cosine). :func:`_product_bounds` writes every row's
-    bounds at once (vectorised); the scan then reads the lower bounds only
-    and takes the slow step (keep the k smallest upper bounds, note the
-    row) only for a row whose lower bound is within the k-th smallest upper
-    bound so far (or within ``radius`` when k = 0): rare once k rows are
-    seen. A row whose upper bound can enter the heap has its lower bound
-    below it, so the one test serves both.
+    largest, ``most_terms`` (:func:`_most_terms`), so that a row's bound
+    is a multiple of its norm (Euclidean) or a constant (cosine); and
+    without ``p``, which neither metric reads. :func:`_product_bounds`
+    writes every row's bounds at once (vectorised); the scan then reads
+    the lower bounds only and takes the slow step (keep the k smallest
+    upper bounds, note the row) only for a row whose lower bound is within
+    the k-th smallest upper bound so far (or within ``radius`` when
+    k = 0): rare once k rows are seen. A row whose upper bound can enter
+    the heap has its lower bound below it, so the one test serves both.
     """
     n_train = norms.shape[0]
-    most_terms = 0
-    for row in range(n_train):
-        most_terms = max(most_terms, indptr[row + 1] - indptr[row])
     n_terms = q_indices.shape[0] + most_terms + 8.0
     _product_bounds(q_norm, norms, shares, metric, _error_coefficient(metric, 0.0) * n_terms, TINY * n_terms, upper)
     k = heap.shape[0]
@@ -387,13 +396,14 @@ def _sparse_kneighbors(
     rows = np.empty(n_train, dtype=np.int64)
     exact = np.empty(n_train)
     upper = np.empty(n_train if metric == EUCLIDEAN or metric == COSINE else 0)
+    most_terms = _most_terms(indptr)
     for i in range(first, last):
         q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
         q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
         if metric == EUCLIDEAN or metric == COSINE:
             count = _product_candidates(
-                q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, heap, 0.0, rows, exact, upper
+                q_idx, q_val, q_norms[i], indptr, indices, data, norms, most_terms, shares, metric, heap, 0.0, rows, exact, upper
             )
         else:
             count = _candidates(
@@ -435,6 +445,7 @@ def _sparse_radius(
     rows = np.empty(n_train, dtype=np.int64)
     exact = np.empty(n_train)
     upper = np.empty(n_train if metric == EUCLIDEAN or metric == COSINE else 0)
+    most_terms = _most_terms(indptr)
     counts = np.zeros(last - first, dtype=np.int64)
     found_rows = np.empty(INITIAL_ROWS_PER_QUERY * (last - first), dtype=np.int64)
     found_rdist = np.empty(found_rows.shape[0])
@@ -445,7 +456,7 @@ def _sparse_radius(
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
         if metric == EUCLIDEAN or metric == COSINE:
             count = _product_candidates(
-                q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, no_heap, radius, rows, exact, upper
+                q_idx, q_val, q_norms[i], indptr, indices, data, norms, most_terms, shares, metric, no_heap, radius, rows, exact, upper
             )
         else:
             count = _candidates(
