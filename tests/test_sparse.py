@@ -380,3 +380,46 @@ def test_bounded_pass_keeps_the_exact_answer(metric, scale):
     _, found = NearestNeighbors(radius=radius, metric=metric).fit(train).radius_neighbors(queries, radius=radius)
     for row, rows in enumerate(found):
         np.testing.assert_array_equal(np.sort(rows), np.flatnonzero(all_rdist[row] <= reduced_radius))
+
+
+def test_compact_inverted_index():
+    from fastknn._sparse import UINT16_ROWS, prepare_sparse
+
+    rng = np.random.default_rng(2)
+    train = as_sparse_search(scipy.sparse.random(50, 20, density=0.3, random_state=rng))
+    for metric, rows, values in [("euclidean", np.uint16, np.float32), ("cosine", np.uint16, np.float32),
+                                 ("manhattan", np.uint16, np.float64)]:
+        index = prepare_sparse(train, metric, None)
+        assert index.col_rows.dtype == rows and index.col_data.dtype == values
+        assert index.value_rounding == (2.0**-24 if values == np.float32 else 0.0)
+    # Values that float32 cannot hold within a relative 2**-24 keep float64.
+    for scale in (1e-40, 1e39):
+        assert prepare_sparse(as_sparse_search(train * scale), "euclidean", None).col_data.dtype == np.float64
+    # float32 training values are the index's values, exactly.
+    index = prepare_sparse(as_sparse_search(train.astype(np.float32)), "cosine", None)
+    assert index.col_data.dtype == np.float32 and index.value_rounding == 0.0
+    # Beyond 2**16 rows the row numbers take 32 bits: integer rows, exact sums.
+    dense = np.zeros((UINT16_ROWS + 40, 6))
+    dense[-40:] = rng.integers(-3, 4, (40, 6))
+    dense[5] = dense[-1]
+    big = as_sparse_search(scipy.sparse.csr_matrix(dense))
+    assert prepare_sparse(big, "euclidean", None).col_rows.dtype == np.int32
+    distances, indices = fastknn.kneighbors(big[-8:], big, 3, metric="euclidean")
+    assert_same_neighbors(distances, indices, dense[-8:], dense, "euclidean", 2)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_float32_index_keeps_the_exact_answer(metric):
+    # Rows that differ from each other by about 1e-9, far below float32's
+    # resolution: the index holds them alike, and the exact re-ranking must
+    # still tell them apart, each row its own nearest.
+    rng = np.random.default_rng(11)
+    base = np.where(rng.random((4, 40)) < 0.3, rng.random((4, 40)), 0.0)
+    dense = np.repeat(base, 30, axis=0) * (1.0 + 1e-9 * rng.standard_normal((120, 40)))
+    train = scipy.sparse.csr_matrix(dense)
+    fitted = NearestNeighbors(n_neighbors=5, metric=metric).fit(train)
+    assert fitted._search_state.sparse_train.col_data.dtype == np.float32
+    expected_rdist, expected = _exact_order(train, train, metric, 5)
+    distances, indices = fitted.kneighbors(train)
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(distances if metric == "cosine" else distances**2, expected_rdist, rtol=1e-12, atol=0)

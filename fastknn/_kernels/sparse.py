@@ -330,7 +330,8 @@ def _most_terms(indptr):
 
 @jit()
 def _product_candidates(
-    q_indices, q_data, q_norm, indptr, indices, data, norms, most_terms, shares, metric, heap, radius, rows, rdist, upper
+    q_indices, q_data, q_norm, indptr, indices, data, norms, most_terms, value_rounding, shares, metric, heap, radius,
+    rows, rdist, upper,
 ):
     """:func:`_candidates` for Euclidean and cosine, whose fast distance is the row's share and norm alone.
 
@@ -338,17 +339,23 @@ def _product_candidates(
     with each row's count of stored values replaced by the training set's
     largest, ``most_terms`` (:func:`_most_terms`), so that a row's bound
     is a multiple of its norm (Euclidean) or a constant (cosine); and
-    without ``p``, which neither metric reads. :func:`_product_bounds`
-    writes every row's bounds at once (vectorised); the scan then reads
-    the lower bounds only and takes the slow step (keep the k smallest
-    upper bounds, note the row) only for a row whose lower bound is within
-    the k-th smallest upper bound so far (or within ``radius`` when
-    k = 0): rare once k rows are seen. A row whose upper bound can enter
+    without ``p``, which neither metric reads. The inverted index's values
+    may be rounded, each within a relative ``value_rounding`` of the
+    training value: the shares are then off by at most ``value_rounding
+    |q| |t|`` more (Cauchy-Schwarz over the shared columns), which is
+    ``value_rounding (|q|^2 + |t|^2) / 2`` on twice the share (Euclidean)
+    and ``value_rounding`` on the cosine; the bound adds 4 times that.
+    :func:`_product_bounds` writes every row's bounds at once
+    (vectorised); the scan then reads the lower bounds only and takes the
+    slow step (keep the k smallest upper bounds, note the row) only for a
+    row whose lower bound is within the k-th smallest upper bound so far
+    (or within ``radius`` when k = 0): rare once k rows are seen. A row whose upper bound can enter
     the heap has its lower bound below it, so the one test serves both.
     """
     n_train = norms.shape[0]
     n_terms = q_indices.shape[0] + most_terms + 8.0
-    _product_bounds(q_norm, norms, shares, metric, _error_coefficient(metric, 0.0) * n_terms, TINY * n_terms, upper)
+    coefficient = _error_coefficient(metric, 0.0) * n_terms + 4.0 * value_rounding
+    _product_bounds(q_norm, norms, shares, metric, coefficient, TINY * n_terms, upper)
     k = heap.shape[0]
     heap[:] = np.inf
     limit = radius if k == 0 else np.inf
@@ -371,7 +378,9 @@ def _product_candidates(
             continue
         first, last = indptr[row], indptr[row + 1]
         rows[count] = row
-        rdist[count] = _exact_rdist(q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, 0.0)
+        rdist[count] = _exact_rdist(
+            q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, 0.0
+        )
         count += 1
     return count
 
@@ -379,13 +388,14 @@ def _product_candidates(
 @jit()
 def _sparse_kneighbors(
     first, last, q_indptr, q_indices, q_data, q_norms,
-    indptr, indices, data, norms, col_indptr, col_rows, col_data, metric, p, rdist, neighbors,
+    indptr, indices, data, norms, col_indptr, col_rows, col_data, value_rounding, metric, p, rdist, neighbors,
 ):
     """Exact k nearest training rows of queries ``first`` to ``last - 1``.
 
     q_indptr, q_indices, q_data, q_norms : the queries' CSR arrays and :func:`_row_norms`
     indptr, indices, data, norms : the training rows' CSR arrays and norms
     col_indptr, col_rows, col_data : the training rows by column (the inverted index)
+    value_rounding : relative rounding of ``col_data`` (Euclidean and cosine, see :func:`_product_candidates`)
     rdist : (n_queries, k), float64, written: exact reduced distances, ascending
     neighbors : (n_queries, k), int64, written: rows, equal distances by lower index
     """
@@ -403,7 +413,8 @@ def _sparse_kneighbors(
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
         if metric == EUCLIDEAN or metric == COSINE:
             count = _product_candidates(
-                q_idx, q_val, q_norms[i], indptr, indices, data, norms, most_terms, shares, metric, heap, 0.0, rows, exact, upper
+                q_idx, q_val, q_norms[i], indptr, indices, data, norms, most_terms, value_rounding, shares,
+                metric, heap, 0.0, rows, exact, upper,
             )
         else:
             count = _candidates(
@@ -430,7 +441,7 @@ def _sparse_kneighbors(
 @jit()
 def _sparse_radius(
     first, last, q_indptr, q_indices, q_data, q_norms,
-    indptr, indices, data, norms, col_indptr, col_rows, col_data, metric, p, radius, sort_distances,
+    indptr, indices, data, norms, col_indptr, col_rows, col_data, value_rounding, metric, p, radius, sort_distances,
 ):
     """Training rows within the reduced ``radius`` of queries ``first`` to ``last - 1``.
 
@@ -456,7 +467,8 @@ def _sparse_radius(
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
         if metric == EUCLIDEAN or metric == COSINE:
             count = _product_candidates(
-                q_idx, q_val, q_norms[i], indptr, indices, data, norms, most_terms, shares, metric, no_heap, radius, rows, exact, upper
+                q_idx, q_val, q_norms[i], indptr, indices, data, norms, most_terms, value_rounding, shares,
+                metric, no_heap, radius, rows, exact, upper,
             )
         else:
             count = _candidates(
