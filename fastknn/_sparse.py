@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse
 
 from ._kernels.distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, MINKOWSKI
-from ._kernels.sparse import COSINE, _row_norms, _sparse_kneighbors, _sparse_radius
+from ._kernels.sparse import COSINE, _row_norms, _sparse_kneighbors, _sparse_radius, _within
 from ._radius import concatenate_tasks
 from ._search import as_search_dtype, thread_limit, run_query_blocks
 
@@ -69,7 +69,7 @@ class SparseRows(NamedTuple):
 def sparse_rows(csr, metric, p):
     """:class:`SparseRows` of a canonical CSR matrix (see :func:`as_sparse_search`)."""
     indptr = csr.indptr.astype(np.int64)
-    data = csr.data.astype(np.float64)
+    data = csr.data.astype(np.float64, copy=False)  # the caller's own canonical copy, never written
     norms = np.empty(csr.shape[0])
     _row_norms(indptr, data, SPARSE_METRIC_IDS[metric], 0.0 if p is None else float(p), norms)
     return SparseRows(indptr, csr.indices.astype(np.int64), data, norms)
@@ -116,11 +116,7 @@ def _compact_values(data, metric):
     (``_kernels.sparse._product_candidates``); every nonzero value must be
     a normal float32 number.
     """
-    if data.dtype == np.float32 or metric not in ("euclidean", "cosine"):
-        return data, 0.0
-    magnitude = np.abs(data)
-    representable = (magnitude == 0) | ((magnitude >= FLOAT32_NORMAL[0]) & (magnitude <= FLOAT32_NORMAL[1]))
-    if not representable.all():
+    if data.dtype == np.float32 or metric not in ("euclidean", "cosine") or not _within(data, *FLOAT32_NORMAL):
         return data, 0.0
     return data.astype(np.float32), 2.0**-24
 

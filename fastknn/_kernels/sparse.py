@@ -87,6 +87,16 @@ def _row_norms(indptr, data, metric, p, out):
 
 
 @jit()
+def _within(data, smallest, largest):
+    """Whether every nonzero ``|value|`` of ``data`` lies in [``smallest``, ``largest``] (NaN does not)."""
+    for value in data:
+        magnitude = abs(value)
+        if magnitude != 0.0 and not (magnitude >= smallest and magnitude <= largest):
+            return False
+    return True
+
+
+@jit()
 def _dot(q_indices, q_data, q_scale, t_indices, t_data, t_scale):
     """Dot product of two sparse rows (sorted, unique columns), each divided by its scale, in column order."""
     a, b = 0, 0
