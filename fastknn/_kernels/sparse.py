@@ -26,8 +26,10 @@ vectorised (on TF-IDF-like rows a query meets most training rows through
 their common words, so every row is looked at anyway).
 
 Row values and norms are float64 and CSR index arrays int64; the inverted
-index keeps the training dtype (float32 values are widened exactly as they
-are read) and 32-bit row numbers. Queries and training rows are CSR with
+index holds 16-bit row numbers up to 65,536 training rows (wider above)
+and, for Euclidean and cosine, float32 values (their rounding bounded, see
+:func:`_product_candidates`), else the training dtype (float32 values are
+widened exactly as they are read). Queries and training rows are CSR with
 sorted, unique column indices.
 """
 
@@ -351,16 +353,17 @@ def _product_candidates(
     is a multiple of its norm (Euclidean) or a constant (cosine); and
     without ``p``, which neither metric reads. The inverted index's values
     may be rounded, each within a relative ``value_rounding`` of the
-    training value: the shares are then off by at most ``value_rounding
-    |q| |t|`` more (Cauchy-Schwarz over the shared columns), which is
-    ``value_rounding (|q|^2 + |t|^2) / 2`` on twice the share (Euclidean)
-    and ``value_rounding`` on the cosine; the bound adds 4 times that.
-    :func:`_product_bounds` writes every row's bounds at once
+    training value: a share is then off by at most ``value_rounding |q|
+    |t|`` more (Cauchy-Schwarz over the shared columns), so the Euclidean
+    fast distance (twice the share) by at most ``value_rounding (|q|^2 +
+    |t|^2)`` and the cosine by ``value_rounding``; the bound adds 4 times
+    that. :func:`_product_bounds` writes every row's bounds at once
     (vectorised); the scan then reads the lower bounds only and takes the
     slow step (keep the k smallest upper bounds, note the row) only for a
     row whose lower bound is within the k-th smallest upper bound so far
-    (or within ``radius`` when k = 0): rare once k rows are seen. A row whose upper bound can enter
-    the heap has its lower bound below it, so the one test serves both.
+    (or within ``radius`` when k = 0): rare once k rows are seen. A row
+    whose upper bound can enter the heap has its lower bound below it, so
+    the one test serves both.
     """
     n_train = norms.shape[0]
     n_terms = q_indices.shape[0] + most_terms + 8.0
