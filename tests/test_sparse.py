@@ -322,3 +322,104 @@ def test_as_sparse_search_canonical_copy():
     np.testing.assert_array_equal(canonical.toarray(), dense)
     assert as_sparse_search(scipy.sparse.csr_matrix(dense.astype(np.int8))).dtype == np.float32
     assert as_sparse_search(scipy.sparse.csr_matrix(dense.astype(np.int64))).dtype == np.float64
+
+
+def _exact_order(queries, train, metric, n_neighbors):
+    """The k nearest rows by ``_exact_rdist`` of every pair, ties by index: the answer the bounds must keep."""
+    from fastknn._kernels.sparse import _exact_rdist
+    from fastknn._sparse import SPARSE_METRIC_IDS, sparse_rows
+
+    q_rows = sparse_rows(as_sparse_search(queries), metric, None)
+    t_rows = sparse_rows(as_sparse_search(train), metric, None)
+    rdist = np.empty((len(q_rows.norms), len(t_rows.norms)))
+    for i in range(rdist.shape[0]):
+        q = slice(q_rows.indptr[i], q_rows.indptr[i + 1])
+        for j in range(rdist.shape[1]):
+            t = slice(t_rows.indptr[j], t_rows.indptr[j + 1])
+            rdist[i, j] = _exact_rdist(
+                q_rows.indices[q], q_rows.data[q], q_rows.norms[i], t_rows.indices[t], t_rows.data[t],
+                t_rows.norms[j], SPARSE_METRIC_IDS[metric], 0.0,
+            )
+    order = np.argsort(rdist, axis=1, kind="stable")[:, :n_neighbors]
+    return np.take_along_axis(rdist, order, axis=1), order
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("scale", [2.0**-540, 1.0, 1e155], ids=["subnormal-products", "unit", "overflowing-norms"])
+def test_bounded_pass_keeps_the_exact_answer(metric, scale):
+    # Rows of very different lengths and norms (the bound uses the longest
+    # row's length), near ties within the rounding bound (0.1 + 0.2 and
+    # 0.3 as values), scaled so that the cosine's product of norms is
+    # subnormal or the Euclidean norms overflow: the answer is still the
+    # one of ranking every row by the exact distance.
+    rng = np.random.default_rng(5)
+    dense = np.where(rng.random((60, 30)) < 0.2, rng.integers(1, 4, (60, 30)) * 0.1, 0.0)
+    dense[0] = 0.1
+    dense[1, :3] = [0.1 + 0.2, 0.3, 0.3]
+    dense[2, :3] = [0.3, 0.1 + 0.2, 0.3]
+    dense[3] = 0.0
+    dense[4, :3] = [0.3, 0.3, 0.3]
+    train, queries = scipy.sparse.csr_matrix(dense[:50] * scale), scipy.sparse.csr_matrix(dense[50:] * scale)
+    queries = scipy.sparse.vstack([queries, train[1:5]]).tocsr()
+    for n_neighbors in (1, 4, 50):
+        expected_rdist, expected = _exact_order(queries, train, metric, n_neighbors)
+        fitted = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(train)
+        distances, indices = fitted.kneighbors(queries)
+        np.testing.assert_array_equal(indices, expected)
+        reduced = distances if metric == "cosine" else distances**2
+        np.testing.assert_allclose(reduced, expected_rdist, rtol=1e-12, atol=0)
+    # Radius queries: a reduced radius halfway between two exact distances.
+    sorted_rdist, order = _exact_order(queries, train, metric, train.shape[0])
+    all_rdist = np.empty_like(sorted_rdist)
+    np.put_along_axis(all_rdist, order, sorted_rdist, axis=1)
+    values = np.unique(all_rdist[np.isfinite(all_rdist)])
+    if len(values) == 1:  # squared distances that all underflow to zero
+        values = np.append(values, 1.0)
+    reduced_radius = 0.5 * (values[len(values) // 3] + values[len(values) // 3 + 1])
+    radius = reduced_radius if metric == "cosine" else np.sqrt(reduced_radius)
+    _, found = NearestNeighbors(radius=radius, metric=metric).fit(train).radius_neighbors(queries, radius=radius)
+    for row, rows in enumerate(found):
+        np.testing.assert_array_equal(np.sort(rows), np.flatnonzero(all_rdist[row] <= reduced_radius))
+
+
+def test_compact_inverted_index():
+    from fastknn._sparse import UINT16_ROWS, prepare_sparse
+
+    rng = np.random.default_rng(2)
+    train = as_sparse_search(scipy.sparse.random(50, 20, density=0.3, random_state=rng))
+    for metric, rows, values in [("euclidean", np.uint16, np.float32), ("cosine", np.uint16, np.float32),
+                                 ("manhattan", np.uint16, np.float64)]:
+        index = prepare_sparse(train, metric, None)
+        assert index.col_rows.dtype == rows and index.col_data.dtype == values
+        assert index.value_rounding == (2.0**-24 if values == np.float32 else 0.0)
+    # Values that float32 cannot hold within a relative 2**-24 keep float64.
+    for scale in (1e-40, 1e39):
+        assert prepare_sparse(as_sparse_search(train * scale), "euclidean", None).col_data.dtype == np.float64
+    # float32 training values are the index's values, exactly.
+    index = prepare_sparse(as_sparse_search(train.astype(np.float32)), "cosine", None)
+    assert index.col_data.dtype == np.float32 and index.value_rounding == 0.0
+    # Beyond 2**16 rows the row numbers take 32 bits: integer rows, exact sums.
+    dense = np.zeros((UINT16_ROWS + 40, 6))
+    dense[-40:] = rng.integers(-3, 4, (40, 6))
+    dense[5] = dense[-1]
+    big = as_sparse_search(scipy.sparse.csr_matrix(dense))
+    assert prepare_sparse(big, "euclidean", None).col_rows.dtype == np.int32
+    distances, indices = fastknn.kneighbors(big[-8:], big, 3, metric="euclidean")
+    assert_same_neighbors(distances, indices, dense[-8:], dense, "euclidean", 2)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_float32_index_keeps_the_exact_answer(metric):
+    # Rows that differ from each other by about 1e-9, far below float32's
+    # resolution: the index holds them alike, and the exact re-ranking must
+    # still tell them apart, each row its own nearest.
+    rng = np.random.default_rng(11)
+    base = np.where(rng.random((4, 40)) < 0.3, rng.random((4, 40)), 0.0)
+    dense = np.repeat(base, 30, axis=0) * (1.0 + 1e-9 * rng.standard_normal((120, 40)))
+    train = scipy.sparse.csr_matrix(dense)
+    fitted = NearestNeighbors(n_neighbors=5, metric=metric).fit(train)
+    assert fitted._search_state.sparse_train.col_data.dtype == np.float32
+    expected_rdist, expected = _exact_order(train, train, metric, 5)
+    distances, indices = fitted.kneighbors(train)
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(distances if metric == "cosine" else distances**2, expected_rdist, rtol=1e-12, atol=0)

@@ -20,11 +20,16 @@ These fast distances carry rounding; each has a bound
 to the exact value, :func:`_exact_rdist`, a float64 sum over the union of
 the two rows' columns in column order. A row is ranked exactly only when
 its lower bound can still reach the k-th smallest upper bound, so the
-answer is the exact one, ties by lower training index.
+answer is the exact one, ties by lower training index. Euclidean and
+cosine take :func:`_product_candidates`, whose pass over the rows is
+vectorised (on TF-IDF-like rows a query meets most training rows through
+their common words, so every row is looked at anyway).
 
 Row values and norms are float64 and CSR index arrays int64; the inverted
-index keeps the training dtype (float32 values are widened exactly as they
-are read) and 32-bit row numbers. Queries and training rows are CSR with
+index holds 16-bit row numbers up to 65,536 training rows (wider above)
+and, for Euclidean and cosine, float32 values (their rounding bounded, see
+:func:`_product_candidates`), else the training dtype (float32 values are
+widened exactly as they are read). Queries and training rows are CSR with
 sorted, unique column indices.
 """
 
@@ -81,6 +86,16 @@ def _row_norms(indptr, data, metric, p, out):
     """:func:`_row_norm` of every CSR row into ``out`` (n_rows,), float64."""
     for i in range(out.shape[0]):
         out[i] = _row_norm(data[indptr[i] : indptr[i + 1]], metric, p)
+
+
+@jit()
+def _within(data, smallest, largest):
+    """Whether every nonzero ``|value|`` of ``data`` lies in [``smallest``, ``largest``] (NaN does not)."""
+    for value in data:
+        magnitude = abs(value)
+        if magnitude != 0.0 and not (magnitude >= smallest and magnitude <= largest):
+            return False
+    return True
 
 
 @jit()
@@ -279,16 +294,121 @@ def _candidates(q_indices, q_data, q_norm, indptr, indices, data, norms, shares,
     return count
 
 
+# Largest finite float64: ``abs(x) <= LARGEST`` is false for inf and NaN,
+# and unlike ``np.isfinite`` it keeps a loop vectorisable.
+LARGEST = np.finfo(np.float64).max
+
+
+@jit()
+def _product_bounds(q_norm, norms, shares, metric, coefficient, tiny, upper):
+    """Lower bounds of every row's reduced distance into ``shares`` (n_train,), upper ones into ``upper``.
+
+    Euclidean and cosine (see :func:`_product_candidates`); branch-free so
+    that it vectorises. A row whose fast distance overflows, or whose
+    cosine scale leaves the normal range (the quotient is then off by more
+    than the bound), gets infinite bounds: it is ranked exactly.
+    """
+    if metric == COSINE:
+        for row in range(norms.shape[0]):
+            scale = q_norm * norms[row]
+            fast = 1.0 - shares[row] / scale
+            if q_norm == 0.0 or norms[row] == 0.0:
+                fast = 1.0
+            elif not (scale >= 2.0**-1022 and scale <= LARGEST and abs(fast) <= LARGEST):
+                fast = np.nan
+            lower, high = fast - coefficient, fast + coefficient
+            finite = fast == fast
+            shares[row] = lower if finite else -np.inf
+            upper[row] = high if finite else np.inf
+    else:
+        for row in range(norms.shape[0]):
+            t_norm = norms[row]
+            fast = q_norm + t_norm - 2.0 * shares[row]
+            error = coefficient * (q_norm + t_norm) + tiny
+            high = fast + error
+            finite = abs(high) <= LARGEST
+            shares[row] = fast - error if finite else -np.inf
+            upper[row] = high if finite else np.inf
+
+
+@jit()
+def _most_terms(indptr):
+    """The largest number of stored values of a CSR row (0 for no rows)."""
+    most = 0
+    for row in range(indptr.shape[0] - 1):
+        most = max(most, indptr[row + 1] - indptr[row])
+    return most
+
+
+@jit()
+def _product_candidates(
+    q_indices, q_data, q_norm, indptr, indices, data, norms, most_terms, value_rounding, shares, metric, heap, radius,
+    rows, rdist, upper,
+):
+    """:func:`_candidates` for Euclidean and cosine, whose fast distance is the row's share and norm alone.
+
+    Same arguments, result and bounds (``upper`` (n_train,) is scratch),
+    with each row's count of stored values replaced by the training set's
+    largest, ``most_terms`` (:func:`_most_terms`), so that a row's bound
+    is a multiple of its norm (Euclidean) or a constant (cosine); and
+    without ``p``, which neither metric reads. The inverted index's values
+    may be rounded, each within a relative ``value_rounding`` of the
+    training value: a share is then off by at most ``value_rounding |q|
+    |t|`` more (Cauchy-Schwarz over the shared columns), so the Euclidean
+    fast distance (twice the share) by at most ``value_rounding (|q|^2 +
+    |t|^2)`` and the cosine by ``value_rounding``; the bound adds 4 times
+    that. :func:`_product_bounds` writes every row's bounds at once
+    (vectorised); the scan then reads the lower bounds only and takes the
+    slow step (keep the k smallest upper bounds, note the row) only for a
+    row whose lower bound is within the k-th smallest upper bound so far
+    (or within ``radius`` when k = 0): rare once k rows are seen. A row
+    whose upper bound can enter the heap has its lower bound below it, so
+    the one test serves both.
+    """
+    n_train = norms.shape[0]
+    n_terms = q_indices.shape[0] + most_terms + 8.0
+    coefficient = _error_coefficient(metric, 0.0) * n_terms + 4.0 * value_rounding
+    _product_bounds(q_norm, norms, shares, metric, coefficient, TINY * n_terms, upper)
+    k = heap.shape[0]
+    heap[:] = np.inf
+    limit = radius if k == 0 else np.inf
+    noted = 0
+    for row in range(n_train):
+        lower = shares[row]
+        if lower <= limit:
+            if k > 0:
+                _keep_smallest(heap, upper[row])
+                limit = heap[0]
+            if lower <= limit:
+                rows[noted] = row
+                rdist[noted] = lower
+                noted += 1
+    shares[:] = 0.0
+    count = 0
+    for c in range(noted):
+        row = rows[c]
+        if rdist[c] > limit:
+            continue
+        first, last = indptr[row], indptr[row + 1]
+        rows[count] = row
+        rdist[count] = _exact_rdist(
+            q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, 0.0
+        )
+        count += 1
+    return count
+
+
 @jit()
 def _sparse_kneighbors(
     first, last, q_indptr, q_indices, q_data, q_norms,
-    indptr, indices, data, norms, col_indptr, col_rows, col_data, metric, p, rdist, neighbors,
+    indptr, indices, data, norms, col_indptr, col_rows, col_data, value_rounding, metric, p, rdist, neighbors,
 ):
     """Exact k nearest training rows of queries ``first`` to ``last - 1``.
 
     q_indptr, q_indices, q_data, q_norms : the queries' CSR arrays and :func:`_row_norms`
     indptr, indices, data, norms : the training rows' CSR arrays and norms
     col_indptr, col_rows, col_data : the training rows by column (the inverted index)
+    value_rounding : relative rounding of ``col_data`` (Euclidean and cosine, see :func:`_product_candidates`)
     rdist : (n_queries, k), float64, written: exact reduced distances, ascending
     neighbors : (n_queries, k), int64, written: rows, equal distances by lower index
     """
@@ -298,13 +418,21 @@ def _sparse_kneighbors(
     heap = np.empty(k)
     rows = np.empty(n_train, dtype=np.int64)
     exact = np.empty(n_train)
+    upper = np.empty(n_train if metric == EUCLIDEAN or metric == COSINE else 0)
+    most_terms = _most_terms(indptr)
     for i in range(first, last):
         q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
         q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
-        count = _candidates(
-            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, heap, 0.0, rows, exact
-        )
+        if metric == EUCLIDEAN or metric == COSINE:
+            count = _product_candidates(
+                q_idx, q_val, q_norms[i], indptr, indices, data, norms, most_terms, value_rounding, shares,
+                metric, heap, 0.0, rows, exact, upper,
+            )
+        else:
+            count = _candidates(
+                q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, heap, 0.0, rows, exact
+            )
         # The k smallest by (distance, row): candidates come in row order, so
         # a strict comparison keeps the lower row first among equals.
         filled = 0
@@ -326,7 +454,7 @@ def _sparse_kneighbors(
 @jit()
 def _sparse_radius(
     first, last, q_indptr, q_indices, q_data, q_norms,
-    indptr, indices, data, norms, col_indptr, col_rows, col_data, metric, p, radius, sort_distances,
+    indptr, indices, data, norms, col_indptr, col_rows, col_data, value_rounding, metric, p, radius, sort_distances,
 ):
     """Training rows within the reduced ``radius`` of queries ``first`` to ``last - 1``.
 
@@ -340,6 +468,8 @@ def _sparse_radius(
     no_heap = np.empty(0)
     rows = np.empty(n_train, dtype=np.int64)
     exact = np.empty(n_train)
+    upper = np.empty(n_train if metric == EUCLIDEAN or metric == COSINE else 0)
+    most_terms = _most_terms(indptr)
     counts = np.zeros(last - first, dtype=np.int64)
     found_rows = np.empty(INITIAL_ROWS_PER_QUERY * (last - first), dtype=np.int64)
     found_rdist = np.empty(found_rows.shape[0])
@@ -348,9 +478,15 @@ def _sparse_radius(
         q_idx = q_indices[q_indptr[i] : q_indptr[i + 1]]
         q_val = q_data[q_indptr[i] : q_indptr[i + 1]]
         _accumulate(q_idx, q_val, col_indptr, col_rows, col_data, metric, p, shares)
-        count = _candidates(
-            q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, no_heap, radius, rows, exact
-        )
+        if metric == EUCLIDEAN or metric == COSINE:
+            count = _product_candidates(
+                q_idx, q_val, q_norms[i], indptr, indices, data, norms, most_terms, value_rounding, shares,
+                metric, no_heap, radius, rows, exact, upper,
+            )
+        else:
+            count = _candidates(
+                q_idx, q_val, q_norms[i], indptr, indices, data, norms, shares, metric, p, no_heap, radius, rows, exact
+            )
         start = n_found
         for c in range(count):
             if exact[c] <= radius:
