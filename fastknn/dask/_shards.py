@@ -96,7 +96,8 @@ class Shard:
             size += sum(value.nbytes for value in vars(index).values() if isinstance(value, np.ndarray))
         sparse_train = self.fitted and self.fitted.sparse_train
         if sparse_train is not None:
-            size += sum(part.nbytes for part in (*sparse_train.rows, *sparse_train[1:]))
+            parts = (*sparse_train.rows, sparse_train.col_indptr, sparse_train.col_rows, sparse_train.col_data)
+            size += sum(part.nbytes for part in parts if isinstance(part, np.ndarray))
         return size
 
     def _queries(self, queries):
