@@ -116,8 +116,7 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
     """
     padded_width = width + 2 * pad
     for i in range(row1 - row0):
-        for j in range(width):  # explicit loops compile much faster than slice assignment
-            minima[i * padded_width + pad + j] = np.inf
+        minima[i * padded_width + pad : i * padded_width + pad + width] = np.inf
     d_buf = buffers[0]
     h_buf = buffers[1]
     v_buf = buffers[2]
