@@ -22,7 +22,9 @@ from ._kernels.pruning import (
     PCA_FILL_ROUNDING,
     PCA_FINE_ROUNDING,
     POOLED,
+    _pca_coarse_bounds,
     _pca_project,
+    _pooled_coarse_bounds,
     _pooled_rows,
     pruned_select_kernel,
 )
@@ -554,10 +556,10 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
 
     def search_block(positions):
         block_coarse, block_fine, block_info = _task_features(queries, index, features, positions)
+        bounds = _coarse_bounds(index, metric_id, power, block_coarse, block_info, positions.shape[0])
         select(
-            positions, queries, index.rows, index.row_ids, block_coarse, index.train_coarse, block_fine,
-            index.train_fine, block_info, index.train_info, index.train_terms, metric_id, power,
-            index.margins, n_seeds, rdist, indices, counts,
+            positions, queries, index.rows, index.row_ids, bounds, block_fine, index.train_fine, block_info,
+            index.train_info, metric_id, power, index.margins, n_seeds, rdist, indices, counts,
         )
 
     run_pruned_tasks(search_block, queries, index, n_jobs)
@@ -585,10 +587,10 @@ def pruned_radius_search(queries, train, index, radius, *, n_jobs=None, sort_dis
 
     def search_block(positions):
         block_coarse, block_fine, block_info = _task_features(queries, index, features, positions)
+        bounds = _coarse_bounds(index, metric_id, power, block_coarse, block_info, positions.shape[0])
         found = select(
-            positions, queries, index.rows, index.row_ids, block_coarse, index.train_coarse, block_fine,
-            index.train_fine, block_info, index.train_info, index.train_terms, metric_id, power,
-            index.margins, float(radius), sort_distances,
+            positions, queries, index.rows, index.row_ids, bounds, block_fine, index.train_fine, block_info,
+            index.train_info, metric_id, power, index.margins, float(radius), sort_distances,
         )
         tasks.append((positions, found))  # list.append is atomic under the GIL
 
@@ -640,6 +642,27 @@ def _task_features(queries, index, features, positions):
         return codes.view(np.int32), block_fine, block_info
     queries_coarse, queries_fine, query_info = features
     return queries_coarse[positions], queries_fine[positions], query_info[positions]
+
+
+def _coarse_bounds(index, metric_id, power, queries_coarse, query_info, n_task):
+    """Stage-1 lower bounds of a task's ``n_task`` queries against every training row of the index.
+
+    ``queries_coarse`` and ``query_info`` are the task's features from
+    :func:`_task_features`. Returns a float32 array of shape
+    ``(n_task, n_train)``, which the search kernels take (and overwrite).
+    Called in the task's thread, before its search: each kind's kernel
+    compiles alone, and no search kernel compiles it a second time (see
+    ``_kernels.pruning._pca_coarse_bounds`` and ``_pooled_coarse_bounds``).
+    """
+    bounds = np.empty((n_task, index.rows.shape[0]), dtype=np.float32)
+    if index.kind == PCA:
+        _pca_coarse_bounds(index.margins[0], queries_coarse, index.train_coarse, query_info, index.train_terms, bounds)
+    else:
+        _pooled_coarse_bounds(
+            metric_id, power, index.margins[0], index.margins[2], queries_coarse, index.train_coarse, query_info,
+            index.train_terms, bounds,
+        )
+    return bounds
 
 
 def run_pruned_tasks(search_block, queries, index, n_jobs):

@@ -19,15 +19,16 @@ nearest in IDM distance.
 
 import numbers
 
+import numba
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._kernels.distortion import BAND_ROWS, _band_order, _rerank, _sobel_gradients
+from ._kernels.distortion import BAND_ROWS, _band_energy, _rerank, _sobel_gradients
 from ._kernels.vote import INVERSE_DISTANCE, UNIFORM
-from ._search import class_votes, thread_limit
+from ._search import class_votes, run_query_blocks, run_row_blocks, thread_limit
 from ._classification import KNNClassifier
 
 __all__ = ["DistortionKNNClassifier", "idm_displacements", "idm_distances", "select_distortion_knn"]
@@ -35,6 +36,13 @@ __all__ = ["DistortionKNNClassifier", "idm_displacements", "idm_distances", "sel
 # Queries prepared (gradients, spans) and re-ranked at once: bounds the
 # query-side memory to about 10 KB a query (28x28, warp 2) times this.
 _QUERY_CHUNK = 2048
+
+# Queries per call of the re-ranking kernel, blocks that the driver's threads
+# take in turn (about a millisecond a query for 50 candidates at warp 2).
+_RERANK_BLOCK = 16
+
+# Images per call of the gradient and band kernels, at least.
+_IMAGE_BLOCK = 256
 
 
 # --------------------------------------------------------------------------
@@ -88,16 +96,39 @@ def _gradients(images, shape, pad):
     """Padded Sobel gradients of ``(n, height * width)`` rows, float32."""
     height, width = shape
     images = np.require(images, np.float32, ["C_CONTIGUOUS", "WRITEABLE"]).reshape(-1, height, width)
-    out = np.empty((images.shape[0], 2, height + 2 * pad, width + 2 * pad), dtype=np.float32)
-    _sobel_gradients(images, pad, out)
+    out = np.zeros((images.shape[0], 2, height + 2 * pad, width + 2 * pad), dtype=np.float32)
+
+    def gradients_block(first, last):
+        _sobel_gradients(images[first:last], pad, out[first:last])
+
+    run_row_blocks(gradients_block, images.shape[0], min_rows=_IMAGE_BLOCK)
     return out
 
 
 def _bands(gradients, shape, pad, radius):
-    """Each image's bands by decreasing gradient energy (see ``_kernels.distortion._band_order``)."""
-    order = np.empty((gradients.shape[0], -(-shape[0] // BAND_ROWS)), dtype=np.int64)
-    _band_order(gradients, shape[0], pad, radius, order)
-    return order
+    """Each image's bands by decreasing gradient energy, equal energies by band (see ``_kernels.distortion``)."""
+    energy = np.empty((gradients.shape[0], -(-shape[0] // BAND_ROWS)), dtype=np.float64)
+
+    def energy_block(first, last):
+        _band_energy(gradients[first:last], shape[0], pad, radius, energy[first:last])
+
+    run_row_blocks(energy_block, gradients.shape[0], min_rows=_IMAGE_BLOCK)
+    return np.argsort(-energy, axis=1, kind="stable")
+
+
+def _column_penalties(width, pad, warp):
+    """0 where a displacement keeps a pixel inside the image, infinity elsewhere.
+
+    A float32 array of shape ``(2 warp + 1, BAND_ROWS * (width + 2 pad))``:
+    row ``dc + warp`` holds, at flat position ``t`` of a band (padded column
+    ``t % (width + 2 pad)``), 0 when the image column ``j`` there and
+    ``j + dc`` are both inside the image (see ``_kernels.distortion._band_minima``).
+    """
+    padded_width = width + 2 * pad
+    column = np.arange(BAND_ROWS * padded_width) % padded_width - pad
+    shifted = column + np.arange(-warp, warp + 1)[:, None]
+    inside = (column >= 0) & (column < width) & (shifted >= 0) & (shifted < width)
+    return np.where(inside, np.float32(0.0), np.float32(np.inf)).astype(np.float32)
 
 
 def _rerank_chunks(queries, candidates, train_gradients, n_neighbors, model, *, abandon=True):
@@ -112,12 +143,20 @@ def _rerank_chunks(queries, candidates, train_gradients, n_neighbors, model, *, 
     distances = np.empty((n_queries, n_neighbors), dtype=np.float64)
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     candidates = np.ascontiguousarray(candidates, dtype=np.int64)
-    for start in range(0, n_queries, _QUERY_CHUNK):
-        stop = min(start + _QUERY_CHUNK, n_queries)
-        gradients = _gradients(queries[start:stop], shape, pad)
+    penalties = _column_penalties(shape[1], pad, warp)
+
+    def rerank_block(first, last, gradients, order, candidates, distances, indices):
         _rerank(
-            gradients, _bands(gradients, shape, pad, radius), train_gradients, candidates[start:stop], shape[0],
-            shape[1], pad, radius, warp, abandon, distances[start:stop], indices[start:stop],
+            gradients[first:last], order[first:last], train_gradients, candidates[first:last], shape[0], shape[1],
+            pad, radius, warp, penalties, abandon, distances[first:last], indices[first:last],
+        )
+
+    for start in range(0, n_queries, _QUERY_CHUNK):
+        chunk = slice(start, min(start + _QUERY_CHUNK, n_queries))
+        gradients = _gradients(queries[chunk], shape, pad)
+        run_query_blocks(
+            rerank_block, gradients.shape[0], _RERANK_BLOCK, numba.get_num_threads(), gradients,
+            _bands(gradients, shape, pad, radius), candidates[chunk], distances[chunk], indices[chunk],
         )
     return distances, indices
 

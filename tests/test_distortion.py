@@ -10,7 +10,16 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import naive
 from fastknn import DistortionKNNClassifier, kneighbors
 from fastknn.augment import Deskew, deskew
-from fastknn.distortion import _rerank_chunks, idm_displacements, idm_distances, select_distortion_knn
+from fastknn._kernels.distortion import BAND_ROWS
+from fastknn.distortion import (
+    _bands,
+    _column_penalties,
+    _gradients,
+    _rerank_chunks,
+    idm_displacements,
+    idm_distances,
+    select_distortion_knn,
+)
 
 
 def _sparse_images(rng, n_images, shape):
@@ -122,6 +131,33 @@ def test_early_abandoning_never_changes_the_top_k(digits_small, fitted):
         full = _rerank_chunks(X_test, candidates, fitted._train_gradients, k, fitted._model, abandon=False)
         assert_array_equal(fast[1], full[1])
         assert_array_equal(fast[0], full[0])
+
+
+def test_bands_come_by_decreasing_gradient_energy_ties_by_band():
+    # Three bands of an image 3 * BAND_ROWS rows high: strokes in the last
+    # band, then the first; a blank image ties every band.
+    shape, pad, radius = (3 * BAND_ROWS, 9), 3, 1
+    images = np.zeros((2, shape[0], shape[1]))
+    images[0, 2 * BAND_ROWS + 4 : 2 * BAND_ROWS + 9, 2:7] = 1.0
+    images[0, 3:5, 3] = 1.0
+    gradients = _gradients(images.reshape(2, -1), shape, pad)
+    order = _bands(gradients, shape, pad, radius)
+    rows = [slice(pad + b * BAND_ROWS - radius, pad + (b + 1) * BAND_ROWS + radius) for b in range(3)]
+    energy = np.array([[(gradients[n, :, band].astype(np.float64) ** 2).sum() for band in rows] for n in range(2)])
+    assert_array_equal(order, np.argsort(-energy, axis=1, kind="stable"))
+    assert order[0].tolist() == [2, 0, 1] and order[1].tolist() == [0, 1, 2]
+
+
+def test_column_penalties_keep_matches_inside_the_image():
+    width, pad, warp = 5, 3, 2
+    penalties = _column_penalties(width, pad, warp)
+    padded_width = width + 2 * pad
+    assert penalties.dtype == np.float32 and penalties.shape == (2 * warp + 1, BAND_ROWS * padded_width)
+    for dc in range(-warp, warp + 1):
+        for t in range(BAND_ROWS * padded_width):
+            j = t % padded_width - pad
+            inside = 0 <= j < width and 0 <= j + dc < width
+            assert penalties[dc + warp, t] == (0.0 if inside else np.inf)
 
 
 def test_kneighbors_is_the_idm_top_k_of_the_euclidean_candidates(digits_small, fitted):

@@ -15,19 +15,19 @@ from fastknn._kernels.distances import MANHATTAN
 from fastknn._kernels.prefetch import _prefetch_row
 from fastknn._kernels.pruning import (
     CODE_ROUNDING,
-    PCA,
     PCA_TRAIN_BLOCK,
-    POOLED,
     POOLED_TRAIN_BLOCK,
     SEED_GROUP_ROWS,
     FLOAT32_LIMIT,
     SKIP,
-    _coarse_bounds,
     _float32_threshold,
+    _manhattan_stage2_bound,
+    _pca_coarse_bounds,
+    _pca_stage2_bound,
+    _pooled_coarse_bounds,
     _quantise,
     _smallest_bounds,
     _strided_minima,
-    _stage2_bound,
 )
 from fastknn._pruning import _pca_features, _pool, build_index, choose_algorithm, pruned_search
 from fastknn._search import search
@@ -279,16 +279,14 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
         if stage == "coarse":
             # As _pruned_select takes them: integer codes, then float32.
             bounds = np.empty((1, len(train)), dtype=np.float32)
-            _coarse_bounds(
-                PCA, 0, 2.0, index.margins[0], 0.0, codes[:4].view(np.int32), index.train_coarse, info,
-                index.train_terms, bounds,
+            _pca_coarse_bounds(
+                index.margins[0], codes[:4].view(np.int32), index.train_coarse, info, index.train_terms, bounds
             )
             bounds = bounds[0]
         else:
             bounds = np.array([
-                _stage2_bound(
-                    PCA, 0, t, fine, index.train_fine, info, index.train_info, 0, 0.0, index.margins[1],
-                    index.margins[3],
+                _pca_stage2_bound(
+                    0, t, fine, index.train_fine, info, index.train_info, 0, 0.0, index.margins[1], index.margins[3]
                 )
                 for t in range(len(train))
             ])
@@ -312,9 +310,9 @@ def test_single_precision_pooled_bounds_hold_for_near_duplicates():
     query_info = np.zeros((len(queries), 4))
     query_info[:, 0] = np.abs(coarse).sum(axis=1)
     bounds = np.empty((len(queries), len(train)), dtype=np.float32)
-    _coarse_bounds(
-        POOLED, MANHATTAN, 0.0, index.margins[0], index.margins[2],
-        coarse.astype(np.float32), index.train_coarse, query_info, index.train_info, bounds,
+    _pooled_coarse_bounds(
+        MANHATTAN, 0.0, index.margins[0], index.margins[2], coarse.astype(np.float32), index.train_coarse,
+        query_info, index.train_info, bounds,
     )
     exact = np.abs(queries[:, None, :] - index.rows[None, :, :]).sum(axis=2)  # the index's row order
     assert np.all(bounds <= exact)
@@ -328,9 +326,9 @@ def test_single_precision_pooled_bounds_hold_for_near_duplicates():
     fine32 = fine.astype(np.float32)
     fine_bounds = np.array([
         [
-            _stage2_bound(
-                POOLED, i, j, fine32, index.train_fine, query_info, index.train_info, MANHATTAN, 0.0,
-                index.margins[1], index.margins[3],
+            _manhattan_stage2_bound(
+                i, j, fine32, index.train_fine, query_info, index.train_info, MANHATTAN, 0.0, index.margins[1],
+                index.margins[3],
             )
             for j in range(len(train))
         ]

@@ -28,11 +28,10 @@ Early abandoning
     soon as its partial sum exceeds the current ``n_neighbors``-th best of
     its query. Candidates come in Euclidean order (the best are scored
     first, so the bound tightens quickly) and bands by decreasing gradient
-    energy of the query (:func:`_band_order`).
+    energy of the query (:func:`_band_energy`).
 """
 
 import numpy as np
-from numba import prange
 
 from .._config import jit
 
@@ -43,7 +42,7 @@ from .._config import jit
 BAND_ROWS = 14
 
 
-@jit(parallel=True)
+@jit()
 def _sobel_gradients(images, pad, out):
     """Horizontal and vertical Sobel gradients, zero-padded.
 
@@ -54,13 +53,16 @@ def _sobel_gradients(images, pad, out):
     pad : int
         Zero border of ``out`` on every side.
     out : float32 array of shape (n_images, 2, height + 2 pad, width + 2 pad)
-        Filled: channel 0 the derivative along columns
+        Zero on entry (its border stays so). Filled at the image's pixels:
+        channel 0 the derivative along columns
         (``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]``), channel 1 along rows (its
-        transpose), at the image's pixels; the border is set to 0.
+        transpose).
+
+    Serial: the driver runs blocks of images in threads (a ``prange`` added
+    about half a second to its compilation).
     """
     n_images, height, width = images.shape
-    for n in prange(n_images):
-        out[n] = 0.0
+    for n in range(n_images):
         for i in range(height):
             for j in range(width):
                 gx = np.float32(0.0)
@@ -82,27 +84,6 @@ def _sobel_gradients(images, pad, out):
                 out[n, 1, pad + i, pad + j] = gy
 
 
-@jit()
-def _column_penalties(width, pad, warp):
-    """0 where a displacement stays inside the image, infinity elsewhere.
-
-    Returns a float32 array of shape ``(2 warp + 1, BAND_ROWS * (width + 2 pad))``:
-    row ``dc + warp`` holds, at flat position ``t`` of a band (padded column
-    ``t % (width + 2 pad)``), 0 when the image column ``j`` there and
-    ``j + dc`` are both inside the image, else infinity. Added to a cost
-    before the minimum, it keeps out matches across the left and right
-    borders without a branch in the vectorised loop.
-    """
-    padded_width = width + 2 * pad
-    penalties = np.full((2 * warp + 1, BAND_ROWS * padded_width), np.inf, dtype=np.float32)
-    for dc in range(-warp, warp + 1):
-        for t in range(BAND_ROWS * padded_width):
-            j = t % padded_width - pad
-            if 0 <= j < width and 0 <= j + dc < width:
-                penalties[dc + warp, t] = 0.0
-    return penalties
-
-
 @jit(fastmath=True)
 def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp, penalties, buffers, minima):
     """Smallest context distance of each pixel of one band, over the window.
@@ -113,8 +94,13 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
         Padded gradients of the query and of the reference, flattened.
     row0, row1 : int
         The band: query rows ``row0:row1``.
-    penalties : float32 array
-        From :func:`_column_penalties`.
+    penalties : float32 array of shape (2 warp + 1, BAND_ROWS * (width + 2 pad))
+        Row ``dc + warp`` holds, at flat position ``t`` of a band (padded
+        column ``t % (width + 2 pad)``), 0 when the image column ``j`` there
+        and ``j + dc`` are both inside the image, else infinity (built by
+        ``fastknn.distortion._column_penalties``). Added to a cost before
+        the minimum, it keeps out matches across the left and right borders
+        without a branch in the vectorised loop.
     buffers : float32 array of shape (3, (BAND_ROWS + 2 radius) * (width + 2 pad))
         Scratch for ``D_d`` and its horizontal and vertical box sums.
     minima : float32 array of shape (BAND_ROWS * (width + 2 pad),)
@@ -187,35 +173,39 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
                 m[k] = min(m[k], v_buf[k] + penalty[k])
 
 
-@jit(parallel=True)
-def _band_order(gradients, height, pad, radius, band_order):
-    """The bands of each image by decreasing gradient energy.
+@jit()
+def _band_energy(gradients, height, pad, radius, energy):
+    """The gradient energy of each band of each image, which orders the bands.
 
     Parameters
     ----------
     gradients : float32 array of shape (n_images, 2, height + 2 pad, width + 2 pad)
-    band_order : int64 array of shape (n_images, n_bands)
-        Filled with the band indices by decreasing sum of squared gradients
-        over the rows their contexts read (equal sums by band index). Summed
-        in this order, a poor candidate's partial distance passes the bound
-        after fewer bands: the bands where the query has strokes come first.
+    energy : float64 array of shape (n_images, n_bands)
+        Filled with each band's sum of squared gradients over the rows its
+        contexts read. The driver sums the bands by decreasing energy (equal
+        energies by band index): a poor candidate's partial distance then
+        passes the bound after fewer bands, as the bands where the query has
+        strokes come first.
+
+    Serial, without the sort: a ``prange`` holding ``np.argsort`` took five
+    seconds to compile, and NumPy sorts the few bands of every image at once.
     """
     n_images = gradients.shape[0]
-    n_bands = band_order.shape[1]
-    for n in prange(n_images):
-        energy = np.zeros(n_bands)
+    n_bands = energy.shape[1]
+    for n in range(n_images):
         for band in range(n_bands):
             row0 = band * BAND_ROWS
             row1 = min(row0 + BAND_ROWS, height)
+            total = 0.0
             for r in range(pad + row0 - radius, pad + row1 + radius):
                 for c in range(gradients.shape[3]):
                     g0 = np.float64(gradients[n, 0, r, c])
                     g1 = np.float64(gradients[n, 1, r, c])
-                    energy[band] += g0 * g0 + g1 * g1
-        band_order[n] = np.argsort(-energy, kind="mergesort")
+                    total += g0 * g0 + g1 * g1
+            energy[n, band] = total
 
 
-@jit(parallel=True)
+@jit()
 def _rerank(
     query_gradients,
     query_band_order,
@@ -226,6 +216,7 @@ def _rerank(
     pad,
     radius,
     warp,
+    penalties,
     abandon,
     out_distances,
     out_indices,
@@ -236,11 +227,14 @@ def _rerank(
     ----------
     query_gradients : float32 array of shape (n_queries, 2, height + 2 pad, width + 2 pad)
     query_band_order : int64 array of shape (n_queries, n_bands)
-        From :func:`_band_order`: the order in which bands are summed.
+        The order in which bands are summed (by decreasing
+        :func:`_band_energy`).
     train_gradients : float32 array of shape (n_train, 2, height + 2 pad, width + 2 pad)
     candidates : int64 array of shape (n_queries, n_candidates)
         Training indices to score for each query, in the order scored (best
         first: early candidates tighten the bound sooner).
+    penalties : float32 array
+        As for :func:`_band_minima`.
     abandon : bool
         Stop scoring a candidate once its partial sum exceeds the current
         ``n_neighbors``-th best distance (it can no longer enter). The sums
@@ -249,20 +243,23 @@ def _rerank(
         IDM distances, ascending.
     out_indices : int64 array of shape (n_queries, n_neighbors)
         Training indices; equal distances are ordered by index.
+
+    Serial: the driver runs blocks of queries in threads (a ``prange`` added
+    about two seconds to its compilation).
     """
     n_queries, n_candidates = candidates.shape
     n_neighbors = out_distances.shape[1]
     n_bands = query_band_order.shape[1]
     padded_width = width + 2 * pad
     n_flat = (height + 2 * pad) * padded_width
-    penalties = _column_penalties(width, pad, warp)
-    for q in prange(n_queries):
-        buffers = np.empty((3, (BAND_ROWS + 2 * radius) * padded_width), dtype=np.float32)
-        minima = np.empty(BAND_ROWS * padded_width, dtype=np.float32)
+    buffers = np.empty((3, (BAND_ROWS + 2 * radius) * padded_width), dtype=np.float32)
+    minima = np.empty(BAND_ROWS * padded_width, dtype=np.float32)
+    for q in range(n_queries):
         best = out_distances[q]
         best_index = out_indices[q]
-        best[:] = np.inf
-        best_index[:] = np.iinfo(np.int64).max
+        for position in range(n_neighbors):  # explicit loops compile much faster than slice assignment
+            best[position] = np.inf
+            best_index[position] = np.iinfo(np.int64).max
         query = query_gradients[q].reshape((2, n_flat))
         for c in range(n_candidates):
             t = candidates[q, c]

@@ -32,6 +32,7 @@ training index, which the outputs and the tie-breaking use.
 """
 
 import numpy as np
+from numba import types
 from numba.extending import overload
 
 from .._config import jit
@@ -232,54 +233,16 @@ def _pooled_rows(rows, group_of_feature, group_scale, out):
             out[i, g] *= group_scale[g]
 
 
-def _coarse_bounds(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
-    """Stage-1 lower bounds of the first ``bounds.shape[0]`` queries of ``queries_coarse`` against every training row.
-
-    PCA (``_pca_coarse_bounds``): ``queries_coarse`` holds the queries'
-    int32 code pairs, rows padded to a multiple of ``BLOCK_QUERIES``,
-    ``train_coarse`` the training rows' code panels (``pair_products``),
-    ``train_terms`` the rows' terms of the bound. POOLED
-    (``_pooled_coarse_bounds``): coarse pooled rows, ``train_coarse``
-    transposed, and ``train_terms`` the (4, n_train) ``train_info`` of
-    ``_pruned_select``. ``margin`` is the relative safety margin of the
-    bounds, ``rounding`` that of single-precision pooled features.
-
-    The two take arrays of different types, so compiled code picks one by
-    type (see the overload below): numba types both branches of a runtime
-    ``if``, and neither body types with the other's arrays.
-    """
-    if train_coarse.ndim == 3:
-        _pca_coarse_bounds(margin, queries_coarse, train_coarse, query_info, train_terms, bounds)
-    else:
-        _pooled_coarse_bounds(
-            metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds
-        )
-
-
-@overload(_coarse_bounds, jit_options={"nogil": True})
-def _coarse_bounds_by_type(
-    kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds
-):
-    if train_coarse.ndim == 3:
-
-        def pca(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
-            _pca_coarse_bounds(margin, queries_coarse, train_coarse, query_info, train_terms, bounds)
-
-        return pca
-
-    def pooled(kind, metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds):
-        _pooled_coarse_bounds(
-            metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_terms, bounds
-        )
-
-    return pooled
-
-
 @jit()
 def _pca_coarse_bounds(margin, queries_coarse, train_coarse, query_info, train_terms, bounds):
-    """PCA stage-1 bounds (see ``_coarse_bounds``).
+    """PCA stage-1 lower bounds of the first ``bounds.shape[0]`` queries against every training row.
 
-    The cross terms of the stage-1 projections are exact integer products
+    ``queries_coarse`` holds the queries' int32 code pairs, rows padded to
+    a multiple of ``BLOCK_QUERIES``, ``train_coarse`` the training rows'
+    code panels (``pair_products``), ``train_terms`` the rows' terms of the
+    bound, ``margin`` the relative safety margin. The driver calls it (or
+    ``_pooled_coarse_bounds``) for each task before the task's search, so
+    that no search kernel compiles either. The cross terms of the stage-1 projections are exact integer products
     of their codes, taken against runs of ``PCA_TRAIN_BLOCK`` training rows
     whose bounds are filled in while the products are in cache; the bounds
     are then taken in ``train_terms``' precision (see ``_fill_pca_bounds``).
@@ -318,8 +281,12 @@ def _pca_coarse_bounds(margin, queries_coarse, train_coarse, query_info, train_t
 
 @jit()
 def _pooled_coarse_bounds(metric, p, margin, rounding, queries_coarse, train_coarse, query_info, train_info, bounds):
-    """Pooled stage-1 bounds (see ``_coarse_bounds``).
+    """Pooled stage-1 lower bounds of the first ``bounds.shape[0]`` queries against every training row.
 
+    ``queries_coarse`` holds coarse pooled rows, ``train_coarse`` those of
+    the training rows transposed, ``train_info`` the (4, n_train)
+    ``train_info`` of the search; ``margin`` is the relative safety margin
+    of the bounds, ``rounding`` that of single-precision pooled features.
     The reduced distances between coarse pooled rows are summed feature by
     feature along contiguous runs of training rows (``train_coarse`` is
     stored transposed), which vectorises across rows; see
@@ -542,42 +509,82 @@ def _offer(best_values, best_indices, size, value, index):
 
 
 @jit()
-def _stage2_bound(kind, b, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
-    """Stage-2 lower bound of the reduced distance of the task's query b and row j.
+def _pca_stage2_bound(b, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
+    """PCA stage-2 lower bound of the reduced distance of the task's query b and row j.
 
-    PCA: ``|x_q|^2 + |x_t|^2 - 2 x_q . x_t`` for the stage-2 projections x,
-    the cross term from the exact integer product of their codes widened
-    by the codes' error as in stage 1 (see ``_quantise``), in float64; the
+    ``|x_q|^2 + |x_t|^2 - 2 x_q . x_t`` for the stage-2 projections x, the
+    cross term from the exact integer product of their codes widened by
+    the codes' error as in stage 1 (see ``_quantise``), in float64; the
     codes take half the memory of float32 projections (2.6 against 5.1 MB
     for the digits), and their product fewer instructions than a float32
     squared distance (A/B against that: 0.92 of the search time at k=1,
     0.96 at k=5, 0.99 at k=25, two threads). The ``margin``, relative to
-    ``|q'|^2 + |t'|^2``, covers the float64 arithmetic too.
-
-    Manhattan sums in the features' own precision (vectorised; in float32,
-    twice the lanes of float64): ``rounding`` is the allowance of that sum,
-    relative, as in ``_fill_pooled_bounds``, to the sums of absolute fine
-    features in ``query_info[:, 1]`` and ``train_info[1]``. Other metrics
-    sum in float64, and ``rounding`` covers the features' rounding alone.
+    ``|q'|^2 + |t'|^2``, covers the float64 arithmetic too. ``metric``,
+    ``p`` and ``rounding`` are not read.
     """
-    if kind == PCA:
-        scale_q, scale_t = query_info[b, 7], train_info[5, j]
-        product = scale_q * scale_t * np.float64(_code_dot(queries_fine[b], train_fine[j]))
-        product += scale_t * query_info[b, 8] + scale_q * train_info[6, j]
-        projected = max(0.0, query_info[b, 6] + train_info[4, j] - (product + product))
-        residual = query_info[b, 3] - train_info[3, j]
-        bound = projected + residual * residual
-        return bound - margin * (query_info[b, 2] + train_info[2, j])
-    if metric == MANHATTAN:
-        bound = np.float64(_fast_rdist(queries_fine[b], train_fine[j], MANHATTAN, 1.0, 1))
-    else:
-        bound = _exact_rdist(queries_fine[b], train_fine[j], metric, p)
+    scale_q, scale_t = query_info[b, 7], train_info[5, j]
+    product = scale_q * scale_t * np.float64(_code_dot(queries_fine[b], train_fine[j]))
+    product += scale_t * query_info[b, 8] + scale_q * train_info[6, j]
+    projected = max(0.0, query_info[b, 6] + train_info[4, j] - (product + product))
+    residual = query_info[b, 3] - train_info[3, j]
+    bound = projected + residual * residual
+    return bound - margin * (query_info[b, 2] + train_info[2, j])
+
+
+@jit()
+def _manhattan_stage2_bound(b, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
+    """Pooled Manhattan stage-2 lower bound of the task's query b and row j.
+
+    Sums in the features' own precision (vectorised; in float32, twice the
+    lanes of float64): ``rounding`` is the allowance of that sum, relative,
+    as in ``_fill_pooled_bounds``, to the sums of absolute fine features in
+    ``query_info[:, 1]`` and ``train_info[1]``. ``metric`` and ``p`` are not
+    read.
+    """
+    # The literal metric makes a compilation of the sum for Manhattan alone
+    # (a literal argument is a constant in the compiled callee): with the
+    # metric a run-time int64, the Manhattan search took twice the time at
+    # k=5 and k=25.
+    bound = np.float64(_fast_rdist(queries_fine[b], train_fine[j], MANHATTAN, 1.0, 1))
     return bound * (1.0 - margin) - rounding * (query_info[b, 1] + train_info[1, j])
+
+
+@jit()
+def _pooled_stage2_bound(b, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
+    """Pooled stage-2 lower bound of the task's query b and row j, any metric.
+
+    Sums in float64 (``distances._exact_rdist``); ``rounding`` covers the
+    features' rounding alone.
+    """
+    bound = _exact_rdist(queries_fine[b], train_fine[j], metric, p)
+    return bound * (1.0 - margin) - rounding * (query_info[b, 1] + train_info[1, j])
+
+
+def _stage2_bound(b, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
+    """Stage-2 lower bound of the reduced distance of the task's query b and row j, in compiled code.
+
+    The kernel of the search's case, chosen by type when the search
+    compiles (see the overload below): ``_pca_stage2_bound`` for the PCA
+    codes (int16), ``_manhattan_stage2_bound`` for a metric that is the
+    constant ``MANHATTAN``, ``_pooled_stage2_bound`` otherwise. A runtime
+    ``if`` would have numba type and compile the other cases' distance
+    kernels too, for types they never run with.
+    """
+    raise NotImplementedError("only callable from compiled code; call the kernel of the case instead")
+
+
+@overload(_stage2_bound, jit_options={"nogil": True, "error_model": "numpy"}, prefer_literal=True)
+def _stage2_bound_by_case(b, j, queries_fine, train_fine, query_info, train_info, metric, p, margin, rounding):
+    if isinstance(train_fine, types.Array) and train_fine.dtype == types.int16:
+        return _pca_stage2_bound.py_func
+    if isinstance(metric, types.IntegerLiteral) and metric.literal_value == MANHATTAN:
+        return _manhattan_stage2_bound.py_func
+    return _pooled_stage2_bound.py_func
 
 
 @jit(inline=True)
 def _stage2_filter(
-    rows, n_rows, threshold, kind, b, queries_fine, train_fine, query_info, train_info, metric, p, margins, out_bounds
+    rows, n_rows, threshold, b, queries_fine, train_fine, query_info, train_info, metric, p, margins, out_bounds
 ):
     """Stage-2 bounds of the task's query b and ``rows[:n_rows]``; keep those within ``threshold``.
 
@@ -589,9 +596,7 @@ def _stage2_filter(
     for position in range(n_rows):
         _prefetch_row(train_fine, rows[min(position + PREFETCH_AHEAD, n_rows - 1)], FINE_PREFETCH_LINES)
         j = rows[position]
-        bound = _stage2_bound(
-            kind, b, j, queries_fine, train_fine, query_info, train_info, metric, p, margins[1], margins[3]
-        )
+        bound = _stage2_bound(b, j, queries_fine, train_fine, query_info, train_info, metric, p, margins[1], margins[3])
         rows[n_kept] = j
         out_bounds[n_kept] = bound
         n_kept += bound <= threshold
@@ -640,8 +645,8 @@ def _make_pruned_select(kind, metric, power):
 
     @jit()
     def pruned_select(
-        positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
-        train_info, train_terms, metric_id, p, margins, n_seeds, out_rdist, out_index, out_counts,
+        positions, queries, train, train_ids, bounds, queries_fine, train_fine, query_info, train_info, metric_id, p,
+        margins, n_seeds, out_rdist, out_index, out_counts,
     ):
         """Exact k nearest training rows of the queries at ``positions``, pruning with bounds.
 
@@ -657,16 +662,10 @@ def _make_pruned_select(kind, metric, power):
             Training index of each row of ``train`` (and of the features below),
             which may be stored in another order: the outputs and the
             tie-breaking use these indices.
-        queries_coarse : ndarray
-            PCA: the int32 code pairs of the task's stage-1 projections, shape
-            (n_task rounded up to a multiple of ``BLOCK_QUERIES``,
-            CODE_PAIRS), zero-padded. POOLED: the coarse pooled rows of the
-            task's queries, shape (n_task, n_coarse).
-        train_coarse : ndarray
-            PCA: the training rows' code panels, shape (n_panels, CODE_PAIRS,
-            PANEL_ROWS), int32 (see ``pair_products``). POOLED: shape
-            (n_coarse, n_train), transposed, the dtype of ``queries_coarse``:
-            float64, or float32 for pooled Manhattan.
+        bounds : ndarray of shape (n_task, n_train), float32
+            The stage-1 lower bounds of the task's queries (rows in the order
+            of ``positions``) against every row of ``train``, from
+            ``_pca_coarse_bounds`` or ``_pooled_coarse_bounds``; overwritten.
         queries_fine, train_fine : ndarray of shape (n_task | n_train, n_fine)
             Stage-2 codes of the projections (PCA, int16) or fine pooled rows
             (POOLED, float32 or float64 as the index chose).
@@ -677,12 +676,6 @@ def _make_pruned_select(kind, metric, power):
             squared norm of the centred row, stage-2 residual norm, squared norm
             of the stage-2 projection, the stage-2 codes' scale and error term.
             POOLED: the sums of absolute coarse and fine features.
-        train_terms : ndarray
-            PCA: shape (5, n_train), the rows' terms of the stage-1 bounds in
-            the fill's precision: squared norm of the stage-1 projection,
-            stage-1 residual norm, margin (``margins[0]`` times the squared
-            norm of the centred row), the codes' scale and error term.
-            POOLED: ``train_info``.
         metric_id, p : int, float
             Metric and Minkowski power, read by the general pooled search
             only (the other cases hold theirs as constants).
@@ -690,7 +683,8 @@ def _make_pruned_select(kind, metric, power):
             Relative safety margins of the stage-1 and stage-2 bounds, then the
             allowances for single-precision sums: stage-1 pooled sums (POOLED),
             stage-2 sums (PCA and pooled Manhattan); see
-            ``_pruning.single_precision_rounding``.
+            ``_pruning.single_precision_rounding``. This kernel reads the
+            stage-2 ones.
         n_seeds : int
             Rows computed exactly first (>= k): those of smallest stage-2 bound
             among the ``PCA_SEED_CANDIDATES * n_seeds`` (or
@@ -702,9 +696,9 @@ def _make_pruned_select(kind, metric, power):
             Rows surviving stage 1 and rows computed exactly, per query.
         """
         _pruned_select_body(
-            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, train_terms, kind, metric_id if metric is None else metric,
-            p if metric is None else power, margins, n_seeds, out_rdist, out_index, out_counts,
+            positions, queries, train, train_ids, bounds, queries_fine, train_fine, query_info, train_info, kind,
+            metric_id if metric is None else metric, p if metric is None else power, margins, n_seeds, out_rdist,
+            out_index, out_counts,
         )
 
     return pruned_select
@@ -736,16 +730,12 @@ def pruned_select_kernel(kind, metric):
 
 @jit(inline=True)
 def _pruned_select_body(
-    positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
-    train_info, train_terms, kind, metric, p, margins, n_seeds, out_rdist, out_index, out_counts,
+    positions, queries, train, train_ids, bounds, queries_fine, train_fine, query_info, train_info, kind, metric, p,
+    margins, n_seeds, out_rdist, out_index, out_counts,
 ):
     """The search of ``_make_pruned_select``'s dispatchers, inlined in each."""
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
-    bounds = np.empty((positions.shape[0], n_train), dtype=np.float32)
-    _coarse_bounds(
-        kind, metric, p, margins[0], margins[2], queries_coarse, train_coarse, query_info, train_terms, bounds
-    )
     minima = np.empty(-(-n_train // SEED_GROUP_ROWS), dtype=np.float32)
     seed_bounds = np.empty(n_train, dtype=np.float32)
     listed = np.empty(n_train, dtype=np.int64)
@@ -767,7 +757,7 @@ def _pruned_select_body(
         _smallest_bounds(row, minima, n_candidates, seed_bounds, listed)
         if n_candidates > n_seeds:
             _stage2_filter(
-                listed, n_candidates, np.inf, kind, b, queries_fine, train_fine, query_info, train_info, metric, p,
+                listed, n_candidates, np.inf, b, queries_fine, train_fine, query_info, train_info, metric, p,
                 margins, listed_bounds,
             )
             _keep_smallest(listed_bounds, listed, n_candidates, n_seeds)
@@ -794,7 +784,7 @@ def _pruned_select_body(
         threshold = best_values[0]
         n_listed = _rows_within(row, _float32_threshold(threshold), listed)
         n_kept = _stage2_filter(
-            listed, n_listed, threshold, kind, b, queries_fine, train_fine, query_info, train_info, metric, p,
+            listed, n_listed, threshold, b, queries_fine, train_fine, query_info, train_info, metric, p,
             margins, listed_bounds,
         )
         size, n_survivors_exact = _offer_exact(

@@ -24,7 +24,7 @@ import numpy as np
 from .._config import jit
 from .bitscan import _rows_within
 from .distances import EUCLIDEAN, _copy_float64, _exact_rdist
-from .pruning import PRUNED_CASES, _coarse_bounds, _float32_threshold, _stage2_filter, pruned_case
+from .pruning import PRUNED_CASES, _float32_threshold, _stage2_filter, pruned_case
 from .topk import GEMM_TRAIN_BLOCK, SCAN_BLOCK, SCAN_SUB_BLOCK, _count_within, _take_columns
 
 # Rows held per query of a task before its buffers first grow.
@@ -241,13 +241,14 @@ def _make_pruned_radius_select(kind, metric, power):
     """One radius-search dispatcher for one case of the index (see ``pruning._make_pruned_select``).
 
     Each case compiles the first time a radius search of that case runs, its
-    kind and metric constants in the inlined body.
+    metric constant in the inlined body (the kind follows from the types of
+    the stage-2 features). The stage-1 bounds come from the driver.
     """
 
     @jit()
     def pruned_radius_select(
-        positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
-        train_info, train_terms, metric_id, p, margins, radius, sort_distances,
+        positions, queries, train, train_ids, bounds, queries_fine, train_fine, query_info, train_info, metric_id, p,
+        margins, radius, sort_distances,
     ):
         """Rows within ``radius`` of the queries at ``positions``, pruning with the index's bounds.
 
@@ -265,9 +266,8 @@ def _make_pruned_radius_select(kind, metric, power):
             As for ``_radius_select``, with training indices (``train_ids``).
         """
         return _pruned_radius_body(
-            positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine,
-            query_info, train_info, train_terms, kind, metric_id if metric is None else metric,
-            p if metric is None else power, margins, radius, sort_distances,
+            positions, queries, train, train_ids, bounds, queries_fine, train_fine, query_info, train_info,
+            metric_id if metric is None else metric, p if metric is None else power, margins, radius, sort_distances,
         )
 
     return pruned_radius_select
@@ -283,16 +283,12 @@ def pruned_radius_kernel(kind, metric):
 
 @jit(inline=True)
 def _pruned_radius_body(
-    positions, queries, train, train_ids, queries_coarse, train_coarse, queries_fine, train_fine, query_info,
-    train_info, train_terms, kind, metric, p, margins, radius, sort_distances,
+    positions, queries, train, train_ids, bounds, queries_fine, train_fine, query_info, train_info, metric, p, margins,
+    radius, sort_distances,
 ):
     """The search of ``_make_pruned_radius_select``'s dispatchers, inlined in each."""
     n_train = train.shape[0]
     n_task = positions.shape[0]
-    bounds = np.empty((n_task, n_train), dtype=np.float32)
-    _coarse_bounds(
-        kind, metric, p, margins[0], margins[2], queries_coarse, train_coarse, query_info, train_terms, bounds
-    )
     listed = np.empty(n_train, dtype=np.int64)
     listed_bounds = np.empty(n_train, dtype=np.float64)
     counts = np.zeros(n_task, dtype=np.int64)
@@ -305,7 +301,7 @@ def _pruned_radius_body(
         _copy_float64(queries[positions[b]], query)
         n_listed = _rows_within(bounds[b], stage1_threshold, listed)
         n_kept = _stage2_filter(
-            listed, n_listed, radius, kind, b, queries_fine, train_fine, query_info, train_info, metric, p,
+            listed, n_listed, radius, b, queries_fine, train_fine, query_info, train_info, metric, p,
             margins, listed_bounds,
         )
         start = size
