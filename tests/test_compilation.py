@@ -36,14 +36,9 @@ SCRIPT = textwrap.dedent(
 EUCLIDEAN_KERNELS = {
     "distances._exact_rdist",
     "distances._squared_norms",
-    "prefetch._prefetch_row",
     "topk._count_within",
-    "topk._heap_drain_sorted",
-    "topk._heap_push",
-    "topk._heap_replace_top",
-    "topk._is_worse",
     "topk._keep_smallest",
-    "topk._rerank_queries",
+    "topk._rerank_queries.<locals>.rerank_queries",
     "topk._scan_values",
 }
 
