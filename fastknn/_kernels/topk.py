@@ -16,12 +16,10 @@ go to the lower training index, whatever the number of threads: each query is
 handled by one thread from start to end.
 """
 
-import functools
-
 import numpy as np
 
 from .._config import jit
-from .distances import _exact_rdist
+from .distances import CHEBYSHEV, COSINE, EUCLIDEAN, MANHATTAN, MINKOWSKI, _exact_rdist
 from .prefetch import CACHE_LINE, _prefetch_to_l2
 
 # Training rows scanned per step when selecting candidates: a vectorised count
@@ -310,7 +308,6 @@ def _scan_values(
     return values.shape[0]
 
 
-@functools.cache
 def _rerank_queries(metric):
     """The kernel re-ranking the candidates of ``_scan_values`` exactly, for one metric.
 
@@ -320,7 +317,7 @@ def _rerank_queries(metric):
     predict compiled 0.5 CPU s less than with one kernel for every metric,
     and a search of one metric never compiles another's. Each metric's
     kernel is compiled, and cached on disk, the first time a search of that
-    metric runs.
+    metric runs. ``RERANK_KERNELS`` holds them.
     """
 
     @jit()
@@ -411,6 +408,12 @@ def _rerank_queries(metric):
                 best_indices[slot] = j
 
     return rerank_queries
+
+
+# The re-ranking kernel of each metric, made at import (making one compiles
+# nothing): threads that start a first search together share one kernel
+# instead of each making, and compiling, its own.
+RERANK_KERNELS = {metric: _rerank_queries(metric) for metric in (EUCLIDEAN, MANHATTAN, CHEBYSHEV, MINKOWSKI, COSINE)}
 
 
 @jit()
