@@ -25,7 +25,7 @@ from ._kernels.distances import (
     _rdist_tiles,
     _squared_norms,
 )
-from ._kernels.topk import GEMM_TRAIN_BLOCK, NO_BOUND, POOL_FACTOR, _rerank_queries, _scan_values
+from ._kernels.topk import GEMM_TRAIN_BLOCK, NO_BOUND, POOL_FACTOR, RERANK_KERNELS, _scan_values
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE
 
 # Names scikit-learn accepts for the metrics fastknn implements.
@@ -424,10 +424,9 @@ class Candidates:
 
     def rerank(self, queries, train, metric_id, power, query_terms, out_rdist, out_index):
         """Exact k nearest of each query into ``out_rdist`` and ``out_index`` (see ``topk._rerank_queries``)."""
-        _rerank_queries(
-            queries, train, metric_id, power, self.pools, self.pool_sizes, self.scratch,
-            query_terms, self.rows, self.lower, self.counts, np.empty(self.n_neighbors),
-            np.empty(self.n_neighbors, dtype=np.int64), out_rdist, out_index,
+        RERANK_KERNELS[metric_id](
+            queries, train, power, self.pools, self.pool_sizes, self.scratch,
+            query_terms, self.rows, self.lower, self.counts, np.empty(queries.shape[1]), out_rdist, out_index,
         )
 
 

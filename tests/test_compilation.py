@@ -36,14 +36,9 @@ SCRIPT = textwrap.dedent(
 EUCLIDEAN_KERNELS = {
     "distances._exact_rdist",
     "distances._squared_norms",
-    "prefetch._prefetch_row",
     "topk._count_within",
-    "topk._heap_drain_sorted",
-    "topk._heap_push",
-    "topk._heap_replace_top",
-    "topk._is_worse",
     "topk._keep_smallest",
-    "topk._rerank_queries",
+    "topk._rerank_queries.<locals>.rerank_queries",
     "topk._scan_values",
 }
 
@@ -126,7 +121,7 @@ def test_first_pruned_manhattan_predict_compiles_one_case_of_the_pruned_search(t
         "pruning._pca_project",
         "pruning._pca_coarse_bounds",
         "pruning._fill_pca_bounds",
-        "pruning._coarse_bounds_by_type.<locals>.pca",
+        "pruning._pca_stage2_bound",
         "distances._squared_norms",
     }
     assert not pca_kernels & set(names), names

@@ -57,7 +57,12 @@ def _exact_rdist(query, train_row, metric, p):
             total += abs(np.float64(query[f]) - np.float64(train_row[f]))
     elif metric == CHEBYSHEV:
         for f in range(n_features):
-            total = max(total, abs(np.float64(query[f]) - np.float64(train_row[f])))
+            # A comparison, not max(): numba compiles each min/max of new
+            # types as a function of its own, for every metric's first
+            # search (this function is typed whole for each metric).
+            diff = abs(np.float64(query[f]) - np.float64(train_row[f]))
+            if diff > total:
+                total = diff
     elif metric == COSINE:
         # 1 - q.t / sqrt(|q|^2 |t|^2), clipped to [0, 2]; a row of squared
         # norm 0 is at distance 1 from every row, as in scikit-learn. The
@@ -80,7 +85,8 @@ def _exact_rdist(query, train_row, metric, p):
             norms = np.sqrt(query_sq) * np.sqrt(train_sq)
         else:
             norms = np.sqrt(product)
-        return min(2.0, max(0.0, 1.0 - total / norms))
+        distance = 1.0 - total / norms
+        return 0.0 if distance < 0.0 else (2.0 if distance > 2.0 else distance)
     elif p == 3.0:
         for f in range(n_features):
             diff = abs(np.float64(query[f]) - np.float64(train_row[f]))
