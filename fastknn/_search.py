@@ -546,7 +546,7 @@ APPROX_SCAN_VALUES = 2**18
 
 def approx_query_block(
     first, last, approx, queries, train, lower_offsets, lower_scale, upper_offsets, upper_scale, query_terms,
-    metric_id, power, out_rdist, out_index, seed_bounds=None,
+    metric_id, power, out_rdist, out_index,
 ):
     """Exact k nearest training rows of queries ``first`` to ``last - 1`` from their approximate values.
 
@@ -560,11 +560,6 @@ def approx_query_block(
     of them busy: that selection took 1.1x to 1.7x the time of the
     single-query kernel it replaced (asv's ``topk.SelectNearest`` set-up, a
     loaded machine).
-
-    ``seed_bounds`` (shape ``(n_queries,)``, optional) starts each query's
-    scan from a bound instead of ``NO_BOUND``: a value within which at least
-    ``n_neighbors`` rows certainly lie (``_self_graph`` takes one on a
-    sample of the row). The answer is the same; fewer rows are candidates.
     """
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
@@ -576,8 +571,6 @@ def approx_query_block(
             candidates = Candidates(stop - start, n_neighbors, n_train + n_neighbors)
         else:
             candidates.reset()
-        if seed_bounds is not None:
-            candidates.bounds[:] = seed_bounds[start:stop]
         terms = query_terms[start:stop]
         candidates.scan(
             approx[start:stop], 0, 0, n_train, lower_offsets, lower_scale, upper_offsets, upper_scale, terms
