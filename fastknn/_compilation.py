@@ -59,6 +59,7 @@ class _Recorder(event.Listener):
     def __init__(self):
         self.compilations = []
         self.notice_shown = False
+        self.callbacks = []
         self._starts = threading.local()
 
     def on_start(self, ev):
@@ -66,9 +67,13 @@ class _Recorder(event.Listener):
         if stack is None:
             stack = self._starts.stack = []
         stack.append([time.thread_time(), 0.0])  # start, fastknn callees' seconds
-        if not self.notice_shown and _is_fastknn(ev) and os.environ.get("FASTKNN_COMPILE_NOTICE", "1") != "0":
+        if not _is_fastknn(ev):
+            return
+        if not self.notice_shown and os.environ.get("FASTKNN_COMPILE_NOTICE", "1") != "0":
             self.notice_shown = True
             print(NOTICE, file=sys.stderr, flush=True)
+        for callback in tuple(self.callbacks):
+            callback()
 
     def on_end(self, ev):
         stack = self._starts.stack
@@ -110,6 +115,29 @@ def quiet():
     """No first-use notice in this process (for callers that report progress themselves)."""
     listen()
     _recorder.notice_shown = True
+
+
+def when_compiling(callback):
+    """Call ``callback()`` each time a fastknn kernel starts compiling in this process.
+
+    It runs in the compiling thread, inside numba's compiler lock: it must
+    be quick and must not call a kernel.
+
+    Returns
+    -------
+    stop : callable
+        Stops the calls.
+    """
+    listen()
+    with _lock:
+        _recorder.callbacks.append(callback)
+
+    def stop():
+        with _lock:
+            if callback in _recorder.callbacks:
+                _recorder.callbacks.remove(callback)
+
+    return stop
 
 
 def compilations():

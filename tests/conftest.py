@@ -7,8 +7,16 @@ specialisation of every kernel for read-only arrays, and the compile time is
 better spent once, in scikit-learn's read-only memmap checks.
 """
 
+import os
+
 import numpy as np
 import pytest
+
+# ``fastknn experiment`` compiles in a second process on a cold cache
+# (fastknn.warmup.compile_ahead): not in the tests, whose compile times must
+# not depend on the order they run in; tests/test_warmup.py turns it on in
+# processes of its own.
+os.environ["FASTKNN_COMPILE_AHEAD"] = "0"
 
 from fastknn.datasets import load_mnist, load_mnist_split
 

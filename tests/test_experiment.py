@@ -361,3 +361,15 @@ def test_every_candidate_expands_training_images_only(small_split):
         factor = int(np.prod([expansion.get(step, 1) for step in candidate.steps]))
         assert search.best_estimator_.n_samples_fit_ == 40 * factor, candidate.key
         assert search.n_splits_ == 1 and model.predict(X_val).shape == (40,)
+
+
+@pytest.mark.parametrize("augment, distortion", [(True, True), (True, False), (False, False)])
+def test_compile_ahead_steps_are_warmup_steps_the_study_uses(augment, distortion):
+    from fastknn.experiment.cli import compile_ahead_steps
+    from fastknn.warmup import warmup_steps
+
+    keys = compile_ahead_steps(augment, distortion)
+    assert [step.key for step in warmup_steps(keys)] == keys
+    assert ("distortion" in keys) == distortion and ("augmentation" in keys) == augment
+    # The first searches are left to the process that runs the study.
+    assert "pruned-euclidean" not in keys and keys[-1] == "euclidean"

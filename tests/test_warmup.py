@@ -1,10 +1,18 @@
 """``fastknn warmup`` (fastknn/warmup.py)."""
 
-import numpy as np
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
+import numpy as np
+import pytest
+
+from fastknn import KNNClassifier
 from fastknn._compilation import Compilation
 from fastknn.cli import main
-from fastknn.warmup import format_profile, warmup_steps
+from fastknn.warmup import compile_ahead, format_profile, warmup_steps
 
 
 def test_warmup_compiles_every_step_with_a_progress_line_and_profiles(capsys):
@@ -49,7 +57,7 @@ def test_shaped_steps_reach_the_tree_grid_and_sparse_methods():
     from fastknn._tree import CellGrid
     from fastknn.warmup import SHAPED_SEARCHES, _shaped_data
 
-    layouts = {(layout, np.dtype(dtype)) for _, layout, dtype in SHAPED_SEARCHES}
+    layouts = {(layout, np.dtype(dtype)) for _, _, layout, dtype in SHAPED_SEARCHES}
     assert layouts == {(layout, np.dtype(dtype)) for layout in ("tree", "grid", "sparse")
                        for dtype in (np.float32, np.float64)}
     expected = {"tree": ("tree", cKDTree), "grid": ("tree", CellGrid), "sparse": ("sparse", type(None))}
@@ -63,3 +71,75 @@ def test_shaped_steps_reach_the_tree_grid_and_sparse_methods():
     # The tree's integer coordinates hold exact ties, which its tie balls settle.
     X = _shaped_data("tree", np.float64)
     assert np.unique(X, axis=0).shape[0] < X.shape[0]
+
+
+def test_steps_are_chosen_by_key_in_the_order_given():
+    keys = [step.key for step in warmup_steps()]
+    assert len(keys) == len(set(keys))
+    assert {"euclidean", "pruned-manhattan", "sparse-float64", "augmentation", "distortion"} <= set(keys)
+    assert [step.key for step in warmup_steps(["distortion", "euclidean"])] == ["distortion", "euclidean"]
+    with pytest.raises(ValueError, match=r"unknown warm-up step\(s\) \['nope'\]"):
+        warmup_steps(["euclidean", "nope"])
+    with pytest.raises(ValueError, match="unknown warm-up step"):
+        with compile_ahead(["nope"]):
+            pass
+
+
+def test_compile_ahead_starts_nothing_when_turned_off_or_on_one_thread():
+    # conftest.py sets FASTKNN_COMPILE_AHEAD=0 for the tests.
+    with compile_ahead(["augmentation"]) as second:
+        KNNClassifier(n_neighbors=1, metric="chebyshev").fit(np.eye(5), np.arange(5)).predict(np.eye(5))
+    assert not second.started and second.wait() is None
+    with compile_ahead(["augmentation"], n_jobs=1) as second:
+        pass
+    assert not second.started
+
+
+# A first Euclidean predict inside compile_ahead(["augmentation"]); then the
+# augmentation's own calls. Prints whether the second process started, its
+# exit status, and the fastknn kernels this process compiled.
+AHEAD_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from fastknn import KNNClassifier
+    from fastknn._compilation import compilations
+    from fastknn.warmup import compile_ahead, warmup_steps
+    with compile_ahead(["augmentation"]) as second:
+        if PREDICT:
+            X = np.random.default_rng(0).random((200, 20), dtype=np.float32)
+            KNNClassifier(n_neighbors=3, algorithm="brute").fit(X, np.arange(200) % 3).predict(X[:10])
+            status = second.wait(timeout=300)
+        else:
+            warmup_steps(["augmentation"])[0].function()
+            status = second.wait()
+    print(json.dumps([second.started, status, sorted({c.kernel for c in compilations()})]))
+    """
+)
+
+
+def test_compile_ahead_compiles_the_steps_in_a_second_process_into_the_cache(tmp_path):
+    import fastknn
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastknn.__file__)))
+    environment = dict(
+        os.environ, PYTHONPATH=package_parent, NUMBA_CACHE_DIR=str(tmp_path), FASTKNN_COMPILE_AHEAD="1",
+        FASTKNN_COMPILE_NOTICE="0",
+    )
+
+    def run(predict):
+        completed = subprocess.run(
+            [sys.executable, "-c", AHEAD_SCRIPT.replace("PREDICT", str(predict))], env=environment, capture_output=True,
+            text=True,
+        )
+        assert completed.returncode == 0, completed.stderr
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+
+    # The cache is empty: the predict compiles, which starts the second
+    # process; it compiles the augmentation, and exits normally.
+    started, status, compiled = run(predict=True)
+    assert started and status == 0
+    assert "topk._scan_values" in compiled and not any(kernel.startswith("augment.") for kernel in compiled)
+    # A new process finds the augmentation's kernels in the cache: it
+    # compiles nothing, so it starts no second process either.
+    assert run(predict=False) == [False, None, []]
