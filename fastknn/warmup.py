@@ -222,12 +222,18 @@ class _SecondProcess:
             if self.process is not None or self._closed:
                 return
             package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", _AHEAD_SCRIPT, package_parent, ",".join(self.keys)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            try:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-c", _AHEAD_SCRIPT, package_parent, ",".join(self.keys)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            except OSError:
+                # No second process (no interpreter path, a process limit):
+                # this one compiles everything itself, as without it. This
+                # runs inside numba's compile event, which must not fail.
+                self._closed = True
 
     def wait(self, timeout=None):
         """Wait for the second process, if started, to finish its steps; returns its exit status or None."""

@@ -143,3 +143,18 @@ def test_compile_ahead_compiles_the_steps_in_a_second_process_into_the_cache(tmp
     # A new process finds the augmentation's kernels in the cache: it
     # compiles nothing, so it starts no second process either.
     assert run(predict=False) == [False, None, []]
+
+
+def test_compile_ahead_compiles_here_when_no_process_can_start(monkeypatch):
+    import fastknn.warmup as warmup
+
+    def refuse(*args, **kwargs):
+        raise OSError("no processes left")
+
+    monkeypatch.setenv("FASTKNN_COMPILE_AHEAD", "1")
+    monkeypatch.setattr(warmup, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(warmup.subprocess, "Popen", refuse)
+    with compile_ahead(["augmentation"]) as second:
+        second.start()  # what the first compile event calls
+        second.start()
+    assert not second.started and second.wait() is None
