@@ -85,14 +85,26 @@ def test_steps_are_chosen_by_key_in_the_order_given():
             pass
 
 
-def test_compile_ahead_starts_nothing_when_turned_off_or_on_one_thread():
-    # conftest.py sets FASTKNN_COMPILE_AHEAD=0 for the tests.
+def test_compile_ahead_starts_nothing_when_turned_off_or_on_one_thread(monkeypatch):
+    from fastknn import _compilation
+
+    _compilation.listen()
+    listening = _compilation._recorder.callbacks
+    # conftest.py sets FASTKNN_COMPILE_AHEAD=0 for the tests: nothing listens
+    # for compilations, so none can start the second process.
     with compile_ahead(["augmentation"]) as second:
+        assert second.start not in listening
         KNNClassifier(n_neighbors=1, metric="chebyshev").fit(np.eye(5), np.arange(5)).predict(np.eye(5))
     assert not second.started and second.wait() is None
+    monkeypatch.setenv("FASTKNN_COMPILE_AHEAD", "1")
     with compile_ahead(["augmentation"], n_jobs=1) as second:
-        pass
+        assert second.start not in listening
     assert not second.started
+    # Turned on, with more than one thread, it listens, and stops at the end.
+    monkeypatch.setattr("fastknn.warmup._usable_cores", lambda: 2)
+    with compile_ahead(["augmentation"], n_jobs=2) as second:
+        assert second.start in listening
+    assert second.start not in listening and not second.started
 
 
 # A first Euclidean predict inside compile_ahead(["augmentation"]); then the
