@@ -48,6 +48,18 @@ from ._search import (
 # integer codes hold at most 2 * CODE_PAIRS components.
 COARSE_COMPONENTS = 48
 FINE_COMPONENTS = 128
+# Stage 2's components in the index that ``"auto"`` builds, which one fit +
+# predict pays for: the basis and the training set's float64 projection
+# (about half of ``auto``'s fit on the digits) shrink with them, while the
+# search computes a few more rows exactly. On the digits (10,000 training
+# rows, 2,000 queries, fit + predict against brute force, 7 interleaved
+# rounds, paired ratios) at k = 1 / 3 / 5 / 25: 128 components 1.17 /
+# 1.17 / 1.14 / 1.04, 96 1.32 / 1.33 / 1.27 / 1.09, 80 1.43 / 1.38 / 1.32
+# / 1.09, 64 1.47 / 1.38 / 1.30 / 1.00 on an AVX-512 Xeon; on AVX2
+# (``NUMBA_CPU_NAME=haswell``) 128 1.46 / 1.43 / 1.40 / 1.29, 80 1.79 /
+# 1.70 / 1.63 / 1.34, 64 1.86 / 1.72 / 1.62 / 1.27. ``"pruned"`` keeps
+# FINE_COMPONENTS for those who search one index many times.
+AUTO_FINE_COMPONENTS = 80
 # Rows used to estimate the centre and the principal subspace (any centre
 # and orthonormal basis give valid bounds; a better one only prunes more).
 # On the digits, a basis from 1,024 rows and one power iteration in single
@@ -131,7 +143,7 @@ class PrunedIndex:
     margins: np.ndarray = None
     # PCA
     mean: np.ndarray = None
-    components: np.ndarray = None  # (n_features, FINE_COMPONENTS)
+    components: np.ndarray = None  # (n_features, FINE_COMPONENTS or AUTO_FINE_COMPONENTS)
     n_coarse: int = 0
     # POOLED
     coarse_groups: tuple = None  # (group_of_feature, group_scale)
@@ -740,7 +752,8 @@ def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
     variance (:func:`coarse_variance_share`), and otherwise prunes when
     :func:`pruning_pays`. For Euclidean data the probe projects on the
     basis that the index then keeps, so that choosing costs one basis
-    (about 30 ms on the digits), not two.
+    (about 20 ms on the digits), not two; both have
+    :data:`AUTO_FINE_COMPONENTS` components.
     """
     if algorithm == "brute":
         return "brute", None
@@ -755,7 +768,7 @@ def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
             with blas_limit(1):
                 if coarse_variance_share(train) < AUTO_MIN_COARSE_VARIANCE:
                     return "brute", None
-                basis = _orthonormal_basis(train, FINE_COMPONENTS)
+                basis = _orthonormal_basis(train, AUTO_FINE_COMPONENTS)
         if not pruning_pays(train, metric, p, n_neighbors, n_jobs=n_jobs, basis=basis):
             return "brute", None
     # "auto" builds the index without the locality order: on the digits it
