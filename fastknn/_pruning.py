@@ -9,6 +9,7 @@ see ``_kernels/pruning.py`` for the method.
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -155,6 +156,9 @@ class PrunedIndex:
     train_terms: np.ndarray = None  # PCA: (5, n_train), the stage-1 terms; POOLED: train_info
     # Largest absolute value in the training rows, for the overflow checks.
     train_scale: float = 0.0
+    # PCA, when built with keep_features: the rows' (fine, codes, info) from
+    # _pca_features, in the order of ``rows``.
+    features: tuple = None
 
 
 def _orthonormal_basis(rows, n_components, random_state=0):
@@ -358,7 +362,7 @@ def _pool(rows, groups):
     return out
 
 
-def _pca_features(index, rows):
+def _pca_features(index, rows, known=None):
     """Stage-2 codes (int16), stage-1 codes (int16, rows zero-padded to a multiple of
     ``PANEL_ROWS * BLOCK_PANELS``) and the (n, 9) info array of ``rows`` (see ``_pca_project``).
 
@@ -367,20 +371,45 @@ def _pca_features(index, rows):
     centred rows stays that small, however many rows there are, and no
     BLAS thread is left spinning for the search that follows the fit (see
     ``build_index``).
+
+    ``known``: ``(positions, features)``, the three arrays this function
+    returned for ``rows[positions]`` on the same centre and basis (the
+    probe's sample, see :func:`choose_algorithm`). They are copied in, and
+    only the other rows are projected. Each row's features depend on that
+    row alone, so any rows' features give valid bounds together.
     """
     n_rows = rows.shape[0]
     fine = np.empty((n_rows, index.components.shape[1]), dtype=np.int16)
     codes = np.zeros((_round_up(n_rows, PANEL_ROWS * BLOCK_PANELS), 2 * CODE_PAIRS), dtype=np.int16)
     info = np.empty((n_rows, 9), dtype=np.float64)
+    if known is None:
+        pending = None
+    else:
+        known_positions, (known_fine, known_codes, known_info) = known
+        fine[known_positions] = known_fine
+        codes[known_positions] = known_codes[: known_positions.shape[0]]
+        info[known_positions] = known_info
+        is_pending = np.ones(n_rows, dtype=bool)
+        is_pending[known_positions] = False
+        pending = np.flatnonzero(is_pending)
 
     def project(start, stop):
-        _pca_project(
-            rows, np.arange(start, stop), index.mean, index.components, index.n_coarse, fine[start:stop],
-            codes[start:stop], info[start:stop],
-        )
+        if pending is None:
+            _pca_project(
+                rows, np.arange(start, stop), index.mean, index.components, index.n_coarse, fine[start:stop],
+                codes[start:stop], info[start:stop],
+            )
+            return
+        positions = pending[start:stop]
+        block_fine = np.empty((stop - start, fine.shape[1]), dtype=np.int16)
+        block_codes = np.empty((stop - start, codes.shape[1]), dtype=np.int16)
+        block_info = np.empty((stop - start, 9), dtype=np.float64)
+        _pca_project(rows, positions, index.mean, index.components, index.n_coarse, block_fine, block_codes, block_info)
+        fine[positions], codes[positions], info[positions] = block_fine, block_codes, block_info
 
     with blas_limit(1):
-        run_query_blocks(project, n_rows, PCA_PROJECT_ROWS, numba.get_num_threads())
+        n_pending = n_rows if pending is None else pending.shape[0]
+        run_query_blocks(project, n_pending, PCA_PROJECT_ROWS, numba.get_num_threads())
     return fine, codes, info
 
 
@@ -400,7 +429,7 @@ def _pca_code_panels(codes):
     return np.ascontiguousarray(pairs.reshape(-1, PANEL_ROWS, CODE_PAIRS).transpose(0, 2, 1))
 
 
-def build_index(train, metric, p, locality=True, basis=None):
+def build_index(train, metric, p, locality=True, basis=None, known=None, keep_features=False):
     """Lower-bound features of ``train`` for :func:`pruned_search`.
 
     Parameters
@@ -416,6 +445,14 @@ def build_index(train, metric, p, locality=True, basis=None):
         Euclidean: the centre and orthonormal basis (:func:`_orthonormal_basis`)
         to project on, for instance those ``"auto"``'s probe estimated on
         the same training set; by default estimated from ``train``.
+    known : tuple, optional
+        Euclidean, with ``basis``: ``(positions, features)``, the
+        ``features`` of ``train[positions]`` kept by an index built on
+        those rows alone with ``keep_features`` (see :func:`_pca_features`);
+        only the other rows are projected.
+    keep_features : bool, default=False
+        Euclidean: keep the rows' features in ``index.features``, for a
+        later ``known``.
 
     Returns
     -------
@@ -433,7 +470,11 @@ def build_index(train, metric, p, locality=True, basis=None):
             centres = _locality_centres(train)
             row_ids = np.argsort(_nearest_centres_in_threads(train, centres), kind="stable")
             train = train[row_ids]
-        index = _bound_features(train, metric, p, basis)
+            if known is not None:  # the known rows' new places
+                new_place = np.empty_like(row_ids)
+                new_place[row_ids] = np.arange(row_ids.shape[0])
+                known = (new_place[known[0]], known[1])
+        index = _bound_features(train, metric, p, basis, known, keep_features)
     index.rows, index.row_ids, index.centres = train, row_ids, centres
     index.train_scale = _largest_magnitude(train)
     return index
@@ -484,17 +525,19 @@ def _nearest_centre(rows, centres):
     return scores.argmin(axis=1)
 
 
-def _bound_features(train, metric, p, basis=None):
+def _bound_features(train, metric, p, basis=None, known=None, keep_features=False):
     """The :class:`PrunedIndex` of ``train``'s rows in their order, less the locality fields.
 
-    ``basis``: Euclidean only, the ``(mean, components)`` of
-    :func:`_orthonormal_basis` to use instead of estimating them from ``train``.
+    ``basis``, ``known`` and ``keep_features``: Euclidean only, as in
+    :func:`build_index` (``known``'s positions in ``train``'s order).
     """
     if metric == "euclidean":
         mean, components = _orthonormal_basis(train, FINE_COMPONENTS) if basis is None else basis
         n_coarse = min(COARSE_COMPONENTS, components.shape[1])
         index = PrunedIndex(kind=PCA, metric=metric, p=p, mean=mean, components=components, n_coarse=n_coarse)
-        fine, codes, info = _pca_features(index, train)
+        fine, codes, info = _pca_features(index, train, known)
+        if keep_features:
+            index.features = (fine, codes, info)
         index.train_info = np.ascontiguousarray(info[:, [0, 1, 2, 3, 6, 7, 8]].T)
         index.train_coarse = _pca_code_panels(codes)
         index.train_fine = fine
@@ -750,18 +793,19 @@ def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
     :data:`AUTO_MIN_TRAIN` rows), for Euclidean data whose stage-1
     components capture less than :data:`AUTO_MIN_COARSE_VARIANCE` of the
     variance (:func:`coarse_variance_share`), and otherwise prunes when
-    :func:`pruning_pays`. For Euclidean data the probe projects on the
-    basis that the index then keeps, so that choosing costs one basis
-    (about 20 ms on the digits), not two; both have
-    :data:`AUTO_FINE_COMPONENTS` components.
+    the probe (:func:`run_probe`) finds that it pays. For Euclidean data
+    the probe projects on the basis that the index then keeps, so that
+    choosing costs one basis (about 12 ms on the digits), not two; both
+    have :data:`AUTO_FINE_COMPONENTS` components, and the index reuses
+    the probe sample's projections.
     """
     if algorithm == "brute":
         return "brute", None
     if metric == "cosine":  # brute force only (``_cosine``)
         check_cosine_algorithm(algorithm)
         return "brute", None
-    basis = None
     if algorithm == "auto":
+        basis = None
         if train.shape[0] < AUTO_MIN_TRAIN:
             return "brute", None
         if metric == "euclidean":
@@ -769,16 +813,37 @@ def choose_algorithm(algorithm, train, metric, p, n_neighbors, n_jobs=None):
                 if coarse_variance_share(train) < AUTO_MIN_COARSE_VARIANCE:
                     return "brute", None
                 basis = _orthonormal_basis(train, AUTO_FINE_COMPONENTS)
-        if not pruning_pays(train, metric, p, n_neighbors, n_jobs=n_jobs, basis=basis):
+        probe = run_probe(train, metric, p, n_neighbors, n_jobs=n_jobs, basis=basis)
+        if not probe.pays:
             return "brute", None
-    # "auto" builds the index without the locality order: on the digits it
-    # costs about 15 ms at fit (30 under load) and saves at most 1 to 3 ms
-    # of one predict of 2,000 queries at small k; "pruned" keeps it for
-    # those who search the same index many times.
-    return "pruned", build_index(train, metric, p, basis=basis, locality=algorithm != "auto")
+        # "auto" builds the index without the locality order: on the digits
+        # it costs about 15 ms at fit (30 under load) and saves at most 1 to
+        # 3 ms of one predict of 2,000 queries at small k. The probe's
+        # sample is not projected again.
+        return "pruned", build_index(train, metric, p, basis=basis, locality=False, known=probe.known)
+    # "pruned" keeps the locality order, for those who search the same
+    # index many times.
+    return "pruned", build_index(train, metric, p)
 
 
-def pruning_pays(train, metric, p, n_neighbors, random_state=0, n_jobs=None, basis=None):
+class Probe(NamedTuple):
+    """What :func:`run_probe` found.
+
+    Attributes
+    ----------
+    pays : bool
+        Whether ``"auto"`` should prune.
+    known : tuple or None
+        Euclidean: ``(positions, features)``, the sample's rows in the
+        training set and their PCA features, for :func:`build_index` to
+        reuse; None otherwise.
+    """
+
+    pays: bool
+    known: tuple | None
+
+
+def run_probe(train, metric, p, n_neighbors, random_state=0, n_jobs=None, basis=None):
     """Whether ``"auto"`` should prune: a measured probe on the training rows.
 
     :data:`AUTO_PROBE` training rows are searched, as queries, among a
@@ -788,12 +853,18 @@ def pruning_pays(train, metric, p, n_neighbors, random_state=0, n_jobs=None, bas
     stage 1 on average. The probe costs a small fraction of one search.
     ``basis``: Euclidean, the centre and basis to project on (see
     :func:`build_index`).
+
+    Returns
+    -------
+    probe : Probe
     """
     n_train = train.shape[0]
     rng = np.random.default_rng(random_state)
     chosen = rng.choice(n_train, min(n_train, AUTO_PROBE + AUTO_PROBE_SAMPLE), replace=False)
     probe, sample = train[chosen[:AUTO_PROBE]], np.ascontiguousarray(train[chosen[AUTO_PROBE:]])
     k = min(sample.shape[0], n_neighbors)
-    index = build_index(sample, metric, p, locality=False, basis=basis)
+    index = build_index(sample, metric, p, locality=False, basis=basis, keep_features=True)
     _, _, counts = pruned_search(np.ascontiguousarray(probe), sample, index, k, n_jobs=n_jobs, return_counts=True)
-    return counts[:, 0].mean() / sample.shape[0] <= AUTO_MAX_SURVIVING
+    pays = counts[:, 0].mean() / sample.shape[0] <= AUTO_MAX_SURVIVING
+    known = None if index.features is None else (chosen[AUTO_PROBE:], index.features)
+    return Probe(bool(pays), known)

@@ -86,6 +86,47 @@ def test_fit_projects_the_training_set_in_chunks(monkeypatch):
     assert whole_codes.shape[0] % 32 == 0 and not whole_codes[len(train):].any()
 
 
+@pytest.mark.parametrize("locality", [False, True])
+def test_index_reuses_the_features_of_known_rows(monkeypatch, locality):
+    """``build_index(known=...)`` copies the known rows' features (the probe's
+    sample, in ``"auto"``) and projects only the others; the search still
+    equals brute force, with or without the locality order."""
+    rng = np.random.default_rng(11)
+    train = rng.random((300, 20)).astype(np.float32)
+    queries = rng.random((40, 20)).astype(np.float32)
+    basis = _pruning._orthonormal_basis(train, 16)
+    positions = rng.choice(300, 120, replace=False)
+    sample = build_index(train[positions], "euclidean", None, locality=False, basis=basis, keep_features=True)
+    known_fine, _, known_info = sample.features
+    projected = []
+
+    def counting_project(rows, row_positions, *arguments):
+        projected.append(row_positions.shape[0])
+        return project(rows, row_positions, *arguments)
+
+    project = _pruning._pca_project
+    monkeypatch.setattr(_pruning, "_pca_project", counting_project)
+    index = build_index(train, "euclidean", None, locality=locality, basis=basis, known=(positions, sample.features))
+    assert sum(projected) == 300 - 120
+    monkeypatch.undo()
+    direct = build_index(train, "euclidean", None, locality=locality, basis=basis)
+    np.testing.assert_array_equal(index.row_ids, direct.row_ids)
+    place = np.empty(300, dtype=np.int64)
+    place[index.row_ids] = np.arange(300)  # each training row's place in the index
+    stored = [0, 1, 2, 3, 6, 7, 8]  # the info columns the index keeps (train_info)
+    np.testing.assert_array_equal(index.train_fine[place[positions]], known_fine)
+    np.testing.assert_array_equal(index.train_info[:, place[positions]], known_info[:, stored].T)
+    others = place[np.setdiff1d(np.arange(300), positions)]
+    # Squared norms of the projections and of the centred rows: computed
+    # for these rows alone, as the direct index computed them among all.
+    np.testing.assert_allclose(index.train_info[[0, 2, 4]][:, others], direct.train_info[[0, 2, 4]][:, others], rtol=1e-12)
+    assert build_index(train, "euclidean", None, basis=basis).features is None
+    rdist, indices = pruned_search(queries, train, index, 5)
+    brute_rdist, brute_indices = search(queries, train, 5, "euclidean", None)
+    np.testing.assert_array_equal(indices, brute_indices)
+    np.testing.assert_array_equal(rdist, brute_rdist)
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
 def test_training_sets_spanning_several_stage1_runs(metric):
     """Stage 1 takes runs of PCA_TRAIN_BLOCK or POOLED_TRAIN_BLOCK rows, the last one shorter."""
