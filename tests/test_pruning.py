@@ -396,6 +396,19 @@ def test_queries_too_large_for_the_float32_index_fall_back_to_brute_force(metric
     assert np.all(counts == len(train))
 
 
+@pytest.mark.parametrize("n_groups", [1, 2, 7])
+def test_strided_minima_for_any_number_of_runs(n_groups):
+    """The minima alternate between two arrays, one pass per two runs and
+    one for the tail: whatever the number of passes, they end in ``out``,
+    and each group's minimum is that of its rows."""
+    rng = np.random.default_rng(n_groups)
+    for n_rows in range(n_groups, 7 * n_groups + 1):
+        row = rng.standard_normal(n_rows).astype(np.float32)
+        minima = np.full(n_groups, np.nan, dtype=np.float32)
+        _strided_minima(row, minima, np.full(n_groups, np.nan, dtype=np.float32))
+        np.testing.assert_array_equal(minima, [row[g::n_groups].min() for g in range(n_groups)])
+
+
 @pytest.mark.parametrize("n_train", [1, SEED_GROUP_ROWS - 3, 10 * SEED_GROUP_ROWS + 5])
 @pytest.mark.parametrize("n_distinct", [1, 3, 10_000])
 def test_seeds_are_rows_of_smallest_bound(n_train, n_distinct):
@@ -404,7 +417,7 @@ def test_seeds_are_rows_of_smallest_bound(n_train, n_distinct):
     rng = np.random.default_rng(n_train + n_distinct)
     row = rng.integers(0, n_distinct, n_train).astype(np.float32) - 2.5
     minima = np.empty(-(-n_train // SEED_GROUP_ROWS), dtype=np.float32)
-    _strided_minima(row, minima)
+    _strided_minima(row, minima, np.empty_like(minima))
     np.testing.assert_array_equal(minima, [row[g :: len(minima)].min() for g in range(len(minima))])
     for n_seeds in sorted({1, min(n_train, 2), min(n_train, 50), n_train}):
         seed_bounds = np.empty(n_train, dtype=np.float32)
