@@ -113,6 +113,14 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
     for LLVM's vectorised loops, which then run their scalar remainder
     only. Entries at padded columns that no pixel of the band reads are
     computed and ignored.
+
+    The running minima take ``np.fmin`` (the same value: no cost is NaN):
+    LLVM compiles ``m[k] = min(m[k], cost)`` to a masked store, which AVX2
+    has only as ``vmaskmovps``, microcoded on AMD CPUs, and ``fmin`` to a
+    blend and a plain store. Re-ranking 50 candidates of 2,000 digits took
+    0.50 to 0.61 s instead of 0.89 s so in an AVX2 build
+    (``NUMBA_CPU_NAME=haswell``, a Zen 4), 0.54 to 0.57 s instead of 0.64 s
+    for AVX-512.
     """
     padded_width = width + 2 * pad
     for i in range(row1 - row0):
@@ -156,7 +164,7 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
                 h_mid = h_buf[padded_width:]
                 h_low = h_buf[2 * padded_width :]
                 for k in range(n_v):
-                    m[k] = min(m[k], h_buf[k] + h_mid[k] + h_low[k] + penalty[k])
+                    m[k] = np.fmin(m[k], h_buf[k] + h_mid[k] + h_low[k] + penalty[k])
                 continue
             for k in range(n_h):
                 h_buf[k] = d_buf[k]
@@ -170,7 +178,7 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
                 for k in range(n_v):
                     v_buf[k] += h_buf[k + offset]
             for k in range(n_v):
-                m[k] = min(m[k], v_buf[k] + penalty[k])
+                m[k] = np.fmin(m[k], v_buf[k] + penalty[k])
 
 
 @jit()

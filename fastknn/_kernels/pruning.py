@@ -378,7 +378,8 @@ def _fill_pooled_bounds(
                 total[j] += abs(value - column[j])
         elif metric == CHEBYSHEV:
             for j in range(n_rows):
-                total[j] = max(total[j], abs(value - column[j]))
+                # fmax, not max: no masked store on AVX2 (see ``_strided_minima``).
+                total[j] = np.fmax(total[j], abs(value - column[j]))
         elif p == 3.0:
             for j in range(n_rows):
                 diff = abs(value - column[j])
