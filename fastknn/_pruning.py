@@ -16,7 +16,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ._cosine import check_cosine_algorithm
-from ._kernels.pair_products import BLOCK_PANELS, BLOCK_QUERIES, CODE_PAIRS, PANEL_ROWS
+from ._kernels.pair_products import BLOCK_QUERIES, CODE_PAIRS, PANEL_ROWS
 from ._kernels.pruning import (
     BOUND_MARGIN,
     PCA,
@@ -364,7 +364,7 @@ def _pool(rows, groups):
 
 def _pca_features(index, rows, known=None):
     """Stage-2 codes (int16), stage-1 codes (int16, rows zero-padded to a multiple of
-    ``PANEL_ROWS * BLOCK_PANELS``) and the (n, 9) info array of ``rows`` (see ``_pca_project``).
+    ``PANEL_ROWS``) and the (n, 9) info array of ``rows`` (see ``_pca_project``).
 
     Projected PCA_PROJECT_ROWS rows per call, the calls in numba's threads
     with single-threaded BLAS each: each call's float64 copy of the
@@ -380,7 +380,7 @@ def _pca_features(index, rows, known=None):
     """
     n_rows = rows.shape[0]
     fine = np.empty((n_rows, index.components.shape[1]), dtype=np.int16)
-    codes = np.zeros((_round_up(n_rows, PANEL_ROWS * BLOCK_PANELS), 2 * CODE_PAIRS), dtype=np.int16)
+    codes = np.zeros((_round_up(n_rows, PANEL_ROWS), 2 * CODE_PAIRS), dtype=np.int16)
     info = np.empty((n_rows, 9), dtype=np.float64)
     if known is None:
         pending = None

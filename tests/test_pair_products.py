@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from fastknn._kernels.pair_products import (
-    BLOCK_PANELS,
     BLOCK_QUERIES,
     CODE_PAIRS,
     PANEL_ROWS,
@@ -31,13 +30,13 @@ def random_codes(rng, n_rows):
 def test_products_are_exact_and_stay_in_their_columns():
     rng = np.random.default_rng(0)
     queries = random_codes(rng, 3 * BLOCK_QUERIES)
-    train = random_codes(rng, 6 * BLOCK_PANELS * PANEL_ROWS)
+    train = random_codes(rng, 6 * PANEL_ROWS)
     panels = _pca_code_panels(train)
-    assert panels.shape == (6 * BLOCK_PANELS, CODE_PAIRS, PANEL_ROWS)
+    assert panels.shape == (6, CODE_PAIRS, PANEL_ROWS)
     expected = queries.astype(np.int64) @ train.astype(np.int64).T
     # Extreme sums: 32767 * -32767 and 48 * 4729**2 are both near 2**30.
     assert np.abs(expected).max() > 2**29
-    first_panel, n_panels = BLOCK_PANELS, 2 * BLOCK_PANELS
+    first_panel, n_panels = 1, 3
     out = np.full((len(queries), (n_panels + 1) * PANEL_ROWS), -7, dtype=np.int32)
     _pair_products(queries.view(np.int32), panels, first_panel, n_panels, out)
     columns = slice(first_panel * PANEL_ROWS, (first_panel + n_panels) * PANEL_ROWS)
@@ -48,15 +47,15 @@ def test_products_are_exact_and_stay_in_their_columns():
 @pytest.mark.parametrize(
     "n_queries, first_panel, n_panels, n_columns",
     [
-        (BLOCK_QUERIES + 1, 0, BLOCK_PANELS, BLOCK_PANELS * PANEL_ROWS),  # queries not padded
-        (BLOCK_QUERIES, 0, BLOCK_PANELS + 1, 8 * PANEL_ROWS),  # panels not in whole blocks
-        (BLOCK_QUERIES, 4 * BLOCK_PANELS - 1, BLOCK_PANELS, BLOCK_PANELS * PANEL_ROWS),  # past the last panel
-        (BLOCK_QUERIES, 0, 2 * BLOCK_PANELS, BLOCK_PANELS * PANEL_ROWS),  # output too narrow
+        (BLOCK_QUERIES + 1, 0, 1, PANEL_ROWS),  # queries not padded
+        (BLOCK_QUERIES, 3, 2, 2 * PANEL_ROWS),  # past the last panel
+        (BLOCK_QUERIES, -1, 1, PANEL_ROWS),  # before the first panel
+        (BLOCK_QUERIES, 0, 2, PANEL_ROWS),  # output too narrow
     ],
 )
 def test_shapes_outside_the_layout_are_refused(n_queries, first_panel, n_panels, n_columns):
     queries = np.zeros((n_queries, CODE_PAIRS), dtype=np.int32)
-    panels = np.zeros((4 * BLOCK_PANELS, CODE_PAIRS, PANEL_ROWS), dtype=np.int32)
+    panels = np.zeros((4, CODE_PAIRS, PANEL_ROWS), dtype=np.int32)
     out = np.zeros((n_queries, n_columns), dtype=np.int32)
     with pytest.raises(ValueError, match="layout"):
         _pair_products(queries, panels, first_panel, n_panels, out)

@@ -12,6 +12,7 @@ from numba import njit
 
 from fastknn import KNNClassifier, _pruning, kneighbors
 from fastknn._kernels.distances import MANHATTAN
+from fastknn._kernels.pair_products import PANEL_ROWS
 from fastknn._kernels.prefetch import _prefetch_row
 from fastknn._kernels.pruning import (
     CODE_ROUNDING,
@@ -83,7 +84,7 @@ def test_fit_projects_the_training_set_in_chunks(monkeypatch):
     assert np.all(np.abs(chunked_info[:, residual] - whole_info[:, residual]) <= rounding + 1e-12 * whole_info[:, residual])
     assert np.abs(chunked_codes.astype(np.int32) - whole_codes).max() <= 1
     # The padding rows stay zero.
-    assert whole_codes.shape[0] % 32 == 0 and not whole_codes[len(train):].any()
+    assert whole_codes.shape[0] % PANEL_ROWS == 0 and not whole_codes[len(train):].any()
 
 
 @pytest.mark.parametrize("locality", [False, True])

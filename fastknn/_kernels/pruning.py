@@ -38,7 +38,7 @@ from numba.extending import overload
 from .._config import jit
 from .bitscan import _rows_within
 from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, _copy_float64, _exact_rdist, _fast_rdist
-from .pair_products import BLOCK_PANELS, PANEL_ROWS, _code_dot, _pair_products
+from .pair_products import PANEL_ROWS, _code_dot, _pair_products
 from .prefetch import _prefetch_row
 from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse, _keep_smallest, _new_heap
 
@@ -262,7 +262,6 @@ def _pca_coarse_bounds(margin, queries_coarse, train_coarse, query_info, train_t
     for train_start in range(0, n_train, PCA_TRAIN_BLOCK):
         train_stop = min(train_start + PCA_TRAIN_BLOCK, n_train)
         n_panels = -(-(train_stop - train_start) // PANEL_ROWS)
-        n_panels += -n_panels % BLOCK_PANELS
         _pair_products(queries_coarse, train_coarse, train_start // PANEL_ROWS, n_panels, cross)
         # Each row of terms sliced alone: contiguous, where rows of a 2-D
         # slice would not be (the fill's loop then did not vectorise).
