@@ -109,6 +109,19 @@ SEEDS_PER_NEIGHBOUR = 2
 PCA_QUERY_BLOCK = 64
 POOLED_QUERY_BLOCK = 128
 PRUNED_BOUNDS_BYTES = 16 * 2**20
+# Within a task, the stage-1 bounds are taken and searched in sub-blocks of
+# queries whose bounds (float32, one per training row) fit this many
+# bytes, so that the search's three passes over each query's bounds (its
+# seeds' group minima, then two listings) read them from the core's L2
+# cache rather than from L3: 16 queries for the digits' 10,000 rows, 640
+# KB of a Zen 4's 1 MB L2, where a task of 64 queries writes 2.6 MB. The
+# task still projects its queries in one matrix product. On the digits,
+# pruned Euclidean search, two threads, A/B in one process: 0.89 to 0.93
+# of the time at k=25, 0.87 to 0.96 at k=5, 0.96 to 1.02 at k=1, on both
+# AVX-512 and AVX2 builds (one thread, sub-blocks of 8, 12 and 24 were
+# within the noise of 16). Pooled Manhattan: 0.90 to 0.97 at k=1, 0.94
+# to 1.04 at k=5, 1.00 to 1.09 at k=25.
+BOUNDS_BLOCK_BYTES = 640 * 2**10
 
 # Locality order (see ``_locality_centres``): the index stores the training
 # rows grouped by their nearest of LOCALITY_CLUSTERS centres, and the search
@@ -610,12 +623,13 @@ def pruned_search(queries, train, index, n_neighbors, *, n_jobs=None, return_cou
     select = pruned_select_kernel(index.kind, metric_id)
 
     def search_block(positions):
-        block_coarse, block_fine, block_info = _task_features(queries, index, features, positions)
-        bounds = _coarse_bounds(index, metric_id, power, block_coarse, block_info, positions.shape[0])
-        select(
-            positions, queries, index.rows, index.row_ids, bounds, block_fine, index.train_fine, block_info,
-            index.train_info, metric_id, power, index.margins, n_seeds, rdist, indices, counts,
-        )
+        for sub_positions, bounds, block_fine, block_info in _bounded_sub_blocks(
+            queries, index, features, metric_id, power, positions
+        ):
+            select(
+                sub_positions, queries, index.rows, index.row_ids, bounds, block_fine, index.train_fine, block_info,
+                index.train_info, metric_id, power, index.margins, n_seeds, rdist, indices, counts,
+            )
 
     run_pruned_tasks(search_block, queries, index, n_jobs)
     if return_counts:
@@ -641,13 +655,14 @@ def pruned_radius_search(queries, train, index, radius, *, n_jobs=None, sort_dis
     tasks = []
 
     def search_block(positions):
-        block_coarse, block_fine, block_info = _task_features(queries, index, features, positions)
-        bounds = _coarse_bounds(index, metric_id, power, block_coarse, block_info, positions.shape[0])
-        found = select(
-            positions, queries, index.rows, index.row_ids, bounds, block_fine, index.train_fine, block_info,
-            index.train_info, metric_id, power, index.margins, float(radius), sort_distances,
-        )
-        tasks.append((positions, found))  # list.append is atomic under the GIL
+        for sub_positions, bounds, block_fine, block_info in _bounded_sub_blocks(
+            queries, index, features, metric_id, power, positions
+        ):
+            found = select(
+                sub_positions, queries, index.rows, index.row_ids, bounds, block_fine, index.train_fine, block_info,
+                index.train_info, metric_id, power, index.margins, float(radius), sort_distances,
+            )
+            tasks.append((sub_positions, found))  # list.append is atomic under the GIL
 
     run_pruned_tasks(search_block, queries, index, n_jobs)
     return concatenate_tasks(tasks, queries.shape[0])
@@ -697,6 +712,32 @@ def _task_features(queries, index, features, positions):
         return codes.view(np.int32), block_fine, block_info
     queries_coarse, queries_fine, query_info = features
     return queries_coarse[positions], queries_fine[positions], query_info[positions]
+
+
+def _bounded_sub_blocks(queries, index, features, metric_id, power, positions):
+    """A task's queries in sub-blocks, each with its stage-1 bounds, for the search kernels.
+
+    The task's features come first, all at once (the PCA projection is a
+    matrix product that pays for packing the basis once per call); then
+    each sub-block of :func:`bounds_block_queries` queries gets its
+    stage-1 bounds, which the search reads while they are still in the
+    core's cache. Yields ``(positions, bounds, fine, info)`` per sub-block.
+    """
+    block_coarse, block_fine, block_info = _task_features(queries, index, features, positions)
+    size = bounds_block_queries(index.rows.shape[0])
+    for first in range(0, positions.shape[0], size):
+        last = min(first + size, positions.shape[0])
+        # PCA codes are padded to whole blocks of the stage-1 product; the
+        # pooled bounds read the first ``last - first`` rows alone.
+        coarse = block_coarse[first : _round_up(last, BLOCK_QUERIES)]
+        bounds = _coarse_bounds(index, metric_id, power, coarse, block_info[first:last], last - first)
+        yield positions[first:last], bounds, block_fine[first:last], block_info[first:last]
+
+
+def bounds_block_queries(n_train):
+    """Queries per sub-block of a task (see ``BOUNDS_BLOCK_BYTES``): a multiple of ``BLOCK_QUERIES``."""
+    fits = BOUNDS_BLOCK_BYTES // (4 * max(1, n_train))
+    return max(BLOCK_QUERIES, fits - fits % BLOCK_QUERIES)
 
 
 def _coarse_bounds(index, metric_id, power, queries_coarse, query_info, n_task):

@@ -12,7 +12,7 @@ from numba import njit
 
 from fastknn import KNNClassifier, _pruning, kneighbors
 from fastknn._kernels.distances import MANHATTAN
-from fastknn._kernels.pair_products import PANEL_ROWS
+from fastknn._kernels.pair_products import BLOCK_QUERIES, PANEL_ROWS
 from fastknn._kernels.prefetch import _prefetch_row
 from fastknn._kernels.pruning import (
     CODE_ROUNDING,
@@ -30,7 +30,8 @@ from fastknn._kernels.pruning import (
     _smallest_bounds,
     _strided_minima,
 )
-from fastknn._pruning import _pca_features, _pool, build_index, choose_algorithm, pruned_search
+from fastknn._pruning import _pca_features, _pool, build_index, choose_algorithm, pruned_radius_search, pruned_search
+from fastknn._radius import radius_search
 from fastknn._search import search
 from fastknn.datasets import load_mnist_split
 
@@ -203,6 +204,41 @@ def test_pruned_tasks_are_balanced_across_threads(n_queries, n_train, n_threads,
     block = _pruning.pruned_query_block(n_queries, n_train, n_threads, largest)
     assert block == expected
     assert block <= largest and 4 * block * n_train <= _pruning.PRUNED_BOUNDS_BYTES
+
+
+@pytest.mark.parametrize(
+    "n_train, expected",
+    [
+        (10_000, 16),  # 640 KiB of float32 bounds: 16.4 queries, a multiple of BLOCK_QUERIES below
+        (1_000, 160),
+        (50_000, 4),  # 3.3 queries: never fewer than BLOCK_QUERIES
+        (10**7, 4),
+    ],
+)
+def test_bounds_sub_blocks_fit_the_cache_budget(n_train, expected):
+    size = _pruning.bounds_block_queries(n_train)
+    assert size == expected and size % BLOCK_QUERIES == 0
+    assert size == BLOCK_QUERIES or 4 * size * n_train <= _pruning.BOUNDS_BLOCK_BYTES
+
+
+@pytest.mark.parametrize("metric, p", METRICS)
+def test_tasks_split_in_sub_blocks_equal_brute_force(digits, monkeypatch, metric, p):
+    """Sub-blocks of BLOCK_QUERIES queries, the last one shorter (and padded
+    for the stage-1 product), give brute force's neighbours and radius
+    neighbours."""
+    X_train, _, X_val = digits
+    queries = X_val[:45]
+    monkeypatch.setattr(_pruning, "BOUNDS_BLOCK_BYTES", 4 * X_train.shape[0] * BLOCK_QUERIES)
+    assert _pruning.bounds_block_queries(X_train.shape[0]) == BLOCK_QUERIES
+    assert_same_as_brute(queries, X_train, metric, p, 5)
+    index = build_index(X_train, metric, p)
+    rdist, _ = search(queries, X_train, 5, metric, p)
+    radius = float(np.median(rdist[:, -1]))
+    rdist, rows, offsets = pruned_radius_search(queries, X_train, index, radius, sort_distances=True)
+    brute_rdist, brute_rows, brute_offsets = radius_search(queries, X_train, radius, metric, p, sort_distances=True)
+    np.testing.assert_array_equal(offsets, brute_offsets)
+    np.testing.assert_array_equal(rows, brute_rows)
+    np.testing.assert_array_equal(rdist, brute_rdist)
 
 
 @settings(max_examples=40, deadline=None)
