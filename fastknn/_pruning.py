@@ -117,7 +117,7 @@ PRUNED_BOUNDS_BYTES = 16 * 2**20
 # KB of a Zen 4's 1 MB L2, where a task of 64 queries writes 2.6 MB. The
 # task still projects its queries in one matrix product. On the digits,
 # pruned Euclidean search, two threads, A/B in one process: 0.89 to 0.93
-# of the time at k=25, 0.87 to 0.96 at k=5, 0.96 to 1.02 at k=1, on both
+# of the time at k=25, 0.87 to 0.99 at k=5, 0.96 to 1.02 at k=1, on both
 # AVX-512 and AVX2 builds (one thread, sub-blocks of 8, 12 and 24 were
 # within the noise of 16). Pooled Manhattan: 0.90 to 0.97 at k=1, 0.94
 # to 1.04 at k=5, 1.00 to 1.09 at k=25.
