@@ -22,6 +22,7 @@ from ._kernels.pruning import (
     PCA,
     PCA_FILL_ROUNDING,
     PCA_FINE_ROUNDING,
+    PCA_INFO_COLUMNS,
     POOLED,
     _pca_coarse_bounds,
     _pca_project,
@@ -377,7 +378,7 @@ def _pool(rows, groups):
 
 def _pca_features(index, rows, known=None):
     """Stage-2 codes (int16), stage-1 codes (int16, rows zero-padded to a multiple of
-    ``PANEL_ROWS``) and the (n, 9) info array of ``rows`` (see ``_pca_project``).
+    ``PANEL_ROWS``) and the (n, PCA_INFO_COLUMNS) info array of ``rows`` (see ``_pca_project``).
 
     Projected PCA_PROJECT_ROWS rows per call, the calls in numba's threads
     with single-threaded BLAS each: each call's float64 copy of the
@@ -394,7 +395,7 @@ def _pca_features(index, rows, known=None):
     n_rows = rows.shape[0]
     fine = np.empty((n_rows, index.components.shape[1]), dtype=np.int16)
     codes = np.zeros((_round_up(n_rows, PANEL_ROWS), 2 * CODE_PAIRS), dtype=np.int16)
-    info = np.empty((n_rows, 9), dtype=np.float64)
+    info = np.empty((n_rows, PCA_INFO_COLUMNS), dtype=np.float64)
     if known is None:
         pending = None
     else:
@@ -416,7 +417,7 @@ def _pca_features(index, rows, known=None):
         positions = pending[start:stop]
         block_fine = np.empty((stop - start, fine.shape[1]), dtype=np.int16)
         block_codes = np.empty((stop - start, codes.shape[1]), dtype=np.int16)
-        block_info = np.empty((stop - start, 9), dtype=np.float64)
+        block_info = np.empty((stop - start, PCA_INFO_COLUMNS), dtype=np.float64)
         _pca_project(rows, positions, index.mean, index.components, index.n_coarse, block_fine, block_codes, block_info)
         fine[positions], codes[positions], info[positions] = block_fine, block_codes, block_info
 
@@ -489,7 +490,8 @@ def build_index(train, metric, p, locality=True, basis=None, known=None, keep_fe
                 known = (new_place[known[0]], known[1])
         index = _bound_features(train, metric, p, basis, known, keep_features)
     index.rows, index.row_ids, index.centres = train, row_ids, centres
-    index.train_scale = _largest_magnitude(train)
+    if index.kind == POOLED:  # the PCA features come with it
+        index.train_scale = _largest_magnitude(train)
     return index
 
 
@@ -552,6 +554,7 @@ def _bound_features(train, metric, p, basis=None, known=None, keep_features=Fals
         if keep_features:
             index.features = (fine, codes, info)
         index.train_info = np.ascontiguousarray(info[:, [0, 1, 2, 3, 6, 7, 8]].T)
+        index.train_scale = float(info[:, 9].max(initial=0.0))
         index.train_coarse = _pca_code_panels(codes)
         index.train_fine = fine
         # Stage-1 bounds taken in single precision unless the squared norms
@@ -707,7 +710,7 @@ def _task_features(queries, index, features, positions):
         size = positions.shape[0]
         block_fine = np.empty((size, index.train_fine.shape[1]), dtype=np.int16)
         codes = np.zeros((_round_up(size, BLOCK_QUERIES), 2 * CODE_PAIRS), dtype=np.int16)
-        block_info = np.empty((size, 9), dtype=np.float64)
+        block_info = np.empty((size, PCA_INFO_COLUMNS), dtype=np.float64)
         _pca_project(queries, positions, index.mean, index.components, index.n_coarse, block_fine, codes, block_info)
         return codes.view(np.int32), block_fine, block_info
     queries_coarse, queries_fine, query_info = features

@@ -130,6 +130,26 @@ def test_index_reuses_the_features_of_known_rows(monkeypatch, locality):
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+@pytest.mark.parametrize("locality", [False, True])
+def test_index_scale_is_the_largest_magnitude(metric, locality):
+    """The overflow checks' scale: the largest absolute value of the training
+    rows, taken by the PCA projection's pass over the rows (Euclidean), from
+    known rows' features too, or by a pass of its own (pooled)."""
+    rng = np.random.default_rng(5)
+    train = rng.standard_normal((700, 24)).astype(np.float32)
+    train[417, 3] = -37.5  # the largest magnitude, negative, in a later block
+    index = build_index(train, metric, None, locality=locality)
+    assert index.train_scale == 37.5
+    if metric == "euclidean":
+        basis = _pruning._orthonormal_basis(train, 16)
+        positions = np.array([417, 2, 650])
+        sample = build_index(train[positions], metric, None, locality=False, basis=basis, keep_features=True)
+        assert sample.train_scale == 37.5
+        known = build_index(train, metric, None, locality=locality, basis=basis, known=(positions, sample.features))
+        assert known.train_scale == 37.5
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
 def test_training_sets_spanning_several_stage1_runs(metric):
     """Stage 1 takes runs of PCA_TRAIN_BLOCK or POOLED_TRAIN_BLOCK rows, the last one shorter."""
     rng = np.random.default_rng(3)

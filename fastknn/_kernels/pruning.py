@@ -45,6 +45,9 @@ from .topk import _heap_drain_sorted, _heap_push, _heap_replace_top, _is_worse, 
 PCA = 0
 POOLED = 1
 
+# Columns of the per-row info array of the PCA features (see ``_pca_project``).
+PCA_INFO_COLUMNS = 10
+
 # Relative safety margin of the pooled bounds: float64 rounding of the sums
 # behind a bound is below n_features * 2**-53 (about 1e-11 for 1e5
 # features), so a bound shrunk by this much stays below the exact distance.
@@ -150,18 +153,25 @@ def _pca_project(rows, positions, mean, components, n_coarse, out_fine, out_code
     out_codes : ndarray of shape (n_rows, 2 * CODE_PAIRS), int16
         Stage 1's codes, of the first ``n_coarse`` coordinates alone,
         zero-padded.
-    out_info : ndarray of shape (n_rows, 9), float64
+    out_info : ndarray of shape (n_rows, PCA_INFO_COLUMNS), float64
         Squared norm of the stage-1 projection, stage-1 residual norm,
         squared norm of the centred row, stage-2 residual norm, the
         stage-1 codes' scale and error term, squared norm of the stage-2
-        projection, the stage-2 codes' scale and error term.
+        projection, the stage-2 codes' scale and error term, and the
+        largest absolute value in the row itself (taken in this pass over
+        the rows, which ``fit`` would otherwise read once more for the
+        overflow checks).
     """
     n_rows, n_features = positions.shape[0], rows.shape[1]
     centred = np.empty((n_rows, n_features), dtype=np.float64)
     for i in range(n_rows):
         row = rows[positions[i]]
+        largest = 0.0
         for f in range(n_features):
-            centred[i, f] = np.float64(row[f]) - mean[f]
+            value = np.float64(row[f])
+            centred[i, f] = value - mean[f]
+            largest = max(largest, abs(value))
+        out_info[i, 9] = largest
     projected = np.dot(centred, components)
     for i in range(n_rows):
         centred_sq = 0.0
@@ -697,7 +707,7 @@ def _make_pruned_select(kind, metric, power):
         queries_fine, train_fine : ndarray of shape (n_task | n_train, n_fine)
             Stage-2 codes of the projections (PCA, int16) or fine pooled rows
             (POOLED, float32 or float64 as the index chose).
-        query_info : ndarray of shape (n_task, 4), or (n_task, 9) for PCA, float64
+        query_info : ndarray of shape (n_task, 4), or (n_task, PCA_INFO_COLUMNS) for PCA, float64
             PCA: the ``out_info`` columns of ``_pca_project``.
         train_info : ndarray of shape (4, n_train), or (7, n_train) for PCA, float64
             PCA: squared norm of the stage-1 projection, stage-1 residual norm,
