@@ -38,8 +38,9 @@ from .._config import jit
 #: Query rows per band: the unit of early abandoning. A band recomputes
 #: ``2 * radius`` rows of ``D_d`` shared with its neighbours and runs longer
 #: vector loops when taller, but abandons later; 7 was the fastest of 2, 4,
-#: 7 and 14 on the packaged digits (see docs/performance.rst).
-BAND_ROWS = 14
+#: 7 and 14 on the packaged digits, and of 4, 5, 6, 7, 10 and 14 on a Zen 3
+#: with AVX2, where 14 re-ranked 1.2 times slower (see docs/performance.rst).
+BAND_ROWS = 7
 
 
 @jit()
