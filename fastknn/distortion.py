@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._kernels.distortion import BAND_ROWS, _band_energy, _rerank, _sobel_gradients
+from ._kernels.distortion import BAND_ROWS, _band_energy, _layout, _rerank, _sobel_gradients
 from ._kernels.vote import INVERSE_DISTANCE, UNIFORM
 from ._search import class_votes, run_query_blocks, run_row_blocks, thread_limit
 from ._classification import KNNClassifier
@@ -92,40 +92,41 @@ def _check_n_features(n_features, shape, name="X"):
 # --------------------------------------------------------------------------
 # the per-image preparation shared by fit, predict and the functions
 # --------------------------------------------------------------------------
-def _gradients(images, shape, pad):
-    """Padded Sobel gradients of ``(n, height * width)`` rows, float32."""
+def _gradients(images, shape, radius):
+    """Padded Sobel gradients of ``(n, height * width)`` rows, float32 (see ``_kernels.distortion``)."""
     height, width = shape
     images = np.require(images, np.float32, ["C_CONTIGUOUS", "WRITEABLE"]).reshape(-1, height, width)
-    out = np.zeros((images.shape[0], 2, height + 2 * pad, width + 2 * pad), dtype=np.float32)
+    top, stride, n_rows = _layout(height, width, radius)
+    out = np.zeros((images.shape[0], 2, n_rows, stride), dtype=np.float32)
 
     def gradients_block(first, last):
-        _sobel_gradients(images[first:last], pad, out[first:last])
+        _sobel_gradients(images[first:last], top, out[first:last])
 
     run_row_blocks(gradients_block, images.shape[0], min_rows=_IMAGE_BLOCK)
     return out
 
 
-def _bands(gradients, shape, pad, radius):
+def _bands(gradients, shape, radius):
     """Each image's bands by decreasing gradient energy, equal energies by band (see ``_kernels.distortion``)."""
     energy = np.empty((gradients.shape[0], -(-shape[0] // BAND_ROWS)), dtype=np.float64)
 
     def energy_block(first, last):
-        _band_energy(gradients[first:last], shape[0], pad, radius, energy[first:last])
+        _band_energy(gradients[first:last], shape[0], radius, energy[first:last])
 
     run_row_blocks(energy_block, gradients.shape[0], min_rows=_IMAGE_BLOCK)
     return np.argsort(-energy, axis=1, kind="stable")
 
 
-def _column_penalties(width, pad, warp):
+def _column_penalties(width, stride, warp):
     """0 where a displacement keeps a pixel inside the image, infinity elsewhere.
 
-    A float32 array of shape ``(2 warp + 1, BAND_ROWS * (width + 2 pad))``:
-    row ``dc + warp`` holds, at flat position ``t`` of a band (padded column
-    ``t % (width + 2 pad)``), 0 when the image column ``j`` there and
-    ``j + dc`` are both inside the image (see ``_kernels.distortion._band_minima``).
+    A float32 array of shape ``(2 warp + 1, BAND_ROWS * stride)``, with
+    ``stride`` the padded row of ``_kernels.distortion._layout``: row ``dc + warp`` holds, at
+    flat position ``t`` of a band (column ``j = t % stride``), 0 when the
+    image column ``j`` and ``j + dc`` are both inside the image (see
+    ``_kernels.distortion._band_minima``).
     """
-    padded_width = width + 2 * pad
-    column = np.arange(BAND_ROWS * padded_width) % padded_width - pad
+    column = np.arange(BAND_ROWS * stride) % stride
     shifted = column + np.arange(-warp, warp + 1)[:, None]
     inside = (column >= 0) & (column < width) & (shifted >= 0) & (shifted < width)
     return np.where(inside, np.float32(0.0), np.float32(np.inf)).astype(np.float32)
@@ -138,25 +139,24 @@ def _rerank_chunks(queries, candidates, train_gradients, n_neighbors, model, *, 
     int64 training indices of shape ``(n_queries, n_neighbors)``.
     """
     warp, radius, shape = model
-    pad = radius + warp
     n_queries = queries.shape[0]
     distances = np.empty((n_queries, n_neighbors), dtype=np.float64)
     indices = np.empty((n_queries, n_neighbors), dtype=np.int64)
     candidates = np.ascontiguousarray(candidates, dtype=np.int64)
-    penalties = _column_penalties(shape[1], pad, warp)
+    penalties = _column_penalties(shape[1], _layout(shape[0], shape[1], radius)[1], warp)
 
     def rerank_block(first, last, gradients, order, candidates, distances, indices):
         _rerank(
             gradients[first:last], order[first:last], train_gradients, candidates[first:last], shape[0], shape[1],
-            pad, radius, warp, penalties, abandon, distances[first:last], indices[first:last],
+            radius, warp, penalties, abandon, distances[first:last], indices[first:last],
         )
 
     for start in range(0, n_queries, _QUERY_CHUNK):
         chunk = slice(start, min(start + _QUERY_CHUNK, n_queries))
-        gradients = _gradients(queries[chunk], shape, pad)
+        gradients = _gradients(queries[chunk], shape, radius)
         run_query_blocks(
             rerank_block, gradients.shape[0], _RERANK_BLOCK, numba.get_num_threads(), gradients,
-            _bands(gradients, shape, pad, radius), candidates[chunk], distances[chunk], indices[chunk],
+            _bands(gradients, shape, radius), candidates[chunk], distances[chunk], indices[chunk],
         )
     return distances, indices
 
@@ -228,10 +228,9 @@ def idm_distances(X, Y, *, warp=2, context_size=3, image_shape=(28, 28), n_jobs=
     _check_n_features(X.shape[1], shape, "X")
     _check_n_features(Y.shape[1], shape, "Y")
     n_references = Y.shape[0]
-    pad = radius + warp_
     with thread_limit(n_jobs):
         candidates = np.broadcast_to(np.arange(n_references, dtype=np.int64), (X.shape[0], n_references))
-        distances, indices = _rerank_chunks(X, candidates, _gradients(Y, shape, pad), n_references, model, abandon=False)
+        distances, indices = _rerank_chunks(X, candidates, _gradients(Y, shape, radius), n_references, model, abandon=False)
     out = np.empty_like(distances)
     np.put_along_axis(out, indices, distances, axis=1)
     return out
@@ -286,9 +285,11 @@ def idm_displacements(query, reference, *, warp=2, context_size=3, image_shape=(
         if image.size != height * width or image.ndim not in (1, 2) or (image.ndim == 2 and image.shape != shape):
             raise ValueError(f"{name} must hold one image of shape {shape}, got an array of shape {image.shape}.")
         pair.append(image.reshape(1, -1))
+    top = _layout(height, width, radius)[0]
+    gradients = _gradients(np.vstack(pair), shape, radius)[:, :, top : top + height, :width]
+    # Zero borders of radius + warp on every side: any window and context stays inside.
     pad = radius + warp
-    gradients = _gradients(np.vstack(pair), shape, pad).astype(np.float64)
-    q, r = gradients[0], gradients[1]
+    q, r = np.pad(gradients.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     # Offsets by length, then row-major: np.argmin keeps the first minimum.
     offsets = sorted(
         ((dr, dc) for dr in range(-warp, warp + 1) for dc in range(-warp, warp + 1)),
@@ -375,8 +376,8 @@ class DistortionKNNClassifier(ClassifierMixin, BaseEstimator):
     can change with ``n_candidates``.
 
     ``fit`` computes each training image's Sobel gradients once and keeps
-    them zero-padded in float32 (9.2 KB a 28x28 image at ``warp=2``, three
-    times the image). ``predict`` scores candidates in Euclidean
+    them zero-padded in float32 (7.2 KB a 28x28 image at ``context_size=3``,
+    whatever the warp: 2.3 times the image). ``predict`` scores candidates in Euclidean
     order and abandons one as soon as its partial sum exceeds the current
     ``n_neighbors``-th best, which never changes the answer.
 
@@ -467,7 +468,7 @@ class DistortionKNNClassifier(ClassifierMixin, BaseEstimator):
         self._model = model
         warp, radius, shape = model
         with thread_limit(self.n_jobs):
-            self._train_gradients = _gradients(X, shape, radius + warp)
+            self._train_gradients = _gradients(X, shape, radius)
         n_candidates = min(self.n_candidates, self.n_samples_fit_)
         self._euclidean = KNNClassifier(n_candidates, metric="euclidean", n_jobs=self.n_jobs).fit(X, encoded)
         return self
@@ -501,6 +502,14 @@ class DistortionKNNClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 "Expected n_neighbors <= n_samples_fit, but "
                 f"n_neighbors = {n_neighbors}, n_samples_fit = {self.n_samples_fit_}"
+            )
+        _, radius, (height, width) = self._model
+        _, stride, n_rows = _layout(height, width, radius)
+        if self._train_gradients.shape[2:] != (n_rows, stride):
+            # A model pickled by a fastknn whose kernels padded the gradients otherwise.
+            raise ValueError(
+                "This DistortionKNNClassifier was fitted by another version of fastknn, whose re-ranking "
+                "kept the training images in another layout; fit it again with this version."
             )
         n_candidates = self._euclidean.n_neighbors
         if n_neighbors > n_candidates:

@@ -10,7 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import naive
 from fastknn import DistortionKNNClassifier, kneighbors
 from fastknn.augment import Deskew, deskew
-from fastknn._kernels.distortion import BAND_ROWS
+from fastknn._kernels.distortion import BAND_ROWS, _layout
 from fastknn.distortion import (
     _bands,
     _column_penalties,
@@ -136,26 +136,26 @@ def test_early_abandoning_never_changes_the_top_k(digits_small, fitted):
 def test_bands_come_by_decreasing_gradient_energy_ties_by_band():
     # Three bands of an image 3 * BAND_ROWS rows high: strokes in the last
     # band, then the first; a blank image ties every band.
-    shape, pad, radius = (3 * BAND_ROWS, 9), 3, 1
+    shape, radius = (3 * BAND_ROWS, 9), 1
+    top = _layout(*shape, radius)[0]
     images = np.zeros((2, shape[0], shape[1]))
     images[0, 2 * BAND_ROWS + 4 : 2 * BAND_ROWS + 9, 2:7] = 1.0
     images[0, 3:5, 3] = 1.0
-    gradients = _gradients(images.reshape(2, -1), shape, pad)
-    order = _bands(gradients, shape, pad, radius)
-    rows = [slice(pad + b * BAND_ROWS - radius, pad + (b + 1) * BAND_ROWS + radius) for b in range(3)]
+    gradients = _gradients(images.reshape(2, -1), shape, radius)
+    order = _bands(gradients, shape, radius)
+    rows = [slice(top + b * BAND_ROWS - radius, top + (b + 1) * BAND_ROWS + radius) for b in range(3)]
     energy = np.array([[(gradients[n, :, band].astype(np.float64) ** 2).sum() for band in rows] for n in range(2)])
     assert_array_equal(order, np.argsort(-energy, axis=1, kind="stable"))
     assert order[0].tolist() == [2, 0, 1] and order[1].tolist() == [0, 1, 2]
 
 
 def test_column_penalties_keep_matches_inside_the_image():
-    width, pad, warp = 5, 3, 2
-    penalties = _column_penalties(width, pad, warp)
-    padded_width = width + 2 * pad
-    assert penalties.dtype == np.float32 and penalties.shape == (2 * warp + 1, BAND_ROWS * padded_width)
+    width, stride, warp = 5, 6, 2
+    penalties = _column_penalties(width, stride, warp)
+    assert penalties.dtype == np.float32 and penalties.shape == (2 * warp + 1, BAND_ROWS * stride)
     for dc in range(-warp, warp + 1):
-        for t in range(BAND_ROWS * padded_width):
-            j = t % padded_width - pad
+        for t in range(BAND_ROWS * stride):
+            j = t % stride
             inside = 0 <= j < width and 0 <= j + dc < width
             assert penalties[dc + warp, t] == (0.0 if inside else np.inf)
 
@@ -180,7 +180,7 @@ def test_equal_idm_distances_are_ordered_by_training_index():
     from fastknn.distortion import _check_model, _gradients
 
     model = _check_model(1, 3, shape)
-    gradients = _gradients(train, shape, 2)
+    gradients = _gradients(train, shape, 1)
     query = base[0][None].astype(np.float32)
     for order in ([4, 3, 1, 0, 2], [0, 1, 2, 3, 4], [2, 4, 0, 3, 1]):
         distances, indices = _rerank_chunks(query, np.array([order]), gradients, 3, model)
@@ -264,6 +264,17 @@ def test_queries_in_several_chunks_and_pickling(digits_small, fitted, monkeypatc
         assert_array_equal(got, want)
     restored = pickle.loads(pickle.dumps(fitted))
     assert_array_equal(restored.kneighbors(X_test)[1], expected[1])
+
+
+def test_a_model_with_gradients_in_another_layout_is_refused(digits_small, fitted):
+    # As a model pickled by a fastknn that padded each row on both sides.
+    import copy
+
+    _, _, X_test, _ = digits_small
+    old = copy.copy(fitted)
+    old._train_gradients = np.pad(fitted._train_gradients, ((0, 0), (0, 0), (1, 2), (2, 3)))
+    with pytest.raises(ValueError, match="another version of fastknn.*fit it again"):
+        old.predict(X_test)
 
 
 def test_non_square_images_and_n_jobs(digits_small):

@@ -8,10 +8,19 @@ the image). A context is the ``context_size x context_size`` neighbourhood of
 the horizontal and vertical Sobel gradients, zero outside the image.
 
 Layout
-    Each image is kept as its two gradient images, zero-padded by
-    ``pad = radius + warp`` pixels on every side: float32, shape
-    ``(n_images, 2, height + 2 pad, width + 2 pad)``. Contexts are never
-    stored (18 floats a pixel at 3x3, six times the padded gradients).
+    Each image is kept as its two gradient images in a padded float32 array
+    of shape ``(n_images, 2, n_rows, stride)`` (:func:`_layout`): pixel
+    ``(i, j)`` at row ``top + i``, column ``j``, with ``top = radius + 1``
+    zero rows above the image, ``radius`` below, and a zero gutter of
+    ``radius`` columns right of each row, ``stride = width + radius``. The
+    kernels read the array flat, where column ``-c`` of a row is column
+    ``stride - c`` of the row above: one gutter serves as the right border
+    of one row and the left border of the next, which is all a context
+    reads at a pixel whose match is inside the image (the matches outside
+    are kept out by a penalty, see :func:`_band_minima`). The flat loops
+    run over ``stride`` floats a row instead of ``width + 2 (radius +
+    warp)`` with a border on each side: 29 instead of 34 on the digits.
+    Contexts are never stored (18 floats a pixel at 3x3).
 
 Shift formulation
     With ``D_d(q) = |g_Q(q) - g_R(q + d)|^2`` summed over both gradients, the
@@ -44,17 +53,26 @@ BAND_ROWS = 7
 
 
 @jit()
-def _sobel_gradients(images, pad, out):
+def _layout(height, width, radius):
+    """``(top, stride, n_rows)`` of the padded gradients (see the module's Layout)."""
+    top = radius + 1
+    stride = width + radius
+    return top, stride, top + height + radius
+
+
+@jit()
+def _sobel_gradients(images, top, out):
     """Horizontal and vertical Sobel gradients, zero-padded.
 
     Parameters
     ----------
     images : float32 array of shape (n_images, height, width)
         Pixel values, C-contiguous; pixels outside the image count as 0.
-    pad : int
-        Zero border of ``out`` on every side.
-    out : float32 array of shape (n_images, 2, height + 2 pad, width + 2 pad)
-        Zero on entry (its border stays so). Filled at the image's pixels:
+    top : int
+        Zero rows of ``out`` above the image.
+    out : float32 array of shape (n_images, 2, n_rows, stride)
+        Zero on entry, laid out as :func:`_layout` says (its padding stays
+        zero). Filled at the image's pixels, ``(top + i, j)``:
         channel 0 the derivative along columns
         (``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]``), channel 1 along rows (its
         transpose).
@@ -81,39 +99,41 @@ def _sobel_gradients(images, pad, out):
                         v = images[n, r, c]
                         gx += row_weight * dj * v
                         gy += col_weight * di * v
-                out[n, 0, pad + i, pad + j] = gx
-                out[n, 1, pad + i, pad + j] = gy
+                out[n, 0, top + i, j] = gx
+                out[n, 1, top + i, j] = gy
 
 
 @jit(fastmath=True)
-def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp, penalties, buffers, minima):
+def _band_minima(query, reference, row0, row1, height, width, radius, warp, penalties, buffers, minima):
     """Smallest context distance of each pixel of one band, over the window.
 
     Parameters
     ----------
-    query, reference : float32 arrays of shape (2, (height + 2 pad) * (width + 2 pad))
-        Padded gradients of the query and of the reference, flattened.
+    query, reference : float32 arrays of shape (2, n_rows * stride)
+        Padded gradients of the query and of the reference, flattened
+        (:func:`_layout`).
     row0, row1 : int
         The band: query rows ``row0:row1``.
-    penalties : float32 array of shape (2 warp + 1, BAND_ROWS * (width + 2 pad))
-        Row ``dc + warp`` holds, at flat position ``t`` of a band (padded
-        column ``t % (width + 2 pad)``), 0 when the image column ``j`` there
+    penalties : float32 array of shape (2 warp + 1, BAND_ROWS * stride)
+        Row ``dc + warp`` holds, at flat position ``t`` of a band (column
+        ``j = t % stride``), 0 when the image column ``j`` there
         and ``j + dc`` are both inside the image, else infinity (built by
         ``fastknn.distortion._column_penalties``). Added to a cost before
         the minimum, it keeps out matches across the left and right borders
         without a branch in the vectorised loop.
-    buffers : float32 array of shape (3, (BAND_ROWS + 2 radius) * (width + 2 pad))
+    buffers : float32 array of shape (3, (BAND_ROWS + 2 radius + 1) * stride)
         Scratch for ``D_d`` and its horizontal and vertical box sums.
-    minima : float32 array of shape (BAND_ROWS * (width + 2 pad),)
+    minima : float32 array of shape (BAND_ROWS * stride,)
         Output, flat with the padded row stride: pixel ``(i, j)`` at
-        ``(i - row0) * (width + 2 pad) + pad + j``, for ``row0 <= i < row1``
-        and ``0 <= j < width``. Other entries are scratch.
+        ``(i - row0) * stride + j``, for ``row0 <= i < row1`` and
+        ``0 <= j < width``. Other entries are scratch.
 
     The loops run over the band as one flat range of the padded images,
     a few hundred contiguous floats: rows of 28 pixels alone are too short
     for LLVM's vectorised loops, which then run their scalar remainder
-    only. Entries at padded columns that no pixel of the band reads are
-    computed and ignored.
+    only. Entries in the gutter, and those of matches outside the image
+    (which read a neighbouring row), are computed and then ignored or
+    masked by the penalty.
 
     The running minima take ``np.fmin`` (the same value: no cost is NaN):
     LLVM compiles ``m[k] = min(m[k], cost)`` to a masked store, which AVX2
@@ -123,9 +143,9 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
     (``NUMBA_CPU_NAME=haswell``, a Zen 4), 0.54 to 0.57 s instead of 0.64 s
     for AVX-512.
     """
-    padded_width = width + 2 * pad
+    top, stride, _ = _layout(height, width, radius)
     for i in range(row1 - row0):
-        minima[i * padded_width + pad : i * padded_width + pad + width] = np.inf
+        minima[i * stride : i * stride + width] = np.inf
     d_buf = buffers[0]
     h_buf = buffers[1]
     v_buf = buffers[2]
@@ -140,10 +160,10 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
             c1 = min(width, width - dc)
             # D_d from image pixel (r0 - radius, c0 - radius) to
             # (r1 - 1 + radius, c1 - 1 + radius), flat in the padded layout.
-            start = (pad + r0 - radius) * padded_width + pad + c0 - radius
-            stop = (pad + r1 - 1 + radius) * padded_width + pad + c1 + radius
+            start = (top + r0 - radius) * stride + c0 - radius
+            stop = (top + r1 - 1 + radius) * stride + c1 + radius
             n_d = stop - start
-            shift = dr * padded_width + dc
+            shift = dr * stride + dc
             q0 = query[0, start:stop]
             q1 = query[1, start:stop]
             g0 = reference[0, start + shift : stop + shift]
@@ -156,14 +176,14 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
             # (r0, c0) plus k flat positions is at k. The common 3x3 context
             # runs as two fused loops instead of five passes.
             n_h = n_d - 2 * radius
-            n_v = n_h - 2 * radius * padded_width
-            m = minima[(r0 - row0) * padded_width + pad + c0 :]
-            penalty = penalties[dc + warp, pad + c0 :]
+            n_v = n_h - 2 * radius * stride
+            m = minima[(r0 - row0) * stride + c0 :]
+            penalty = penalties[dc + warp, c0:]
             if radius == 1:
                 for k in range(n_h):
                     h_buf[k] = d_buf[k] + d_buf[k + 1] + d_buf[k + 2]
-                h_mid = h_buf[padded_width:]
-                h_low = h_buf[2 * padded_width :]
+                h_mid = h_buf[stride:]
+                h_low = h_buf[2 * stride :]
                 for k in range(n_v):
                     m[k] = np.fmin(m[k], h_buf[k] + h_mid[k] + h_low[k] + penalty[k])
                 continue
@@ -175,7 +195,7 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
             for k in range(n_v):
                 v_buf[k] = h_buf[k]
             for o in range(1, 2 * radius + 1):
-                offset = o * padded_width
+                offset = o * stride
                 for k in range(n_v):
                     v_buf[k] += h_buf[k + offset]
             for k in range(n_v):
@@ -183,12 +203,13 @@ def _band_minima(query, reference, row0, row1, height, width, pad, radius, warp,
 
 
 @jit()
-def _band_energy(gradients, height, pad, radius, energy):
+def _band_energy(gradients, height, radius, energy):
     """The gradient energy of each band of each image, which orders the bands.
 
     Parameters
     ----------
-    gradients : float32 array of shape (n_images, 2, height + 2 pad, width + 2 pad)
+    gradients : float32 array of shape (n_images, 2, n_rows, stride)
+        Padded as :func:`_layout` says.
     energy : float64 array of shape (n_images, n_bands)
         Filled with each band's sum of squared gradients over the rows its
         contexts read. The driver sums the bands by decreasing energy (equal
@@ -201,12 +222,13 @@ def _band_energy(gradients, height, pad, radius, energy):
     """
     n_images = gradients.shape[0]
     n_bands = energy.shape[1]
+    top, _, _ = _layout(height, gradients.shape[3] - radius, radius)
     for n in range(n_images):
         for band in range(n_bands):
             row0 = band * BAND_ROWS
             row1 = min(row0 + BAND_ROWS, height)
             total = 0.0
-            for r in range(pad + row0 - radius, pad + row1 + radius):
+            for r in range(top + row0 - radius, top + row1 + radius):
                 for c in range(gradients.shape[3]):
                     g0 = np.float64(gradients[n, 0, r, c])
                     g1 = np.float64(gradients[n, 1, r, c])
@@ -222,7 +244,6 @@ def _rerank(
     candidates,
     height,
     width,
-    pad,
     radius,
     warp,
     penalties,
@@ -234,11 +255,12 @@ def _rerank(
 
     Parameters
     ----------
-    query_gradients : float32 array of shape (n_queries, 2, height + 2 pad, width + 2 pad)
+    query_gradients : float32 array of shape (n_queries, 2, n_rows, stride)
+        Padded as :func:`_layout` says.
     query_band_order : int64 array of shape (n_queries, n_bands)
         The order in which bands are summed (by decreasing
         :func:`_band_energy`).
-    train_gradients : float32 array of shape (n_train, 2, height + 2 pad, width + 2 pad)
+    train_gradients : float32 array of shape (n_train, 2, n_rows, stride)
     candidates : int64 array of shape (n_queries, n_candidates)
         Training indices to score for each query, in the order scored (best
         first: early candidates tighten the bound sooner).
@@ -259,10 +281,11 @@ def _rerank(
     n_queries, n_candidates = candidates.shape
     n_neighbors = out_distances.shape[1]
     n_bands = query_band_order.shape[1]
-    padded_width = width + 2 * pad
-    n_flat = (height + 2 * pad) * padded_width
-    buffers = np.empty((3, (BAND_ROWS + 2 * radius) * padded_width), dtype=np.float32)
-    minima = np.empty(BAND_ROWS * padded_width, dtype=np.float32)
+    _, stride, n_rows = _layout(height, width, radius)
+    n_flat = n_rows * stride
+    # D_d of a band spans BAND_ROWS + 2 radius rows and radius floats more.
+    buffers = np.empty((3, (BAND_ROWS + 2 * radius + 1) * stride), dtype=np.float32)
+    minima = np.empty(BAND_ROWS * stride, dtype=np.float32)
     for q in range(n_queries):
         best = out_distances[q]
         best_index = out_indices[q]
@@ -279,12 +302,12 @@ def _rerank(
                 row0 = query_band_order[q, b] * BAND_ROWS
                 row1 = min(row0 + BAND_ROWS, height)
                 _band_minima(
-                    query, reference, row0, row1, height, width, pad, radius, warp, penalties, buffers, minima
+                    query, reference, row0, row1, height, width, radius, warp, penalties, buffers, minima
                 )
                 for i in range(row1 - row0):
                     band_row = 0.0
                     for j in range(width):
-                        band_row += minima[i * padded_width + pad + j]
+                        band_row += minima[i * stride + j]
                     total += band_row
                 if total > bound:
                     break
