@@ -376,8 +376,8 @@ class DistortionKNNClassifier(ClassifierMixin, BaseEstimator):
     can change with ``n_candidates``.
 
     ``fit`` computes each training image's Sobel gradients once and keeps
-    them zero-padded in float32 (7.2 KB a 28x28 image at ``context_size=3``,
-    whatever the warp: 2.3 times the image). ``predict`` scores candidates in Euclidean
+    them zero-padded in float32 (7.4 KB a 28x28 image at ``context_size=3``,
+    whatever the warp: 2.4 times the image). ``predict`` scores candidates in Euclidean
     order and abandons one as soon as its partial sum exceeds the current
     ``n_neighbors``-th best, which never changes the answer.
 

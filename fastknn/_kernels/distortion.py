@@ -11,15 +11,17 @@ Layout
     Each image is kept as its two gradient images in a padded float32 array
     of shape ``(n_images, 2, n_rows, stride)`` (:func:`_layout`): pixel
     ``(i, j)`` at row ``top + i``, column ``j``, with ``top = radius + 1``
-    zero rows above the image, ``radius`` below, and a zero gutter of
+    zero rows above the image, ``radius + 1`` below, and a zero gutter of
     ``radius`` columns right of each row, ``stride = width + radius``. The
     kernels read the array flat, where column ``-c`` of a row is column
     ``stride - c`` of the row above: one gutter serves as the right border
     of one row and the left border of the next, which is all a context
     reads at a pixel whose match is inside the image (the matches outside
-    are kept out by a penalty, see :func:`_band_minima`). The flat loops
-    run over ``stride`` floats a row instead of ``width + 2 (radius +
-    warp)`` with a border on each side: 29 instead of 34 on the digits.
+    are kept out by a penalty, see :func:`_band_minima`); the last zero
+    row takes the one float that a pair of displacements reads past the
+    others. The flat loops run over ``stride`` floats a row instead of
+    ``width + 2 (radius + warp)`` with a border on each side: 29 instead
+    of 34 on the digits.
     Contexts are never stored (18 floats a pixel at 3x3).
 
 Shift formulation
@@ -28,7 +30,8 @@ Shift formulation
     ``D_d`` over ``p``'s context. So for each of the ``(2 warp + 1)^2``
     displacements the kernel computes ``D_d`` row by row (contiguous,
     vectorised loops), box-filters it (separably) and keeps the running
-    minimum per pixel. Rows are processed in bands of :data:`BAND_ROWS`, so
+    minimum per pixel; with 3x3 contexts, two displacements of a row at a
+    time. Rows are processed in bands of :data:`BAND_ROWS`, so
     that a candidate's partial sum is known after each band and the
     candidate can be abandoned early.
 
@@ -57,7 +60,7 @@ def _layout(height, width, radius):
     """``(top, stride, n_rows)`` of the padded gradients (see the module's Layout)."""
     top = radius + 1
     stride = width + radius
-    return top, stride, top + height + radius
+    return top, stride, top + height + radius + 1
 
 
 @jit()
@@ -121,8 +124,9 @@ def _band_minima(query, reference, row0, row1, height, width, radius, warp, pena
         ``fastknn.distortion._column_penalties``). Added to a cost before
         the minimum, it keeps out matches across the left and right borders
         without a branch in the vectorised loop.
-    buffers : float32 array of shape (3, (BAND_ROWS + 2 radius + 1) * stride)
-        Scratch for ``D_d`` and its horizontal and vertical box sums.
+    buffers : float32 array of shape (4, (BAND_ROWS + 2 radius + 1) * stride)
+        Scratch for ``D_d`` and its horizontal and vertical box sums (and
+        those of a second displacement).
     minima : float32 array of shape (BAND_ROWS * stride,)
         Output, flat with the padded row stride: pixel ``(i, j)`` at
         ``(i - row0) * stride + j``, for ``row0 <= i < row1`` and
@@ -155,7 +159,53 @@ def _band_minima(query, reference, row0, row1, height, width, radius, warp, pena
         r1 = min(row1, height - dr)
         if r0 >= r1:
             continue
-        for dc in range(-warp, warp + 1):
+        first_single = -warp
+        if radius == 1:
+            # 3x3 contexts: displacements dc and dc + 1 in one pass, which
+            # loads the query's gradients and the running minima once for
+            # both. Their columns are the union of the two (one more for
+            # one of them, masked by its penalty; its reads reach one float
+            # further, into the layout's extra zero row).
+            for dc in range(-warp, warp, 2):
+                c0 = max(0, -dc - 1)
+                c1 = min(width, width - dc)
+                start = (top + r0 - 1) * stride + c0 - 1
+                stop = (top + r1) * stride + c1 + 1
+                n_d = stop - start
+                shift = dr * stride + dc
+                q0 = query[0, start:stop]
+                q1 = query[1, start:stop]
+                g0 = reference[0, start + shift : stop + shift]
+                g1 = reference[1, start + shift : stop + shift]
+                next_g0 = reference[0, start + shift + 1 : stop + shift + 1]
+                next_g1 = reference[1, start + shift + 1 : stop + shift + 1]
+                next_d = buffers[3]
+                for k in range(n_d):
+                    a = q0[k] - g0[k]
+                    b = q1[k] - g1[k]
+                    next_a = q0[k] - next_g0[k]
+                    next_b = q1[k] - next_g1[k]
+                    d_buf[k] = a * a + b * b
+                    next_d[k] = next_a * next_a + next_b * next_b
+                n_h = n_d - 2
+                n_v = n_h - 2 * stride
+                next_h = buffers[2]
+                for k in range(n_h):
+                    h_buf[k] = d_buf[k] + d_buf[k + 1] + d_buf[k + 2]
+                    next_h[k] = next_d[k] + next_d[k + 1] + next_d[k + 2]
+                m = minima[(r0 - row0) * stride + c0 :]
+                penalty = penalties[dc + warp, c0:]
+                next_penalty = penalties[dc + 1 + warp, c0:]
+                h_mid = h_buf[stride:]
+                h_low = h_buf[2 * stride :]
+                next_mid = next_h[stride:]
+                next_low = next_h[2 * stride :]
+                for k in range(n_v):
+                    cost = h_buf[k] + h_mid[k] + h_low[k] + penalty[k]
+                    next_cost = next_h[k] + next_mid[k] + next_low[k] + next_penalty[k]
+                    m[k] = np.fmin(m[k], np.fmin(cost, next_cost))
+            first_single = warp
+        for dc in range(first_single, warp + 1):
             c0 = max(0, -dc)
             c1 = min(width, width - dc)
             # D_d from image pixel (r0 - radius, c0 - radius) to
@@ -284,7 +334,7 @@ def _rerank(
     _, stride, n_rows = _layout(height, width, radius)
     n_flat = n_rows * stride
     # D_d of a band spans BAND_ROWS + 2 radius rows and radius floats more.
-    buffers = np.empty((3, (BAND_ROWS + 2 * radius + 1) * stride), dtype=np.float32)
+    buffers = np.empty((4, (BAND_ROWS + 2 * radius + 1) * stride), dtype=np.float32)
     minima = np.empty(BAND_ROWS * stride, dtype=np.float32)
     for q in range(n_queries):
         best = out_distances[q]
