@@ -106,6 +106,25 @@ def _sobel_gradients(images, top, out):
                 out[n, 1, top + i, j] = gy
 
 
+@jit(inline=True)
+def _span(query, reference, top, stride, r0, r1, c0, c1, radius, shift):
+    """Where ``D_d`` is needed for the output pixels ``r0:r1, c0:c1``.
+
+    Returns the query's two flat gradients from image pixel
+    ``(r0 - radius, c0 - radius)`` to ``(r1 - 1 + radius, c1 - 1 + radius)``
+    (the contexts of those pixels), and the reference's over the same span
+    moved by ``shift`` flat positions (``dr * stride + dc``).
+    """
+    start = (top + r0 - radius) * stride + c0 - radius
+    stop = (top + r1 - 1 + radius) * stride + c1 + radius
+    return (
+        query[0, start:stop],
+        query[1, start:stop],
+        reference[0, start + shift : stop + shift],
+        reference[1, start + shift : stop + shift],
+    )
+
+
 @jit(fastmath=True)
 def _band_minima(query, reference, row0, row1, height, width, radius, warp, penalties, buffers, minima):
     """Smallest context distance of each pixel of one band, over the window.
@@ -169,16 +188,10 @@ def _band_minima(query, reference, row0, row1, height, width, radius, warp, pena
             for dc in range(-warp, warp, 2):
                 c0 = max(0, -dc - 1)
                 c1 = min(width, width - dc)
-                start = (top + r0 - 1) * stride + c0 - 1
-                stop = (top + r1) * stride + c1 + 1
-                n_d = stop - start
                 shift = dr * stride + dc
-                q0 = query[0, start:stop]
-                q1 = query[1, start:stop]
-                g0 = reference[0, start + shift : stop + shift]
-                g1 = reference[1, start + shift : stop + shift]
-                next_g0 = reference[0, start + shift + 1 : stop + shift + 1]
-                next_g1 = reference[1, start + shift + 1 : stop + shift + 1]
+                q0, q1, g0, g1 = _span(query, reference, top, stride, r0, r1, c0, c1, 1, shift)
+                _, _, next_g0, next_g1 = _span(query, reference, top, stride, r0, r1, c0, c1, 1, shift + 1)
+                n_d = q0.shape[0]
                 next_d = buffers[3]
                 for k in range(n_d):
                     a = q0[k] - g0[k]
@@ -208,16 +221,9 @@ def _band_minima(query, reference, row0, row1, height, width, radius, warp, pena
         for dc in range(first_single, warp + 1):
             c0 = max(0, -dc)
             c1 = min(width, width - dc)
-            # D_d from image pixel (r0 - radius, c0 - radius) to
-            # (r1 - 1 + radius, c1 - 1 + radius), flat in the padded layout.
-            start = (top + r0 - radius) * stride + c0 - radius
-            stop = (top + r1 - 1 + radius) * stride + c1 + radius
-            n_d = stop - start
             shift = dr * stride + dc
-            q0 = query[0, start:stop]
-            q1 = query[1, start:stop]
-            g0 = reference[0, start + shift : stop + shift]
-            g1 = reference[1, start + shift : stop + shift]
+            q0, q1, g0, g1 = _span(query, reference, top, stride, r0, r1, c0, c1, radius, shift)
+            n_d = q0.shape[0]
             for k in range(n_d):
                 a = q0[k] - g0[k]
                 b = q1[k] - g1[k]
