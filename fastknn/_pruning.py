@@ -71,6 +71,9 @@ AUTO_FINE_COMPONENTS = 80
 PCA_SAMPLE = 1024
 # Training rows projected per call at fit (see ``_pca_features``).
 PCA_PROJECT_ROWS = 1024
+# Rows with at most this share of non-zero features are projected through
+# their non-zeros rather than in the matrix product (see ``_pca_project``).
+SPARSE_PROJECTION_SHARE = 0.25
 # Block sides of the pooled stages for square images; flat rows use groups
 # of COARSE_BLOCK**2 and FINE_BLOCK**2 consecutive features.
 COARSE_BLOCK = 4
@@ -406,25 +409,34 @@ def _pca_features(index, rows, known=None):
         is_pending = np.ones(n_rows, dtype=bool)
         is_pending[known_positions] = False
         pending = np.flatnonzero(is_pending)
+    sparse_limit = sparse_projection_limit(rows.shape[1])
 
     def project(start, stop):
         if pending is None:
             _pca_project(
-                rows, np.arange(start, stop), index.mean, index.components, index.n_coarse, fine[start:stop],
-                codes[start:stop], info[start:stop],
+                rows, np.arange(start, stop), index.mean, index.components, index.n_coarse, sparse_limit,
+                fine[start:stop], codes[start:stop], info[start:stop],
             )
             return
         positions = pending[start:stop]
         block_fine = np.empty((stop - start, fine.shape[1]), dtype=np.int16)
         block_codes = np.empty((stop - start, codes.shape[1]), dtype=np.int16)
         block_info = np.empty((stop - start, PCA_INFO_COLUMNS), dtype=np.float64)
-        _pca_project(rows, positions, index.mean, index.components, index.n_coarse, block_fine, block_codes, block_info)
+        _pca_project(
+            rows, positions, index.mean, index.components, index.n_coarse, sparse_limit, block_fine, block_codes,
+            block_info,
+        )
         fine[positions], codes[positions], info[positions] = block_fine, block_codes, block_info
 
     with blas_limit(1):
         n_pending = n_rows if pending is None else pending.shape[0]
         run_query_blocks(project, n_pending, PCA_PROJECT_ROWS, numba.get_num_threads())
     return fine, codes, info
+
+
+def sparse_projection_limit(n_features):
+    """Most non-zero features of a row that ``_pca_project`` projects through its non-zeros."""
+    return int(SPARSE_PROJECTION_SHARE * n_features)
 
 
 def _round_up(value, multiple):
@@ -711,7 +723,10 @@ def _task_features(queries, index, features, positions):
         block_fine = np.empty((size, index.train_fine.shape[1]), dtype=np.int16)
         codes = np.zeros((_round_up(size, BLOCK_QUERIES), 2 * CODE_PAIRS), dtype=np.int16)
         block_info = np.empty((size, PCA_INFO_COLUMNS), dtype=np.float64)
-        _pca_project(queries, positions, index.mean, index.components, index.n_coarse, block_fine, codes, block_info)
+        _pca_project(
+            queries, positions, index.mean, index.components, index.n_coarse,
+            sparse_projection_limit(queries.shape[1]), block_fine, codes, block_info,
+        )
         return codes.view(np.int32), block_fine, block_info
     queries_coarse, queries_fine, query_info = features
     return queries_coarse[positions], queries_fine[positions], query_info[positions]

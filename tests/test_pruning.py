@@ -12,10 +12,11 @@ from numba import njit
 
 from fastknn import KNNClassifier, _pruning, kneighbors
 from fastknn._kernels.distances import MANHATTAN
-from fastknn._kernels.pair_products import BLOCK_QUERIES, PANEL_ROWS
+from fastknn._kernels.pair_products import BLOCK_QUERIES, CODE_PAIRS, PANEL_ROWS
 from fastknn._kernels.prefetch import _prefetch_row
 from fastknn._kernels.pruning import (
     CODE_ROUNDING,
+    PCA_INFO_COLUMNS,
     PCA_TRAIN_BLOCK,
     POOLED_TRAIN_BLOCK,
     SEED_GROUP_ROWS,
@@ -24,13 +25,22 @@ from fastknn._kernels.pruning import (
     _float32_threshold,
     _manhattan_stage2_bound,
     _pca_coarse_bounds,
+    _pca_project,
     _pca_stage2_bound,
     _pooled_coarse_bounds,
     _quantise,
     _smallest_bounds,
     _strided_minima,
 )
-from fastknn._pruning import _pca_features, _pool, build_index, choose_algorithm, pruned_radius_search, pruned_search
+from fastknn._pruning import (
+    _pca_features,
+    _pool,
+    build_index,
+    choose_algorithm,
+    pruned_radius_search,
+    pruned_search,
+    sparse_projection_limit,
+)
 from fastknn._radius import radius_search
 from fastknn._search import search
 from fastknn.datasets import load_mnist_split
@@ -352,6 +362,29 @@ def test_huge_values_fall_back_to_exact_search():
     assert_same_as_brute(queries, train, "manhattan", None, 3)
 
 
+def bound_excess(index, query, stage):
+    """Largest (bound - exact distance) / scale of ``query`` against every row of ``index``.
+
+    The bounds as the search takes them: stage 1 from the integer codes,
+    then in float32; stage 2 in float64. Positive means a bound failed.
+    """
+    fine, codes, info = _pca_features(index, query[None, :])
+    exact = ((query - index.rows) ** 2).sum(axis=1)  # the index's row order
+    scale = info[0, 2] + index.train_info[2]
+    if stage == "coarse":
+        bounds = np.empty((1, len(index.rows)), dtype=np.float32)
+        _pca_coarse_bounds(index.margins[0], codes[:4].view(np.int32), index.train_coarse, info, index.train_terms, bounds)
+        bounds = bounds[0]
+    else:
+        bounds = np.array([
+            _pca_stage2_bound(
+                0, t, fine, index.train_fine, info, index.train_info, 0, 0.0, index.margins[1], index.margins[3]
+            )
+            for t in range(len(index.rows))
+        ])
+    return ((bounds - exact) / scale).max()
+
+
 @pytest.mark.parametrize("stage", ["coarse", "fine"])
 def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
     """A query whose residual is a tiny fraction of its norm, pointing along a
@@ -371,25 +404,62 @@ def test_pca_bounds_hold_for_rows_almost_inside_the_subspace(stage):
         coefficients = rng.normal(size=n_components) * np.linalg.norm(centred) / np.sqrt(n_components)
         size = 10 ** rng.uniform(-10, -6) * np.linalg.norm(coefficients)
         query = index.mean + basis @ coefficients + size * residual / np.linalg.norm(residual)
-        fine, codes, info = _pca_features(index, query[None, :])
-        exact = ((query - index.rows) ** 2).sum(axis=1)  # the index's row order
-        scale = info[0, 2] + index.train_info[2]
-        if stage == "coarse":
-            # As _pruned_select takes them: integer codes, then float32.
-            bounds = np.empty((1, len(train)), dtype=np.float32)
-            _pca_coarse_bounds(
-                index.margins[0], codes[:4].view(np.int32), index.train_coarse, info, index.train_terms, bounds
-            )
-            bounds = bounds[0]
-        else:
-            bounds = np.array([
-                _pca_stage2_bound(
-                    0, t, fine, index.train_fine, info, index.train_info, 0, 0.0, index.margins[1], index.margins[3]
-                )
-                for t in range(len(train))
-            ])
-        worst = max(worst, ((bounds - exact) / scale).max())
+        worst = max(worst, bound_excess(index, query, stage))
     assert worst <= 0.0, f"a bound exceeded the exact distance by {worst:.2e} of the scale"
+
+
+@pytest.mark.parametrize("stage", ["coarse", "fine"])
+def test_pca_bounds_hold_for_sparse_rows_far_from_the_origin(stage):
+    """Rows with few non-zeros are projected through them, less the mean's
+    projection (``_pca_project``): rounding then scales with |x| + |mean|,
+    not with the centred norm. Rows 1e8 from the origin and about 1e-4
+    apart, in a subspace the basis spans (so that the bound is the exact
+    distance in exact arithmetic), must keep their bounds below the exact
+    distances; with the centred norm as their margin's weight, they
+    exceeded them by about 1.3e-4 of the scale (1e6 and 1e-3 did not show
+    it)."""
+    rng = np.random.default_rng(3)
+    n_features, n_active = 784, 40
+    train = np.zeros((300, n_features))
+    train[:, :n_active] = 1e8 + rng.normal(size=(300, n_active)) * 1e-4
+    index = build_index(train, "euclidean", None)
+    assert sparse_projection_limit(n_features) >= n_active  # the sparse path is the one under test
+    worst = -np.inf
+    for _ in range(100):
+        query = train[rng.integers(len(train))].copy()
+        query[:n_active] += rng.normal(size=n_active) * 10 ** rng.uniform(-7, -4)
+        worst = max(worst, bound_excess(index, query, stage))
+    assert worst <= 0.0, f"a bound exceeded the exact distance by {worst:.2e} of the scale"
+
+
+@pytest.mark.parametrize("share", [0.01, 0.3, 0.9])
+def test_sparse_and_dense_projections_agree(share):
+    """Both ways of ``_pca_project`` give the same projections up to rounding,
+    and the search on them equals brute force, whichever way each row took."""
+    rng = np.random.default_rng(4)
+    rows = rng.random((120, 64)) * (rng.random((120, 64)) < share)
+    index = build_index(rows, "euclidean", None)
+    features = {}
+    for limit in (-1, rows.shape[1]):  # every row dense, then every row sparse
+        fine = np.empty((len(rows), index.components.shape[1]), dtype=np.int16)
+        codes = np.zeros((len(rows) + PANEL_ROWS, 2 * CODE_PAIRS), dtype=np.int16)
+        info = np.empty((len(rows), PCA_INFO_COLUMNS))
+        _pca_project(rows, np.arange(len(rows)), index.mean, index.components, index.n_coarse, limit, fine, codes, info)
+        features[limit] = fine, codes, info
+    (dense_fine, dense_codes, dense_info), (sparse_fine, sparse_codes, sparse_info) = features.values()
+    assert np.abs(dense_fine.astype(np.int32) - sparse_fine).max() <= 1
+    assert np.abs(dense_codes.astype(np.int32) - sparse_codes).max() <= 1
+    same = [0, 4, 6, 7, 9]  # squared norms of the projections, the codes' scales, the largest value
+    np.testing.assert_allclose(sparse_info[:, same], dense_info[:, same], rtol=1e-9)
+    # The margin's weight of the sparse path bounds (|x| + |mean|)^2.
+    weight = (np.linalg.norm(rows, axis=1) + np.linalg.norm(index.mean)) ** 2
+    assert np.all(sparse_info[:, 2] >= weight * (1 - 1e-12))
+    np.testing.assert_allclose(dense_info[:, 2], ((rows - index.mean) ** 2).sum(axis=1), rtol=1e-12)
+    queries = rng.random((30, 64)) * (rng.random((30, 64)) < share)
+    rdist, indices = pruned_search(queries, rows, index, 5)
+    brute_rdist, brute_indices = search(queries, rows, 5, "euclidean", None)
+    np.testing.assert_array_equal(indices, brute_indices)
+    np.testing.assert_array_equal(rdist, brute_rdist)
 
 
 def test_single_precision_pooled_bounds_hold_for_near_duplicates():
