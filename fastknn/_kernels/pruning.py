@@ -182,6 +182,9 @@ def _pca_project(rows, positions, mean, components, n_coarse, sparse_limit, out_
     n_components = components.shape[1]
     projected = np.empty((n_rows, n_components), dtype=np.float64)
     centred_sqs = np.empty(n_rows, dtype=np.float64)
+    # The centred rows of the dense path, written in the pass that counts
+    # a row's non-zeros: a row that turns out sparse leaves its slot to the next.
+    centred_rows = np.empty((n_rows, n_features), dtype=np.float64)
     dense = np.empty(n_rows, dtype=np.int64)
     n_dense = 0
     nonzero = np.empty(n_features, dtype=np.int64)
@@ -196,6 +199,7 @@ def _pca_project(rows, positions, mean, components, n_coarse, sparse_limit, out_
         for f in range(n_features):
             value = np.float64(row[f])
             centred = value - mean[f]
+            centred_rows[n_dense, f] = centred
             centred_sq += centred * centred
             row_sq += value * value
             largest = max(largest, abs(value))
@@ -221,12 +225,7 @@ def _pca_project(rows, positions, mean, components, n_coarse, sparse_limit, out_
             for c in range(n_components):
                 projection[c] += value * basis_row[c]
     if n_dense > 0:
-        centred_rows = np.empty((n_dense, n_features), dtype=np.float64)
-        for d in range(n_dense):
-            row = rows[positions[dense[d]]]
-            for f in range(n_features):
-                centred_rows[d, f] = np.float64(row[f]) - mean[f]
-        dense_projected = np.dot(centred_rows, components)
+        dense_projected = np.dot(centred_rows[:n_dense], components)
         for d in range(n_dense):
             projected[dense[d]] = dense_projected[d]
     for i in range(n_rows):
