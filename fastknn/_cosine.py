@@ -15,7 +15,10 @@ given, for the rows that can still matter (``_kernels.distances._exact_rdist``):
 the neighbours are the exact ones, ties ordered by training index.
 
 Zero rows follow scikit-learn: their cosine similarity with any row is 0,
-their distance 1. A zero training row has cross terms 0, inside the bounds
+their distance 1. No other row is taken for zero: a float64 row whose
+squares under- or overflow is divided by a power of two first
+(:func:`usual_scale`), so that the distances depend on the rows' directions
+alone, at any scale. A zero training row has cross terms 0, inside the bounds
 above; a zero query is at distance 1 from every row, so its neighbours are
 the first training rows, and it skips the search.
 """
@@ -42,6 +45,17 @@ from ._search import (
 )
 from ._tree import TREE_ALGORITHMS
 
+# Squared norms within which a row's cosine distances are taken from the row
+# as given. Outside, a nonzero float64 row's squares have underflowed (its
+# squared norm possibly to 0), lost digits to subnormal numbers, or
+# overflowed; such a row is divided by a power of two first, which is exact
+# and leaves its direction, so every cosine distance, unchanged. float32
+# rows are always within (their squares are taken in float64).
+COSINE_SQUARED_MIN = 2.0**-960
+COSINE_SQUARED_MAX = 2.0**960
+# Rows of unusual scale rescaled at a time by ``usual_scale``.
+RESCALE_BLOCK_ROWS = 1024
+
 
 class CosineTrain(NamedTuple):
     """What a cosine search precomputes on the training rows.
@@ -50,29 +64,88 @@ class CosineTrain(NamedTuple):
     ----------
     unit_rows : ndarray of shape (n_train, n_features)
         The training rows scaled to unit norm, in their dtype; zero rows stay zero.
+    rows : ndarray of shape (n_train, n_features)
+        The training rows of :func:`usual_scale`, which the exact distances
+        read: the training set itself unless a row had to be rescaled.
     """
 
     unit_rows: np.ndarray
+    rows: np.ndarray
 
 
 def check_cosine_algorithm(algorithm):
     """Raise for an ``algorithm`` that cannot search with the cosine distance.
 
     The trees need a true metric, which the cosine distance is not:
-    scikit-learn refuses it for ``"kd_tree"`` and ``"ball_tree"`` with this
-    message. The pruned index bounds Minkowski distances only.
+    scikit-learn refuses it for ``"kd_tree"`` and ``"ball_tree"`` with a
+    message that starts as this one (code that matches it keeps working);
+    the rest says what fastknn takes instead, where scikit-learn's adds
+    that a metric may be a callable, which fastknn's may not. The pruned
+    index bounds Minkowski distances only.
     """
     if algorithm in TREE_ALGORITHMS:
         raise ValueError(
             f"Metric 'cosine' not valid. Use sorted(sklearn.neighbors.VALID_METRICS['{algorithm}']) "
-            "to get valid options. Metric can also be a callable function."
+            "to get valid options: fastknn's trees take 'euclidean', 'manhattan', 'chebyshev' and "
+            "'minkowski'; algorithm='brute' or 'auto' takes 'cosine'."
         )
     if algorithm == "pruned":
         raise ValueError("algorithm='pruned' does not support metric='cosine'; use 'auto' or 'brute'.")
 
 
-def unit_rows(rows):
+def power_of_two_scales(largest):
+    """The powers of two ``s`` with ``1 <= largest / s < 2``, for magnitudes ``largest > 0``.
+
+    Dividing a row by ``s`` is exact, barring values far below its
+    largest that become subnormal, and ``s`` is a finite float for every
+    finite ``largest``.
+    """
+    return np.ldexp(1.0, np.frexp(largest)[1] - 1)
+
+
+def usual_scale(rows):
+    """The rows with each nonzero row of unusual squared norm divided by a power of two, and their squared norms.
+
+    A row whose squared norm (float64) is outside ``COSINE_SQUARED_MIN``
+    to ``COSINE_SQUARED_MAX`` and that has a nonzero value is divided by
+    :func:`power_of_two_scales` of its largest magnitude; its squared norm
+    is then between 1 and ``4 n_features``. Only float64 rows of
+    magnitudes beyond about 1e-150 or 1e150 are rescaled.
+
+    Returns
+    -------
+    rows : ndarray of shape (n_rows, n_features)
+        The rows given when none is rescaled, else a copy.
+    sqnorms : ndarray of shape (n_rows,), float64
+        Squared norms of the returned rows.
+    """
+    sqnorms = squared_norms(rows)
+    suspect = np.flatnonzero(~((sqnorms >= COSINE_SQUARED_MIN) & (sqnorms <= COSINE_SQUARED_MAX)))
+    rescaled = None
+    for start in range(0, suspect.shape[0], RESCALE_BLOCK_ROWS):
+        positions = suspect[start : start + RESCALE_BLOCK_ROWS]
+        block = rows[positions]
+        largest = np.abs(block).max(axis=1)
+        nonzero = largest > 0.0  # zero rows stay as they are
+        if not nonzero.any():
+            continue
+        if rescaled is None:
+            rescaled = rows.copy()
+        block = block[nonzero] / power_of_two_scales(largest[nonzero])[:, None]
+        rescaled[positions[nonzero]] = block
+        sqnorms[positions[nonzero]] = squared_norms(block)
+    return (rows if rescaled is None else rescaled), sqnorms
+
+
+def unit_rows(rows, sqnorms):
     """The rows scaled to unit Euclidean norm, in their dtype, and which rows are zero.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_rows, n_features)
+        Rows of :func:`usual_scale`.
+    sqnorms : ndarray of shape (n_rows,), float64
+        Their squared norms.
 
     Returns
     -------
@@ -81,7 +154,6 @@ def unit_rows(rows):
         rounded once to the rows' dtype; a row of squared norm 0 stays zero.
     zero : ndarray of shape (n_rows,), bool
     """
-    sqnorms = squared_norms(rows)
     zero = sqnorms == 0.0
     with np.errstate(divide="ignore"):
         inverse = np.where(zero, 0.0, 1.0 / np.sqrt(sqnorms))
@@ -96,7 +168,8 @@ def unit_rows(rows):
 
 def prepare_cosine(train):
     """Precompute the training side of a cosine search (see :class:`CosineTrain`)."""
-    return CosineTrain(unit_rows(train)[0])
+    rows, sqnorms = usual_scale(train)
+    return CosineTrain(unit_rows(rows, sqnorms)[0], rows)
 
 
 def cosine_error_bound(dtype, n_features):
@@ -146,7 +219,8 @@ def cosine_search(queries, train, n_neighbors, *, cosine_train=None, n_jobs=None
     with thread_limit(n_jobs):
         if cosine_train is None:
             cosine_train = prepare_cosine(train)
-        unit_queries, zero = unit_rows(queries)
+        queries, query_sqnorms = usual_scale(queries)
+        unit_queries, zero = unit_rows(queries, query_sqnorms)
         dist[zero] = 1.0
         indices[zero] = np.arange(n_neighbors)
         searched = np.flatnonzero(~zero)
@@ -165,7 +239,7 @@ def cosine_search(queries, train, n_neighbors, *, cosine_train=None, n_jobs=None
         with blas_limit(1):
             run_query_blocks(
                 euclidean_query_block, searched.shape[0], block, n_threads,
-                queries, train, product_train, np.zeros(searched.shape[0]), lower_offsets, upper_offsets,
+                queries, cosine_train.rows, product_train, np.zeros(searched.shape[0]), lower_offsets, upper_offsets,
                 found_dist, found_indices, unit_queries, COSINE,
             )
         dist[searched] = found_dist
@@ -185,7 +259,8 @@ def cosine_radius_search(queries, train, radius, *, cosine_train=None, n_jobs=No
     with thread_limit(n_jobs):
         if cosine_train is None:
             cosine_train = prepare_cosine(train)
-        unit_queries, _ = unit_rows(queries)
+        queries, query_sqnorms = usual_scale(queries)
+        unit_queries, _ = unit_rows(queries, query_sqnorms)
         lower_offsets, _ = bound_offsets(train, 1.0)
         n_threads = numba.get_num_threads()
         for start, stop, cross in cross_term_chunks(unit_queries, cosine_train.unit_rows):
@@ -193,7 +268,8 @@ def cosine_radius_search(queries, train, radius, *, cosine_train=None, n_jobs=No
 
             def task(first, last, chunk=chunk, cross=cross, start=start):
                 found = _radius_select(
-                    first, last, cross, chunk, train, lower_offsets, -1.0, float(radius), COSINE, 0.0, sort_distances
+                    first, last, cross, chunk, cosine_train.rows, lower_offsets, -1.0, float(radius), COSINE, 0.0,
+                    sort_distances,
                 )
                 tasks.append((np.arange(start + first, start + last), found))
 

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 import scipy.sparse
 
+from ._cosine import COSINE_SQUARED_MAX, COSINE_SQUARED_MIN, power_of_two_scales
 from ._kernels.distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, MINKOWSKI
 from ._kernels.sparse import COSINE, _row_norms, _sparse_kneighbors, _sparse_radius, _within
 from ._radius import concatenate_tasks
@@ -67,12 +68,43 @@ class SparseRows(NamedTuple):
 
 
 def sparse_rows(csr, metric, p):
-    """:class:`SparseRows` of a canonical CSR matrix (see :func:`as_sparse_search`)."""
+    """:class:`SparseRows` of a canonical CSR matrix (see :func:`as_sparse_search`).
+
+    For cosine, a row of unusual scale is divided by a power of two, as
+    ``_cosine.usual_scale`` does for dense rows.
+    """
     indptr = csr.indptr.astype(np.int64)
     data = csr.data.astype(np.float64, copy=False)  # the caller's own canonical copy, never written
     norms = np.empty(csr.shape[0])
     _row_norms(indptr, data, SPARSE_METRIC_IDS[metric], 0.0 if p is None else float(p), norms)
+    if metric == "cosine":
+        data, norms = _usual_scale(indptr, data, norms)
     return SparseRows(indptr, csr.indices.astype(np.int64), data, norms)
+
+
+def _usual_scale(indptr, data, norms):
+    """Cosine rows' values and norms, each row of unusual squared norm with a nonzero value divided by a power of two.
+
+    The rows and the bounds of ``_cosine.usual_scale``; a copy of the
+    values only when a row is rescaled.
+    """
+    squared = norms * norms
+    lengths = np.diff(indptr)
+    suspect = np.flatnonzero(~((squared >= COSINE_SQUARED_MIN) & (squared <= COSINE_SQUARED_MAX)) & (lengths > 0))
+    if suspect.shape[0] == 0:
+        return data, norms
+    # The suspect rows' values, gathered one row after another.
+    lengths = lengths[suspect]
+    starts = np.cumsum(lengths) - lengths
+    positions = np.repeat(indptr[suspect] - starts, lengths) + np.arange(lengths.sum())
+    largest = np.maximum.reduceat(np.abs(data[positions]), starts)
+    scales = np.ones(suspect.shape[0])
+    scales[largest > 0.0] = power_of_two_scales(largest[largest > 0.0])  # explicit zeros stay as they are
+    data = data.copy()
+    data[positions] /= np.repeat(scales, lengths)
+    norms = np.empty_like(norms)
+    _row_norms(indptr, data, COSINE, 0.0, norms)
+    return data, norms
 
 
 class SparseTrain(NamedTuple):
@@ -124,6 +156,9 @@ def _compact_values(data, metric):
 def prepare_sparse(train, metric, p):
     """The inverted index of a canonical CSR training matrix (see :class:`SparseTrain`)."""
     rows = sparse_rows(train, metric, p)
+    if train.dtype == np.float64 and rows.data is not train.data:
+        # Cosine rows rescaled (only float64 rows can be): the index holds the same values.
+        train = scipy.sparse.csr_matrix((rows.data, train.indices, train.indptr), shape=train.shape)
     by_column = train.tocsc()
     by_column.sort_indices()
     # The inverted index is what every query streams through (measured: the

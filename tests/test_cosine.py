@@ -11,6 +11,7 @@ import warnings
 import naive
 import numpy as np
 import pytest
+import scipy.sparse
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn import neighbors as sk_neighbors
 from sklearn.metrics.pairwise import cosine_distances
@@ -30,7 +31,7 @@ from fastknn import (
     RadiusNeighborsRegressor,
     RadiusNeighborsTransformer,
 )
-from fastknn._cosine import cosine_error_bound, unit_rows
+from fastknn._cosine import cosine_error_bound, unit_rows, usual_scale
 from fastknn._kernels.distances import COSINE, _exact_rdist
 
 
@@ -124,13 +125,84 @@ def test_cross_terms_of_unit_rows_are_within_the_bound(dtype):
     rows = rng.normal(size=(300, n_features)) * 10.0 ** rng.uniform(-6, 6, size=(300, n_features))
     rows[7] = 0.0
     rows = rows.astype(dtype)
-    unit, zero = unit_rows(rows)
+    unit, zero = unit_rows(*usual_scale(rows))
     assert unit.dtype == dtype and zero.tolist() == [i == 7 for i in range(300)]
     assert_array_equal(unit[7], 0.0)
     cross = (unit[:150] @ unit[150:].T).astype(np.float64)
     exact = 1.0 - naive.cosine_distances(rows[:150].astype(np.float64), rows[150:].astype(np.float64))
     exact[7] = 0.0  # the zero row's similarity
     assert np.abs(cross - exact).max() <= cosine_error_bound(np.dtype(dtype), n_features)
+
+
+def test_usual_scale_rescales_only_rows_whose_squares_leave_float64():
+    rng = np.random.default_rng(12)
+    rows = rng.normal(size=(6, 5))
+    assert usual_scale(rows)[0] is rows  # nothing to rescale, nothing copied
+    rows[1] *= 2.0**600  # squares overflow
+    rows[2] *= 1e-200  # squares underflow
+    rows[3] = np.array([3.0, 4.0, 0.0, 0.0, 0.0]) * 2.0**-1060  # subnormal values
+    rows[4] = 0.0
+    scaled, sqnorms = usual_scale(rows)
+    assert_array_equal(scaled[[0, 4, 5]], rows[[0, 4, 5]])
+    for i in (1, 2, 3):
+        largest = np.abs(scaled[i]).max()
+        assert 1.0 <= largest < 2.0
+        power = np.abs(rows[i]).max() / largest
+        assert power == 2.0 ** np.round(np.log2(power))  # a power of two, so the division is exact
+        assert_array_equal(scaled[i] * power, rows[i])
+    assert_array_equal(scaled[3, :2], [0.75, 1.0])
+    assert_allclose(sqnorms, np.einsum("ij,ij->i", scaled, scaled), rtol=1e-15)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_distances_do_not_depend_on_the_rows_scale(sparse):
+    """Rows scaled by powers of two whose squares over- or underflow float64 keep their distances, bit for bit.
+
+    scikit-learn takes such rows for zero rows: every distance 1.
+    """
+    rng = np.random.default_rng(13)
+    X, Q = rng.normal(size=(400, 12)), rng.normal(size=(30, 12))
+    X[5], Q[2] = 0.0, 0.0  # zero rows stay at distance 1
+    X[9] = 3.0 * X[8]
+    X_scaled = X * np.ldexp(1.0, rng.choice([-700, -600, 0, 600, 700], size=400))[:, None]
+    Q_scaled = Q * np.ldexp(1.0, rng.choice([-700, 0, 700], size=30))[:, None]
+    convert = scipy.sparse.csr_matrix if sparse else np.asarray
+    expected = NearestNeighbors(n_neighbors=7, metric="cosine").fit(convert(X))
+    fitted = NearestNeighbors(n_neighbors=7, metric="cosine").fit(convert(X_scaled))
+    for got, want in [
+        (fitted.kneighbors(convert(Q_scaled)), expected.kneighbors(convert(Q))),
+        (fitted.kneighbors(), expected.kneighbors()),
+        (fitted.radius_neighbors(convert(Q_scaled), 0.6, sort_results=True),
+         expected.radius_neighbors(convert(Q), 0.6, sort_results=True)),
+    ]:
+        for got_part, want_part in zip(got, want):
+            assert_array_equal(np.concatenate(list(got_part)), np.concatenate(list(want_part)))
+    distances, _ = fitted.kneighbors(convert(Q_scaled))
+    assert_array_equal(distances[2], 1.0)
+    assert np.all(distances[np.arange(30) != 2] < 1.0)
+
+
+def test_sparse_and_dense_rows_agree_bit_for_bit_on_integer_values():
+    """With integer values every sum is exact: both searches end in the same formula, ties included."""
+    rng = np.random.default_rng(14)
+    X = rng.integers(1, 4, (600, 30)) * (rng.random((600, 30)) < 0.15)
+    X[4] = 3 * X[3]  # parallel rows, exactly at 0 from each other
+    X[7] = 0
+    X = X.astype(np.float64)
+    dense = NearestNeighbors(n_neighbors=8, metric="cosine").fit(X)
+    sparse = NearestNeighbors(n_neighbors=8, metric="cosine").fit(scipy.sparse.csr_matrix(X))
+    for queries in (X[:100], None):
+        dense_distances, dense_indices = dense.kneighbors(queries)
+        sparse_distances, sparse_indices = sparse.kneighbors(
+            None if queries is None else scipy.sparse.csr_matrix(queries)
+        )
+        assert_array_equal(sparse_distances, dense_distances)
+        assert_array_equal(sparse_indices, dense_indices)
+    distances, indices = sparse.kneighbors(scipy.sparse.csr_matrix(X))
+    nonzero = X.any(axis=1)
+    assert_array_equal(distances[nonzero, 0], 0.0)  # each row (or an equal one) exactly at 0
+    assert_array_equal(indices[[3, 4], :2], [[3, 4], [3, 4]])
+    assert_array_equal(distances[[3, 4], :2], 0.0)
 
 
 # -------------------------------------------------------------------------

@@ -337,8 +337,7 @@ def _exact_order(queries, train, metric, n_neighbors):
         for j in range(rdist.shape[1]):
             t = slice(t_rows.indptr[j], t_rows.indptr[j + 1])
             rdist[i, j] = _exact_rdist(
-                q_rows.indices[q], q_rows.data[q], q_rows.norms[i], t_rows.indices[t], t_rows.data[t],
-                t_rows.norms[j], SPARSE_METRIC_IDS[metric], 0.0,
+                q_rows.indices[q], q_rows.data[q], t_rows.indices[t], t_rows.data[t], SPARSE_METRIC_IDS[metric], 0.0
             )
     order = np.argsort(rdist, axis=1, kind="stable")[:, :n_neighbors]
     return np.take_along_axis(rdist, order, axis=1), order

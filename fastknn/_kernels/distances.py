@@ -64,12 +64,7 @@ def _exact_rdist(query, train_row, metric, p):
             if diff > total:
                 total = diff
     elif metric == COSINE:
-        # 1 - q.t / sqrt(|q|^2 |t|^2), clipped to [0, 2]; a row of squared
-        # norm 0 is at distance 1 from every row, as in scikit-learn. The
-        # square root of the product, not the product of square roots, keeps
-        # a row exactly at 0 from itself and from itself times a power of
-        # two (sqrt(fl(a * a)) == a). Written here rather than in a function
-        # of its own, which every metric's first search would compile.
+        # 1 - q.t / sqrt(|q|^2 |t|^2) (see _cosine_from_sums).
         query_sq = 0.0
         train_sq = 0.0
         for f in range(n_features):
@@ -78,15 +73,7 @@ def _exact_rdist(query, train_row, metric, p):
             total += q * t
             query_sq += q * q
             train_sq += t * t
-        if query_sq == 0.0 or train_sq == 0.0:
-            return 1.0
-        product = query_sq * train_sq
-        if product > 1e300 or product < 1e-300:  # over- or underflow: the slower, safe way
-            norms = np.sqrt(query_sq) * np.sqrt(train_sq)
-        else:
-            norms = np.sqrt(product)
-        distance = 1.0 - total / norms
-        return 0.0 if distance < 0.0 else (2.0 if distance > 2.0 else distance)
+        return _cosine_from_sums(total, query_sq, train_sq)
     elif p == 3.0:
         for f in range(n_features):
             diff = abs(np.float64(query[f]) - np.float64(train_row[f]))
@@ -95,6 +82,30 @@ def _exact_rdist(query, train_row, metric, p):
         for f in range(n_features):
             total += abs(np.float64(query[f]) - np.float64(train_row[f])) ** p
     return total
+
+
+@jit(inline=True)
+def _cosine_from_sums(dot, query_sq, train_sq):
+    """Cosine distance ``1 - dot / sqrt(query_sq train_sq)`` from float64 sums, clipped to [0, 2].
+
+    A row of squared norm 0 is at distance 1 from every row, as in
+    scikit-learn. The square root of the product, not the product of
+    square roots, keeps a row exactly at 0 from itself and from itself
+    times a power of two (``sqrt(fl(a * a)) == a``). The dense and the
+    sparse exact distances both end here, so that rows whose sums are
+    exact (integer values) get the same distance either way. The callers
+    pass rows of usual scale (``_cosine.usual_scale``), whose sums neither
+    overflow nor lose digits to subnormal numbers.
+    """
+    if query_sq == 0.0 or train_sq == 0.0:
+        return 1.0
+    product = query_sq * train_sq
+    if product > 1e300 or product < 1e-300:  # over- or underflow: the slower, safe way
+        norms = np.sqrt(query_sq) * np.sqrt(train_sq)
+    else:
+        norms = np.sqrt(product)
+    distance = 1.0 - dot / norms
+    return 0.0 if distance < 0.0 else (2.0 if distance > 2.0 else distance)
 
 
 @jit()

@@ -25,6 +25,8 @@ cosine take :func:`_product_candidates`, whose pass over the rows is
 vectorised (on TF-IDF-like rows a query meets most training rows through
 their common words, so every row is looked at anyway).
 
+Cosine rows come at a usual scale, their squares within float64's range
+(the driver divides other rows by a power of two, ``_sparse.sparse_rows``).
 Row values and norms are float64 and CSR index arrays int64; the inverted
 index holds 16-bit row numbers up to 65,536 training rows (wider above)
 and, for Euclidean and cosine, float32 values (their rounding bounded, see
@@ -36,7 +38,7 @@ sorted, unique column indices.
 import numpy as np
 
 from .._config import jit
-from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, MINKOWSKI
+from .distances import CHEBYSHEV, EUCLIDEAN, MANHATTAN, MINKOWSKI, _cosine_from_sums
 from .radius import INITIAL_ROWS_PER_QUERY, _append, _order_segment
 
 COSINE = 4
@@ -99,13 +101,13 @@ def _within(data, smallest, largest):
 
 
 @jit()
-def _dot(q_indices, q_data, q_scale, t_indices, t_data, t_scale):
-    """Dot product of two sparse rows (sorted, unique columns), each divided by its scale, in column order."""
+def _dot(q_indices, q_data, t_indices, t_data):
+    """Dot product of two sparse rows (sorted, unique columns), in column order."""
     a, b = 0, 0
     total = 0.0
     while a < q_indices.shape[0] and b < t_indices.shape[0]:
         if q_indices[a] == t_indices[b]:
-            total += (q_data[a] / q_scale) * (t_data[b] / t_scale)
+            total += q_data[a] * t_data[b]
             a += 1
             b += 1
         elif q_indices[a] < t_indices[b]:
@@ -116,39 +118,30 @@ def _dot(q_indices, q_data, q_scale, t_indices, t_data, t_scale):
 
 
 @jit()
-def _scaled_cosine(q_indices, q_data, t_indices, t_data):
-    """Cosine distance of two non-zero rows whose norms or product overflow, each row divided by its largest value."""
-    q_scale, t_scale = 0.0, 0.0
-    for v in q_data:
-        q_scale = max(q_scale, abs(v))
-    for v in t_data:
-        t_scale = max(t_scale, abs(v))
-    q_norm = np.sqrt(_dot(q_indices, q_data, q_scale, q_indices, q_data, q_scale))
-    t_norm = np.sqrt(_dot(t_indices, t_data, t_scale, t_indices, t_data, t_scale))
-    total = _dot(q_indices, q_data, q_scale, t_indices, t_data, t_scale)
-    return min(2.0, max(0.0, 1.0 - total / (q_norm * t_norm)))
+def _squared_sum(data):
+    """``sum v^2`` over a row's values, in column order."""
+    total = 0.0
+    for v in data:
+        total += v * v
+    return total
 
 
 @jit()
-def _exact_rdist(q_indices, q_data, q_norm, t_indices, t_data, t_norm, metric, p):
+def _exact_rdist(q_indices, q_data, t_indices, t_data, metric, p):
     """Exact reduced distance of two sparse rows (sorted, unique columns).
 
     Reduced as for dense rows: squared for Euclidean, p-th power for
-    Minkowski; the cosine distance itself, ``1 - q.t / (|q| |t|)`` clipped
-    to [0, 2], 1 when either row is zero (as scikit-learn's
-    ``cosine_distances``). ``q_norm`` and ``t_norm`` are read for cosine only.
+    Minkowski; the cosine distance itself, from the sums of dense rows
+    (``distances._cosine_from_sums``) taken in column order: 1 when either
+    row is zero (as scikit-learn's ``cosine_distances``), exactly 0 from
+    itself, and for integer values the dense search's distance.
     """
+    if metric == COSINE:
+        dot = _dot(q_indices, q_data, t_indices, t_data)
+        return _cosine_from_sums(dot, _squared_sum(q_data), _squared_sum(t_data))
     n_q, n_t = q_indices.shape[0], t_indices.shape[0]
     a, b = 0, 0
     total = 0.0
-    if metric == COSINE:
-        if q_norm == 0.0 or t_norm == 0.0:
-            return 1.0
-        total = _dot(q_indices, q_data, 1.0, t_indices, t_data, 1.0)
-        scale = q_norm * t_norm
-        if not (np.isfinite(total) and np.isfinite(scale)):
-            return _scaled_cosine(q_indices, q_data, t_indices, t_data)
-        return min(2.0, max(0.0, 1.0 - total / scale))
     while a < n_q or b < n_t:
         if b == n_t or (a < n_q and q_indices[a] < t_indices[b]):
             diff = q_data[a]
@@ -258,7 +251,7 @@ def _candidates(q_indices, q_data, q_norm, indptr, indices, data, norms, shares,
             error = 0.0
             if share != 0.0:
                 first, last = indptr[row], indptr[row + 1]
-                fast = _exact_rdist(q_indices, q_data, q_norm, indices[first:last], data[first:last], t_norm, metric, p)
+                fast = _exact_rdist(q_indices, q_data, indices[first:last], data[first:last], metric, p)
             else:
                 fast = max(q_norm, t_norm)
         else:
@@ -287,7 +280,7 @@ def _candidates(q_indices, q_data, q_norm, indptr, indices, data, norms, shares,
         value = rdist[c]
         if metric != CHEBYSHEV:
             first, last = indptr[row], indptr[row + 1]
-            value = _exact_rdist(q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, p)
+            value = _exact_rdist(q_indices, q_data, indices[first:last], data[first:last], metric, p)
         rows[count] = row
         rdist[count] = value
         count += 1
@@ -391,9 +384,7 @@ def _product_candidates(
             continue
         first, last = indptr[row], indptr[row + 1]
         rows[count] = row
-        rdist[count] = _exact_rdist(
-            q_indices, q_data, q_norm, indices[first:last], data[first:last], norms[row], metric, 0.0
-        )
+        rdist[count] = _exact_rdist(q_indices, q_data, indices[first:last], data[first:last], metric, 0.0)
         count += 1
     return count
 
