@@ -137,19 +137,39 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
     :func:`kneighbors_search`, which returns distances.
     """
     if fitted.method == "sparse":
-        return sparse_search(queries, fitted.train, fitted.sparse_train, n_neighbors, fitted.metric, fitted.p, n_jobs)
-    if fitted.metric == "cosine":
-        return cosine_search(queries, fitted.train, n_neighbors, cosine_train=fitted.cosine_train, n_jobs=n_jobs)
-    if queries is fitted.train and fitted.euclidean_train is not None and self_graph_fits(queries, fitted.euclidean_train):
-        return self_graph_search(queries, fitted.euclidean_train, n_neighbors, n_jobs=n_jobs)
-    if fitted.method == "tree":
-        return tree_search(queries, fitted.train, fitted.tree, n_neighbors, fitted.metric, fitted.p, n_jobs=n_jobs)
-    if fitted.method == "pruned":
-        return pruned_search(queries, fitted.train, fitted.pruned_index, n_neighbors, n_jobs=n_jobs)
-    return search(
-        queries, fitted.train, n_neighbors, fitted.metric, fitted.p,
-        euclidean_train=fitted.euclidean_train, n_jobs=n_jobs,
-    )
+        found = sparse_search(queries, fitted.train, fitted.sparse_train, n_neighbors, fitted.metric, fitted.p, n_jobs)
+    elif fitted.metric == "cosine":
+        found = cosine_search(queries, fitted.train, n_neighbors, cosine_train=fitted.cosine_train, n_jobs=n_jobs)
+    elif queries is fitted.train and fitted.euclidean_train is not None and self_graph_fits(queries, fitted.euclidean_train):
+        found = self_graph_search(queries, fitted.euclidean_train, n_neighbors, n_jobs=n_jobs)
+    elif fitted.method == "tree":
+        found = tree_search(queries, fitted.train, fitted.tree, n_neighbors, fitted.metric, fitted.p, n_jobs=n_jobs)
+    elif fitted.method == "pruned":
+        found = pruned_search(queries, fitted.train, fitted.pruned_index, n_neighbors, n_jobs=n_jobs)
+    else:
+        found = search(
+            queries, fitted.train, n_neighbors, fitted.metric, fitted.p,
+            euclidean_train=fitted.euclidean_train, n_jobs=n_jobs,
+        )
+    _check_no_overflow(found[0], fitted.metric)
+    return found
+
+
+def _check_no_overflow(rdist, metric):
+    """Raise where a k-th reduced distance overflowed float64, which leaves the neighbours beyond it unordered.
+
+    The inputs are finite, so an infinite reduced distance is an overflow:
+    a squared Euclidean distance or a sum of p-th powers above the largest
+    float64 (distances above about 1.3e154 for Euclidean); each row is
+    ascending, so its last distance tells.
+    """
+    if rdist.shape[0] and rdist.shape[1] and not np.isfinite(rdist[:, -1]).all():
+        raise ValueError(
+            f"The {metric} distances between these rows overflow float64 (its reduced distance, a sum of "
+            "squares or powers, exceeds the largest float), so their order is lost. Divide the training "
+            "rows and the queries by the same constant (their largest absolute value, for example): the "
+            "neighbours stay the same."
+        )
 
 
 def kneighbors_search(fitted, queries, n_neighbors, n_jobs=None):

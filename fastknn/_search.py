@@ -257,7 +257,7 @@ def fast_pass_may_overflow(metric, p, dtype, n_features, train_scale, query_scal
     """
     log_limit = math.log(float(np.finfo(dtype).max) / 8.0)
     if metric == "euclidean":
-        product = train_scale * query_scale
+        product = float(train_scale) * float(query_scale)  # python floats: inf, not a numpy overflow warning
         return product > 0 and 0.5 * math.log(product) > log_limit
     largest = float(max(train_scale, query_scale))  # a python float: no numpy overflow warning
     if largest == 0:

@@ -124,3 +124,31 @@ def test_bad_radius(cls, random_split):
     X_train, y_train, _, _ = random_split
     with pytest.raises(InvalidParameterError, match="'radius' parameter"):
         cls(radius=-1.0).fit(X_train, y_train)
+
+
+@pytest.mark.parametrize(
+    ("sparse", "algorithm"), [(False, "brute"), (False, "kd_tree"), (False, "pruned"), (True, "brute")],
+    ids=["brute", "kd_tree", "pruned", "sparse"],
+)
+@pytest.mark.parametrize(("metric", "scale", "fitting_scale"), [("euclidean", 1e160, 1e150), ("minkowski", 1e110, 1e95)])
+def test_overflowing_distances_raise_instead_of_losing_the_order(sparse, algorithm, metric, scale, fitting_scale):
+    """Reduced distances above the largest float64 (infinite) cannot be ordered: a clear error, not neighbours by index."""
+    import scipy.sparse
+
+    rows = np.random.default_rng(15).normal(size=(3000, 3))
+    convert = scipy.sparse.csr_matrix if sparse else np.asarray
+    model = fastknn.NearestNeighbors(n_neighbors=3, metric=metric, p=3, algorithm=algorithm)
+    model.fit(convert(rows * scale))
+    with pytest.raises(ValueError, match=f"The {metric} distances between these rows overflow float64"):
+        model.kneighbors(convert(rows[:5] * scale))
+    with pytest.raises(ValueError, match="overflow float64"):
+        fastknn.KNNClassifier(n_neighbors=3, metric=metric, p=3, algorithm=algorithm).fit(
+            convert(rows * scale), np.arange(3000) % 2
+        ).predict(convert(rows[:5] * scale))
+    # Below the limit: the neighbours of the rows as given.
+    fitted = fastknn.NearestNeighbors(n_neighbors=3, metric=metric, p=3, algorithm=algorithm).fit(convert(rows))
+    expected_distances, expected = fitted.kneighbors(convert(rows[:5]))
+    model.fit(convert(rows * fitting_scale))
+    distances, indices = model.kneighbors(convert(rows[:5] * fitting_scale))
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(distances / fitting_scale, expected_distances, rtol=1e-12)
