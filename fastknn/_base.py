@@ -25,7 +25,7 @@ from ._radius import radius_search as brute_radius_search
 from ._radius import reduced_radius
 from ._self_graph import self_graph_fits, self_graph_search
 from ._sparse import as_sparse_search, prepare_sparse, sparse_radius_search, sparse_search
-from ._tree import TREE_ALGORITHMS, build_tree, tree_pays, tree_radius_search, tree_search
+from ._tree import LEAF_SIZE, TREE_ALGORITHMS, build_tree, tree_pays, tree_radius_search, tree_search
 from ._search import (
     METRIC_ALIASES,
     EuclideanTrain,
@@ -77,7 +77,7 @@ class FittedSearch(NamedTuple):
     cosine_train: object = None
 
 
-def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None, self_queries=False):
+def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None, self_queries=False, leaf_size=LEAF_SIZE):
     """Choose the search method for ``train`` and precompute what it needs.
 
     Parameters
@@ -100,6 +100,8 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None, self_queri
         ``fit_transform``). ``"auto"`` then takes brute force, without its
         probe, where the Euclidean graph of the training set with itself
         runs (``_self_graph``): that search reads no pruned index.
+    leaf_size : int, default=LEAF_SIZE
+        Points per leaf of the k-d tree, where the tree method runs.
 
     Returns
     -------
@@ -116,7 +118,7 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None, self_queri
         check_cosine_algorithm(algorithm)
         return FittedSearch("brute", train, metric, p, None, None, cosine_train=prepare_cosine(train))
     if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric)):
-        return FittedSearch("tree", train, metric, p, None, None, build_tree(train))
+        return FittedSearch("tree", train, metric, p, None, None, build_tree(train, leaf_size))
     if algorithm == "auto" and self_queries and metric == "euclidean":
         euclidean_train = prepare_euclidean(train)
         if self_graph_fits(train, euclidean_train):
@@ -298,6 +300,31 @@ def drop_own_rows(dist, indices, offsets, first_query=0):
     return dist[keep], indices[keep], kept_offsets
 
 
+def minkowski_power(p, metric_params):
+    """The Minkowski power: ``metric_params["p"]`` where given (with scikit-learn's warning), else ``p``.
+
+    Raises
+    ------
+    ValueError
+        For any other key of ``metric_params``: fastknn's metrics take no
+        other argument.
+    """
+    if not metric_params:
+        return p
+    unsupported = sorted(set(metric_params) - {"p"}, key=str)
+    if unsupported:
+        raise ValueError(
+            f"metric_params {unsupported} are not supported: fastknn's metrics take only 'p', the Minkowski "
+            "power (weighted Minkowski, 'w', is not implemented)."
+        )
+    warnings.warn(
+        "Parameter p is found in metric_params. The corresponding parameter from __init__ is ignored.",
+        SyntaxWarning,
+        stacklevel=5,  # the caller of fit
+    )
+    return metric_params["p"]
+
+
 def knn_graph(data, neigh_ind, n_samples_fit):
     """CSR graph of each query's k neighbours ``neigh_ind`` (2-D), entries ``data`` (one a neighbour, flat)."""
     n_queries, n_neighbors = neigh_ind.shape
@@ -364,6 +391,8 @@ class NeighborsBase(BaseEstimator):
         "p": [Interval(numbers.Real, 1, None, closed="both")],  # p=inf: Chebyshev
         "n_jobs": [numbers.Integral, None],
         "algorithm": [StrOptions({"auto", "brute", "pruned", *TREE_ALGORITHMS})],
+        "leaf_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "metric_params": [dict, None],
     }
 
     def __sklearn_tags__(self):
@@ -385,7 +414,7 @@ class NeighborsBase(BaseEstimator):
             X, y = validate_data(
                 self, X, y, accept_sparse=["csr", "csc"], dtype="numeric", order="C", multi_output=True
             )
-        metric, power = resolve_metric(self.metric, self.p)
+        metric, power = resolve_metric(self.metric, minkowski_power(self.p, self.metric_params))
         self.effective_metric_ = metric
         self.effective_metric_params_ = {} if power is None else {"p": power}
         if y is not None:
@@ -394,7 +423,8 @@ class NeighborsBase(BaseEstimator):
         self.n_samples_fit_ = self._fit_X.shape[0]
         n_neighbors = getattr(self, "n_neighbors", None) or DEFAULT_PROBE_NEIGHBORS
         self._search_state = fit_search(
-            self._fit_X, metric, power, self.algorithm, n_neighbors, self.n_jobs, self_queries=self_queries
+            self._fit_X, metric, power, self.algorithm, n_neighbors, self.n_jobs, self_queries=self_queries,
+            leaf_size=self.leaf_size,
         )
         self.fit_method_ = self._search_state.method
 

@@ -91,6 +91,15 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
         training rows at fit, which pays on a few features. ``"auto"`` takes
         the tree on few features and otherwise prunes when a probe at fit
         measures that it pays (see Notes).
+    leaf_size : int, default=30
+        Points per leaf of the k-d tree (``fit_method_ == "tree"``), as
+        scikit-learn's; it changes the tree's speed, never its results, and
+        the other methods ignore it.
+    metric_params : dict, default=None
+        scikit-learn's extra metric arguments: ``{"p": power}`` sets the
+        Minkowski power in place of ``p`` (with scikit-learn's warning). No
+        other key is supported (weighted Minkowski, ``"w"``, is not
+        implemented).
 
     Attributes
     ----------
@@ -156,13 +165,18 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
         "weights": [StrOptions({"uniform", "distance"}), callable, None],
     }
 
-    def __init__(self, n_neighbors=5, *, weights="uniform", metric="minkowski", p=2, n_jobs=None, algorithm="auto"):
+    def __init__(
+        self, n_neighbors=5, *, weights="uniform", metric="minkowski", p=2, n_jobs=None, algorithm="auto",
+        leaf_size=30, metric_params=None,
+    ):
         self.n_neighbors = n_neighbors
         self.weights = weights
         self.metric = metric
         self.p = p
         self.n_jobs = n_jobs
         self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric_params = metric_params
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -286,6 +300,10 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
         when cheap lower bounds of it are within the radius; ``"kd_tree"``
         and ``"ball_tree"`` (one k-d tree) visit only the tree's cells that
         reach the radius.
+    leaf_size : int, default=30
+        Points per leaf of the k-d tree, as :class:`~fastknn.KNNClassifier`'s.
+    metric_params : dict, default=None
+        ``{"p": power}`` or None, as :class:`~fastknn.KNNClassifier`'s.
 
     Attributes
     ----------
@@ -341,7 +359,7 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
 
     def __init__(
         self, radius=1.0, *, weights="uniform", metric="minkowski", p=2, outlier_label=None, n_jobs=None,
-        algorithm="auto",
+        algorithm="auto", leaf_size=30, metric_params=None,
     ):
         self.radius = radius
         self.weights = weights
@@ -350,6 +368,8 @@ class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, Classi
         self.outlier_label = outlier_label
         self.n_jobs = n_jobs
         self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric_params = metric_params
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

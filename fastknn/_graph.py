@@ -81,6 +81,10 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         Threads for the search.
     algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method, as :class:`~fastknn.KNNClassifier`'s.
+    leaf_size : int, default=30
+        Points per leaf of the k-d tree, as :class:`~fastknn.KNNClassifier`'s.
+    metric_params : dict, default=None
+        ``{"p": power}`` or None, as :class:`~fastknn.KNNClassifier`'s.
 
     Attributes
     ----------
@@ -126,13 +130,18 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, *, mode="distance", n_neighbors=5, metric="minkowski", p=2, n_jobs=None, algorithm="auto"):
+    def __init__(
+        self, *, mode="distance", n_neighbors=5, metric="minkowski", p=2, n_jobs=None, algorithm="auto",
+        leaf_size=30, metric_params=None,
+    ):
         self.mode = mode
         self.n_neighbors = n_neighbors
         self.metric = metric
         self.p = p
         self.n_jobs = n_jobs
         self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric_params = metric_params
 
     def transform(self, X):
         """The graph of each query's nearest training samples.
@@ -206,6 +215,10 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
         Threads for the search.
     algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method (see :class:`~fastknn.RadiusNeighborsClassifier`).
+    leaf_size : int, default=30
+        Points per leaf of the k-d tree, as :class:`~fastknn.KNNClassifier`'s.
+    metric_params : dict, default=None
+        ``{"p": power}`` or None, as :class:`~fastknn.KNNClassifier`'s.
 
     Attributes
     ----------
@@ -244,13 +257,18 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
         "radius": [Interval(numbers.Real, 0, None, closed="both")],
     }
 
-    def __init__(self, *, mode="distance", radius=1.0, metric="minkowski", p=2, n_jobs=None, algorithm="auto"):
+    def __init__(
+        self, *, mode="distance", radius=1.0, metric="minkowski", p=2, n_jobs=None, algorithm="auto",
+        leaf_size=30, metric_params=None,
+    ):
         self.mode = mode
         self.radius = radius
         self.metric = metric
         self.p = p
         self.n_jobs = n_jobs
         self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric_params = metric_params
 
     def transform(self, X):
         """The graph of the training samples within the radius of each query.

@@ -72,6 +72,10 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
         Threads for the search: None keeps numba's setting, -1 uses all.
     algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method, as :class:`~fastknn.KNNClassifier`'s.
+    leaf_size : int, default=30
+        Points per leaf of the k-d tree, as :class:`~fastknn.KNNClassifier`'s.
+    metric_params : dict, default=None
+        ``{"p": power}`` or None, as :class:`~fastknn.KNNClassifier`'s.
 
     Attributes
     ----------
@@ -116,13 +120,18 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
         "weights": [StrOptions({"uniform", "distance"}), callable, None],
     }
 
-    def __init__(self, n_neighbors=5, *, weights="uniform", metric="minkowski", p=2, n_jobs=None, algorithm="auto"):
+    def __init__(
+        self, n_neighbors=5, *, weights="uniform", metric="minkowski", p=2, n_jobs=None, algorithm="auto",
+        leaf_size=30, metric_params=None,
+    ):
         self.n_neighbors = n_neighbors
         self.weights = weights
         self.metric = metric
         self.p = p
         self.n_jobs = n_jobs
         self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric_params = metric_params
 
     def predict(self, X):
         """Predict the target of each query: the (weighted) mean of its neighbours'.
@@ -196,6 +205,10 @@ class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, Regresso
         Threads for the search.
     algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method (see :class:`~fastknn.RadiusNeighborsClassifier`).
+    leaf_size : int, default=30
+        Points per leaf of the k-d tree, as :class:`~fastknn.KNNClassifier`'s.
+    metric_params : dict, default=None
+        ``{"p": power}`` or None, as :class:`~fastknn.KNNClassifier`'s.
 
     Attributes
     ----------
@@ -237,13 +250,18 @@ class RadiusNeighborsRegressor(_RegressorTargets, RadiusNeighborsMixin, Regresso
         "weights": [StrOptions({"uniform", "distance"}), callable, None],
     }
 
-    def __init__(self, radius=1.0, *, weights="uniform", metric="minkowski", p=2, n_jobs=None, algorithm="auto"):
+    def __init__(
+        self, radius=1.0, *, weights="uniform", metric="minkowski", p=2, n_jobs=None, algorithm="auto",
+        leaf_size=30, metric_params=None,
+    ):
         self.radius = radius
         self.weights = weights
         self.metric = metric
         self.p = p
         self.n_jobs = n_jobs
         self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric_params = metric_params
 
     def predict(self, X):
         """Predict the target of each query: the (weighted) mean of its neighbours within the radius.

@@ -44,8 +44,11 @@ TREE_ALGORITHMS = ("kd_tree", "ball_tree")
 AUTO_TREE_MAX_FEATURES = 6
 AUTO_TREE_MAX_FEATURES_NON_EUCLIDEAN = 8
 
-# Points per leaf of the k-d tree (scipy's default; not tuned).
-LEAF_SIZE = 16
+# Points per leaf of the k-d tree where the caller gives none: scikit-learn's
+# default ``leaf_size`` (scipy's is 16). On 200,000 uniform points and 50,000
+# queries, k=6, build + query took 0.55 / 1.25 / 3.56 s at 4 / 6 / 8
+# features against 0.57 / 1.24 / 3.81 s with 16 (best of 3, all cores).
+LEAF_SIZE = 30
 
 # The cell grid (see :class:`CellGrid`): used instead of the k-d tree up to
 # GRID_MAX_FEATURES features, from GRID_MIN_ROWS training rows, with about
@@ -95,21 +98,21 @@ def within_tree_range(queries, train, metric, p, radius=0.0):
     return exponent * math.log10(largest) + math.log10(train.shape[1] + 1) < 300.0
 
 
-def build_tree(train):
+def build_tree(train, leaf_size=LEAF_SIZE):
     """The space partition of the training rows: a :class:`CellGrid`, or a ``cKDTree``.
 
     The grid where it applies (:func:`build_grid`), else scipy's k-d tree
-    (which keeps the rows in float64).
+    (which keeps the rows in float64) with ``leaf_size`` points a leaf.
     """
-    grid = build_grid(train)
+    grid = build_grid(train, leaf_size)
     if grid is not None:
         return grid
-    return build_kd_tree(train)
+    return build_kd_tree(train, leaf_size)
 
 
-def build_kd_tree(train):
-    """A ``cKDTree`` over the training rows (kept in float64 by scipy)."""
-    return cKDTree(train, leafsize=LEAF_SIZE, balanced_tree=False, compact_nodes=False)
+def build_kd_tree(train, leaf_size=LEAF_SIZE):
+    """A ``cKDTree`` over the training rows (kept in float64 by scipy), ``leaf_size`` points a leaf."""
+    return cKDTree(train, leafsize=leaf_size, balanced_tree=False, compact_nodes=False)
 
 
 class CellGrid:
@@ -136,10 +139,12 @@ class CellGrid:
         Cells along each axis, and each axis's stride in a cell's linear index.
     train : ndarray
         The training rows, for the k-d tree a radius search builds on demand.
+    leaf_size : int
+        Points per leaf of that tree.
     """
 
-    def __init__(self, train, points, point_ids, cell_start, low, width, n_cells, strides):
-        self.train = train
+    def __init__(self, train, points, point_ids, cell_start, low, width, n_cells, strides, leaf_size=LEAF_SIZE):
+        self.train, self.leaf_size = train, leaf_size
         self.points, self.point_ids, self.cell_start = points, point_ids, cell_start
         self.low, self.width, self.n_cells, self.strides = low, width, n_cells, strides
         self._kd_tree = None
@@ -147,12 +152,12 @@ class CellGrid:
     def kd_tree(self):
         """A ``cKDTree`` of the same rows, built on first use (radius searches run on it)."""
         if self._kd_tree is None:
-            self._kd_tree = build_kd_tree(self.train)
+            self._kd_tree = build_kd_tree(self.train, self.leaf_size)
         return self._kd_tree
 
 
-def build_grid(train):
-    """A :class:`CellGrid` of ``train``, or None where the grid does not apply.
+def build_grid(train, leaf_size=LEAF_SIZE):
+    """A :class:`CellGrid` of ``train`` (its on-demand k-d tree ``leaf_size`` points a leaf), or None where the grid does not apply.
 
     None for more than :data:`GRID_MAX_FEATURES` features, fewer than
     :data:`GRID_MIN_ROWS` rows, rows whose extent is not finite in float64,
@@ -186,7 +191,7 @@ def build_grid(train):
     points = np.empty_like(train)
     point_ids = np.empty(n_train, dtype=np.int64)
     _grid_sort(train, cells, cell_start, points, point_ids)
-    return CellGrid(train, points, point_ids, cell_start, low, width, n_cells, strides)
+    return CellGrid(train, points, point_ids, cell_start, low, width, n_cells, strides, leaf_size)
 
 
 def grid_search(queries, train, grid, n_neighbors, metric, p, n_jobs=None):

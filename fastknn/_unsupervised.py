@@ -31,6 +31,10 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
         Threads for the search: None keeps numba's setting, -1 uses all.
     algorithm : {"auto", "brute", "pruned", "kd_tree", "ball_tree"}, default="auto"
         The search method, as :class:`~fastknn.KNNClassifier`'s.
+    leaf_size : int, default=30
+        Points per leaf of the k-d tree, as :class:`~fastknn.KNNClassifier`'s.
+    metric_params : dict, default=None
+        ``{"p": power}`` or None, as :class:`~fastknn.KNNClassifier`'s.
 
     Attributes
     ----------
@@ -76,13 +80,18 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
         "radius": [Interval(numbers.Real, 0, None, closed="both")],
     }
 
-    def __init__(self, *, n_neighbors=5, radius=1.0, metric="minkowski", p=2, n_jobs=None, algorithm="auto"):
+    def __init__(
+        self, *, n_neighbors=5, radius=1.0, metric="minkowski", p=2, n_jobs=None, algorithm="auto",
+        leaf_size=30, metric_params=None,
+    ):
         self.n_neighbors = n_neighbors
         self.radius = radius
         self.metric = metric
         self.p = p
         self.n_jobs = n_jobs
         self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric_params = metric_params
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

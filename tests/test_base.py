@@ -152,3 +152,54 @@ def test_overflowing_distances_raise_instead_of_losing_the_order(sparse, algorit
     distances, indices = model.kneighbors(convert(rows[:5] * fitting_scale))
     np.testing.assert_array_equal(indices, expected)
     np.testing.assert_allclose(distances / fitting_scale, expected_distances, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+def test_every_scikit_learn_parameter_is_accepted(cls):
+    """Code written for scikit-learn's class passes its keyword arguments unchanged."""
+    import inspect
+
+    theirs = getattr(sk_neighbors, {"KNNClassifier": "KNeighborsClassifier", "KNNRegressor": "KNeighborsRegressor",
+                                    "KNNTransformer": "KNeighborsTransformer"}.get(cls.__name__, cls.__name__))
+    assert set(inspect.signature(theirs).parameters) <= set(inspect.signature(cls).parameters)
+    params = cls().get_params()
+    assert params["leaf_size"] == theirs().get_params()["leaf_size"] == 30 and params["metric_params"] is None
+
+
+def test_metric_params_give_the_minkowski_power_as_scikit_learn():
+    rows = np.random.default_rng(16).normal(size=(200, 4))
+    expected = fastknn.NearestNeighbors(n_neighbors=4, p=3).fit(rows).kneighbors(rows[:10])
+    with pytest.warns(SyntaxWarning, match="Parameter p is found in metric_params"):
+        model = fastknn.NearestNeighbors(n_neighbors=4, metric_params={"p": 3}).fit(rows)
+    for got, want in zip(model.kneighbors(rows[:10]), expected):
+        np.testing.assert_array_equal(got, want)
+    assert model.effective_metric_ == "minkowski" and model.effective_metric_params_ == {"p": 3.0}
+    with pytest.warns(SyntaxWarning):
+        theirs = sk_neighbors.NearestNeighbors(metric_params={"p": 1}).fit(rows)
+    with pytest.warns(SyntaxWarning):
+        ours = fastknn.NearestNeighbors(metric_params={"p": 1}).fit(rows)
+    assert ours.effective_metric_ == theirs.effective_metric_ == "manhattan"
+    with pytest.raises(ValueError, match=r"metric_params \['w'\] are not supported"):
+        fastknn.NearestNeighbors(metric_params={"w": np.ones(4)}).fit(rows)
+    with pytest.raises(InvalidParameterError, match="metric_params"):
+        fastknn.NearestNeighbors(metric_params=[("p", 3)]).fit(rows)
+
+
+@pytest.mark.parametrize("n_features", [2, 5], ids=["grid", "kd_tree"])
+def test_leaf_size_reaches_the_tree_and_changes_no_result(n_features):
+    from sklearn.model_selection import GridSearchCV
+
+    rows = np.random.default_rng(17).random((3000, n_features))
+    labels = (rows[:, 0] > 0.5).astype(int)
+    brute = fastknn.NearestNeighbors(n_neighbors=5, algorithm="brute").fit(rows).kneighbors(rows[:50])
+    for leaf_size in (1, 7, 300):
+        model = fastknn.NearestNeighbors(n_neighbors=5, algorithm="kd_tree", leaf_size=leaf_size).fit(rows)
+        assert model.fit_method_ == "tree"
+        tree = model._search_state.tree
+        assert (tree.leaf_size if n_features == 2 else tree.leafsize) == leaf_size
+        for got, want in zip(model.kneighbors(rows[:50]), brute):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(InvalidParameterError, match="leaf_size"):
+        fastknn.NearestNeighbors(leaf_size=0).fit(rows)
+    search = GridSearchCV(fastknn.KNNClassifier(algorithm="kd_tree"), {"leaf_size": [5, 40]}, cv=2).fit(rows, labels)
+    assert search.best_params_["leaf_size"] in (5, 40)
