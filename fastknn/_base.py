@@ -167,8 +167,8 @@ def _check_no_overflow(rdist, metric):
     """
     if rdist.shape[0] and rdist.shape[1] and not np.isfinite(rdist[:, -1]).all():
         raise ValueError(
-            f"The {metric} distances between these rows overflow float64 (its reduced distance, a sum of "
-            "squares or powers, exceeds the largest float), so their order is lost. Divide the training "
+            f"The {metric} distances between these rows overflow float64 (the metric's reduced distance, a "
+            "sum of squares or powers, exceeds the largest float), so their order is lost. Divide the training "
             "rows and the queries by the same constant (their largest absolute value, for example): the "
             "neighbours stay the same."
         )
