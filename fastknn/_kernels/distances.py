@@ -95,7 +95,10 @@ def _cosine_from_sums(dot, query_sq, train_sq):
     sparse exact distances both end here, so that rows whose sums are
     exact (integer values) get the same distance either way. The callers
     pass rows of usual scale (``_cosine.usual_scale``), whose sums neither
-    overflow nor lose digits to subnormal numbers.
+    overflow nor lose digits to subnormal numbers. Inlined into its
+    callers: as a function of its own, every metric's first search would
+    compile it too (``_exact_rdist`` is typed whole for each metric; 0.13
+    to 0.17 s of compilation, measured uncached).
     """
     if query_sq == 0.0 or train_sq == 0.0:
         return 1.0
