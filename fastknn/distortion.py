@@ -89,6 +89,22 @@ def _check_n_features(n_features, shape, name="X"):
         )
 
 
+def _check_no_overflow(distances, names):
+    """Raise where IDM distances or gradients overflowed: the inputs are finite, so nothing else makes them infinite.
+
+    The kernels compute the gradients and compare them in float32, whose
+    squared differences overflow for pixel values above about 1e18; the
+    order of such distances is lost.
+    """
+    if not np.isfinite(distances).all():
+        raise ValueError(
+            "The IDM distances between these images overflow float32 (its largest value, about 3.4e38, is "
+            f"exceeded by their gradients or squared gradient differences), so their order is lost. Divide {names} "
+            "by the same constant (their largest absolute value, for example): the distances scale by its inverse "
+            "square and keep their order."
+        )
+
+
 # --------------------------------------------------------------------------
 # the per-image preparation shared by fit, predict and the functions
 # --------------------------------------------------------------------------
@@ -193,7 +209,8 @@ def idm_distances(X, Y, *, warp=2, context_size=3, image_shape=(28, 28), n_jobs=
     Raises
     ------
     ValueError
-        On non-finite values, rows that are not ``height * width`` pixels, a
+        On non-finite values, distances that overflow float32 (pixel values
+        above about 1e18), rows that are not ``height * width`` pixels, a
         ``warp`` as large as the image's smaller side, or an even
         ``context_size``.
 
@@ -231,6 +248,7 @@ def idm_distances(X, Y, *, warp=2, context_size=3, image_shape=(28, 28), n_jobs=
     with thread_limit(n_jobs):
         candidates = np.broadcast_to(np.arange(n_references, dtype=np.int64), (X.shape[0], n_references))
         distances, indices = _rerank_chunks(X, candidates, _gradients(Y, shape, radius), n_references, model, abandon=False)
+    _check_no_overflow(distances, "X and Y")
     out = np.empty_like(distances)
     np.put_along_axis(out, indices, distances, axis=1)
     return out
@@ -287,6 +305,7 @@ def idm_displacements(query, reference, *, warp=2, context_size=3, image_shape=(
         pair.append(image.reshape(1, -1))
     top = _layout(height, width, radius)[0]
     gradients = _gradients(np.vstack(pair), shape, radius)[:, :, top : top + height, :width]
+    _check_no_overflow(gradients, "the query and the reference")  # the costs below are float64
     # Zero borders of radius + warp on every side: any window and context stays inside.
     pad = radius + warp
     q, r = np.pad(gradients.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
@@ -525,6 +544,7 @@ class DistortionKNNClassifier(ClassifierMixin, BaseEstimator):
                 distances[chunk], indices[chunk] = _rerank_chunks(
                     X[chunk], candidates, self._train_gradients, n_neighbors, self._model
                 )
+        _check_no_overflow(distances, "the training images and the queries")
         return (distances, indices) if return_distance else indices
 
     def _votes(self, X):

@@ -325,6 +325,23 @@ def test_bad_inputs_give_clear_errors(digits_small, fitted):
         idm_displacements(X_test[:2], X_train[0])
 
 
+
+def test_distances_that_overflow_float32_are_an_error_not_infinities():
+    # Pixels of 1e19 square to 1e38-scale gradient differences: past float32.
+    rng = np.random.default_rng(0)
+    images, queries = rng.random((12, 64)), rng.random((3, 64))
+    labels = np.arange(12) % 3
+    model = DistortionKNNClassifier(n_neighbors=2, n_candidates=6, warp=1, image_shape=(8, 8))
+    large = model.fit(images * 1e17, labels).kneighbors(queries * 1e17)[0]
+    assert np.isfinite(large).all()  # 1e36-scale distances are still exact float32 sums
+    np.testing.assert_allclose(large, model.fit(images, labels).kneighbors(queries)[0] * 1e34, rtol=1e-5)
+    with pytest.raises(ValueError, match="IDM distances between these images overflow float32"):
+        model.fit(images * 1e19, labels).predict(queries * 1e19)
+    with pytest.raises(ValueError, match="Divide X and Y by the same constant"):
+        idm_distances(queries * 1e19, images * 1e19, warp=1, image_shape=(8, 8))
+    with pytest.raises(ValueError, match="Divide the query and the reference"):
+        idm_displacements(queries[0] * 3e38, images[0] * 3e38, warp=1, image_shape=(8, 8))
+
 # Estimator checks feed 1 to 10 features to every estimator: never the 784
 # pixels of a 28x28 image, and no single image_shape fits all their data, so
 # each check that fits meets the documented "X has n features per image but
