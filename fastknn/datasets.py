@@ -541,11 +541,14 @@ def load_mnist_pickle(path):
     try:
         with gzip.open(path, "rb") as file:
             arrays = _NumpyOnlyUnpickler(file, encoding="latin1").load()
+            # The unpickler stops at the pickle's end, before gzip's trailer: reading
+            # on to the end checks the CRC and length, which catch corrupt data.
+            trailing = len(file.read())
     except UnsafePickleError as error:
         raise UnsafePickleError(f"{path}: {error}") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise ValueError(
-            f"{path} is truncated or not a gzip-compressed pickle: {error}"
+            f"{path} is truncated, corrupt or not a gzip-compressed pickle: {error}"
         ) from error
     except OSError:
         raise  # missing, a folder, unreadable: not a question of the file's content
@@ -553,6 +556,8 @@ def load_mnist_pickle(path):
         # A stream that is corrupt rather than hostile can fail in many ways
         # (UnpicklingError, KeyError, TypeError, ...); nothing in it has run.
         raise ValueError(f"{path} holds a corrupt pickle: {error!r}") from error
+    if trailing:
+        raise ValueError(f"{path} holds {trailing} bytes after its pickle: it is not one pickled 6-tuple.")
     return _check_split_arrays(arrays, path)
 
 

@@ -345,6 +345,33 @@ def test_truncated_gzip_file(small_split, tmp_path):
     assert str(path) in str(excinfo.value)
 
 
+
+@pytest.mark.parametrize("cut", [1, 4, 8])
+def test_gzip_file_without_its_trailer(small_split, tmp_path, cut):
+    # The pickle itself is whole: only gzip's CRC and length are cut short.
+    path = save_mnist_pickle(tmp_path / "mnist_1000.pkl.gz", small_split)
+    path.write_bytes(path.read_bytes()[:-cut])
+    with pytest.raises(ValueError, match="truncated"):
+        load_mnist_pickle(path)
+
+
+def test_corrupt_compressed_data_fails_the_crc(tmp_path):
+    # A stored (level 0) deflate block holds the pickle's bytes as they are:
+    # changing one pixel's byte keeps a valid pickle, so only the CRC can tell.
+    path = tmp_path / "flipped.pkl.gz"
+    content = bytearray(gzip.compress(pickle.dumps(make_tiny_split(), protocol=2), compresslevel=0))
+    content[len(content) // 2] ^= 0x40
+    path.write_bytes(bytes(content))
+    with pytest.raises(ValueError, match="CRC check failed"):
+        load_mnist_pickle(path)
+
+
+def test_data_after_the_pickle_is_refused(tmp_path):
+    path = tmp_path / "two.pkl.gz"
+    path.write_bytes(gzip.compress(pickle.dumps(make_tiny_split(), protocol=2) + b"more"))
+    with pytest.raises(ValueError, match="4 bytes after its pickle"):
+        load_mnist_pickle(path)
+
 def test_not_a_gzip_file(tmp_path):
     path = tmp_path / "plain.pkl"
     path.write_bytes(pickle.dumps(make_tiny_split(), protocol=2))
