@@ -49,7 +49,7 @@ class _NeighborsGridCV:
         "n_neighbors": ["array-like"],
         "metrics": ["array-like"],
         "weights": ["array-like"],
-        "p": [Interval(numbers.Real, 1, None, closed="left")],
+        "p": [Interval(numbers.Real, 1, None, closed="both")],  # p=inf: Chebyshev, as the estimators
         "cv": ["cv_object"],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "n_jobs": [numbers.Integral, None],
@@ -174,8 +174,10 @@ class _NeighborsGridCV:
         if self.cv is not None or groups is not None:
             raise ValueError("X_val and y_val define the only validation split; leave cv and groups at None.")
         X_val, y_val = validate_data(
-            self, X_val, y_val, accept_sparse=["csr", "csc"], dtype="numeric", order="C", reset=False
+            self, X_val, y_val, accept_sparse=["csr", "csc"], dtype="numeric", order="C", reset=False,
+            y_numeric=not is_classifier(self),
         )
+        self._check_targets(y_val)
         if issparse(X):
             X_val = as_sparse_search(X_val) if issparse(X_val) else X_val
         else:
@@ -590,10 +592,16 @@ default=("uniform", "distance")
     _final_estimator = KNNRegressor
 
     def _check_targets(self, y):
-        pass  # validate_data has checked that y is numeric
+        # validate_data's y_numeric converts only object arrays: strings get here as they are.
+        if y.dtype.kind not in "biuf":
+            raise ValueError(
+                f"y must hold numbers for a regressor, got an array of dtype {y.dtype}; no mean of them "
+                "can be taken."
+            )
 
     def _split_targets(self, y_train):
-        return np.asarray(y_train, dtype=np.float64).reshape(-1, 1)
+        # In y's own dtype, as KNNRegressor averages them (float32 targets give float32 means).
+        return np.asarray(y_train).reshape(-1, 1)
 
     def _replay(self, neighbor_targets, neigh_dist, weights):
         predictions = neighbor_mean(neighbor_targets, neigh_dist, weights)

@@ -440,6 +440,32 @@ def test_regressor_cv_validation_set(digits):
     assert search.n_splits_ == 1 and search.best_estimator_.n_samples_fit_ == len(X)
 
 
+
+def test_regressor_cv_scores_float32_targets_in_float32(digits):
+    # KNNRegressor averages float32 targets in float32: the replayed predictions must too.
+    X = digits[0]
+    y = (np.random.default_rng(0).normal(size=len(X)) * 1000).astype(np.float32)
+    scoring = "neg_mean_squared_error"
+    search = KNNRegressorCV(**GRID, cv=3, scoring=scoring).fit(X, y)
+    assert_same_search(search, regression_grid_search(3, scoring=scoring).fit(X, y))
+
+
+def test_regressor_cv_refuses_targets_that_are_not_numbers(digits):
+    X, y, X_val, y_val = digits
+    with pytest.raises(ValueError, match="y must hold numbers for a regressor, got an array of dtype <U"):
+        KNNRegressorCV(**SMALL_GRID, cv=3).fit(X, y.astype(str))
+    with pytest.raises(ValueError, match="y must hold numbers"):
+        KNNRegressorCV(**SMALL_GRID).fit(X, y.astype(float), X_val=X_val, y_val=y_val.astype(str))
+
+
+@pytest.mark.parametrize("search_class", [KNNClassifierCV, KNNRegressorCV])
+def test_minkowski_p_may_be_infinite_as_in_the_estimators(digits, search_class):
+    X, y = digits[0], digits[1]
+    search = search_class(n_neighbors=(1, 3), metrics=("minkowski", "chebyshev"), p=np.inf, cv=3).fit(X, y)
+    assert [params["metric"] for params in search.cv_results_["params"][::4]] == ["minkowski", "chebyshev"]
+    scores = search.cv_results_["mean_test_score"].reshape(2, -1)  # by metric, then n_neighbors and weights
+    np.testing.assert_array_equal(scores[0], scores[1])  # p = inf is Chebyshev
+
 @parametrize_with_checks([KNNRegressorCV(n_neighbors=(1, 3), metrics=("euclidean",), cv=3)])
 def test_regressor_cv_sklearn_compatible_estimator(estimator, check):
     check(estimator)
