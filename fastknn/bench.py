@@ -1122,7 +1122,7 @@ def format_cv_report(cv):
 
 def _check_options(args):
     """Refuse option values that make no sense, before minutes of measuring."""
-    from .cli import CommandLineError
+    from .cli import CommandLineError, check_writable_file
 
     if args.repeats < 1:
         raise CommandLineError(f"--repeats {args.repeats}: needs at least 1 run")
@@ -1131,14 +1131,12 @@ def _check_options(args):
     if args.cv_sklearn and not args.cv:
         raise CommandLineError("--cv-sklearn needs --cv")
     if args.json is not None:
-        path = os.path.abspath(args.json)
-        folder = os.path.dirname(path)
-        if os.path.isdir(path):
+        if args.json and os.path.isdir(args.json):
             raise CommandLineError(f"--json {args.json} is a folder; give a file name")
-        if not os.path.isdir(folder):
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if args.json and not os.path.isdir(folder):
             raise CommandLineError(f"--json {args.json}: the folder {folder} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise CommandLineError(f"--json {args.json}: the folder {folder} is not writable")
+        check_writable_file(args.json, "--json")  # before the run, not after it
 
 
 def main(args):

@@ -8,6 +8,7 @@ a request to report it.
 
 import argparse
 import importlib
+import os
 import sys
 
 # sub-command -> (module, one-line help); each module has add_arguments(parser) and main(args).
@@ -44,6 +45,33 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
+def check_writable_file(path, option):
+    """Raise :class:`CommandLineError` unless ``path`` can be written as a file; leave no file behind.
+
+    For output written at the end of a long run: opening the path for
+    appending meets what writing will (permissions, a folder of that name,
+    a read-only file system, a pseudo-file) without changing a file that is
+    there, and a file that was not there is removed again. It never blocks
+    on a named pipe without a reader (that is an error too).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file the command will write.
+    option : str
+        The option that named it, such as ``"--json"``, for the message.
+    """
+    if not os.fspath(path):
+        raise CommandLineError(f"{option} needs a file name")
+    existed = os.path.lexists(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666))
+    except OSError as error:
+        raise CommandLineError(f"{option} {path}: cannot write it: {error.strerror or error}") from None
+    if not existed:
+        os.remove(path)
+
+
 def build_parser():
     """The argument parser with one sub-parser per command."""
     parser = _Parser(
@@ -52,6 +80,9 @@ def build_parser():
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"fastknn {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)

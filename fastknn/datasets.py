@@ -427,7 +427,14 @@ def _check_split_arrays(arrays, where):
             raise ValueError(
                 f"{where}: {data_name} holds NaN or infinite pixel values"
             )
-        checked.append(data.astype(np.float32, copy=False))
+        with np.errstate(over="ignore"):
+            data = data.astype(np.float32, copy=False)
+        if not np.isfinite(data).all():
+            raise ValueError(
+                f"{where}: {data_name} holds pixel values beyond float32's range "
+                "(about 3.4e38), in which the data are kept"
+            )
+        checked.append(data)
         checked.append(labels.astype(np.int64, copy=False))
     return tuple(checked)
 

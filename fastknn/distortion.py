@@ -105,6 +105,19 @@ def _check_no_overflow(distances, names):
         )
 
 
+def _largest_safe_pixel(context_size=3):
+    """The largest absolute pixel value whose IDM distances cannot overflow float32.
+
+    A Sobel gradient weighs 8 pixels by 1 or 2, so for pixels within
+    ``[-M, M]`` it lies within ``[-8 M, 8 M]``, two gradients differ by at
+    most ``16 M``, and a context distance sums ``2 context_size**2`` squares
+    of such differences, in float32: at most ``512 context_size**2 M**2``,
+    kept here below half the largest float32 for the sums' rounding. Larger
+    pixels may still give finite distances; smaller ones always do.
+    """
+    return float(np.sqrt(float(np.finfo(np.float32).max) / 2 / (512 * context_size**2)))
+
+
 # --------------------------------------------------------------------------
 # the per-image preparation shared by fit, predict and the functions
 # --------------------------------------------------------------------------

@@ -77,6 +77,15 @@ def bad_files(tmp_path_factory):
     parts = _parts()
     parts[0][0, 0] = -1.0
     save_mnist_pickle(folder / "negative.pkl.gz", tuple(parts))
+    save_mnist_pickle(folder / "one-pixel.pkl.gz", tuple(_parts(n_features=1)))
+    save_mnist_pickle(folder / "two-by-two.pkl.gz", tuple(_parts(n_features=4)))
+    parts = _parts()
+    parts[4][1, 2] = 1e20  # float32, but the IDM's float32 sums of its gradients' squares overflow
+    save_mnist_pickle(folder / "huge-pixels.pkl.gz", tuple(parts))
+    parts = _parts()
+    parts[2] = parts[2].astype(np.float64)
+    parts[2][0, 0] = 1e300
+    _pickle(folder / "beyond-float32.pkl.gz", tuple(parts))
     return folder
 
 
@@ -95,6 +104,10 @@ def bad_files(tmp_path_factory):
         ("unsafe.pkl.gz", ["unsafe.pkl.gz", "refused", "system"]),
         ("no-test.pkl.gz", ["no-test.pkl.gz", "testData holds no image"]),
         ("negative.pkl.gz", ["negative.pkl.gz", "negative pixel", "--no-augment"]),
+        ("one-pixel.pkl.gz", ["one-pixel.pkl.gz", "1 x 1 pixels cannot be shifted", "--no-augment"]),
+        ("two-by-two.pkl.gz", ["two-by-two.pkl.gz", "2 x 2 pixels are too small", "--no-distortion"]),
+        ("huge-pixels.pkl.gz", ["huge-pixels.pkl.gz", "testData has pixel values up to 1e+20", "--no-distortion"]),
+        ("beyond-float32.pkl.gz", ["beyond-float32.pkl.gz", "valData", "beyond float32's range"]),
     ],
 )
 def test_bad_data_file_is_one_message(bad_files, tmp_path, capsys, name, words):
@@ -137,6 +150,42 @@ def test_bench_json_that_is_a_folder(tmp_path, capsys):
     status, _, err = _run(capsys, "bench", "--json", str(tmp_path))
     _assert_one_message(status, err, "--json", "is a folder")
 
+
+
+def test_bench_json_is_tried_before_the_run(tmp_path, capsys):
+    # A named pipe without a reader cannot be written: the check says so at
+    # once (it would block, or fail after the whole benchmark).
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    status, stdout, err = _run(capsys, "bench", "--json", str(pipe))
+    _assert_one_message(status, err, "--json", "pipe", "cannot write it")
+    assert stdout == ""
+    status, _, err = _run(capsys, "bench", "--json", "")
+    _assert_one_message(status, err, "--json needs a file name")
+
+
+def test_check_writable_file_leaves_files_as_they_were(tmp_path):
+    existing = tmp_path / "existing.json"
+    existing.write_text("mine")
+    cli.check_writable_file(existing, "--json")
+    cli.check_writable_file(tmp_path / "new.json", "--json")
+    assert [p.name for p in tmp_path.iterdir()] == ["existing.json"] and existing.read_text() == "mine"
+
+
+def test_out_whose_files_cannot_be_written(tmp_path, capsys):
+    (tmp_path / "report.md").write_text("mine")
+    (tmp_path / "results.json").mkdir()
+    status, stdout, err = _run(capsys, "experiment", "--small", "--out", str(tmp_path), "--overwrite")
+    _assert_one_message(status, err, "--out", "results.json", "cannot write it")
+    assert stdout == "" and (tmp_path / "report.md").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "results.json"]
+
+
+def test_version(capsys):
+    from fastknn import __version__
+
+    status, stdout, err = _run(capsys, "--version")
+    assert status == 0 and stdout.strip() == f"fastknn {__version__}" and err == ""
 
 def test_out_that_is_a_file(tmp_path, capsys):
     existing = tmp_path / "report.txt"

@@ -575,3 +575,14 @@ def test_nan_pixels_are_refused(tmp_path):
     parts[4][5, 5] = np.nan
     with pytest.raises(ValueError, match="testData holds NaN"):
         save_mnist_pickle(tmp_path / "nan.pkl.gz", tuple(parts))
+
+
+def test_float64_pixels_beyond_float32_are_refused(tmp_path):
+    # Finite in float64, infinite once kept as float32.
+    parts = list(make_tiny_split())
+    parts[2] = parts[2].astype(np.float64)
+    parts[2][0, 1] = 1e300
+    path = tmp_path / "huge.pkl.gz"
+    path.write_bytes(gzip.compress(pickle.dumps(tuple(parts), protocol=2)))
+    with pytest.raises(ValueError, match="valData holds pixel values beyond float32's range"):
+        load_mnist_pickle(path)

@@ -15,6 +15,7 @@ from fastknn.distortion import (
     _bands,
     _column_penalties,
     _gradients,
+    _largest_safe_pixel,
     _rerank_chunks,
     idm_displacements,
     idm_distances,
@@ -341,6 +342,18 @@ def test_distances_that_overflow_float32_are_an_error_not_infinities():
         idm_distances(queries * 1e19, images * 1e19, warp=1, image_shape=(8, 8))
     with pytest.raises(ValueError, match="Divide the query and the reference"):
         idm_displacements(queries[0] * 3e38, images[0] * 3e38, warp=1, image_shape=(8, 8))
+
+
+@pytest.mark.parametrize("context_size", [1, 3, 5])
+def test_pixels_within_the_safe_bound_never_overflow(context_size):
+    # Columns of -M and +M two apart give gradients of +-8 M; the reference is
+    # the negated image, so every compared pair of gradients differs by 16 M.
+    bound = _largest_safe_pixel(context_size)
+    stripes = np.where(np.arange(8) % 4 < 2, -bound, bound).astype(np.float32)
+    image = np.tile(stripes, (8, 1))
+    images = np.stack([image, image.T, np.random.default_rng(0).choice([-bound, bound], (8, 8))]).reshape(3, 64)
+    distances = idm_distances(images, -images, warp=0, context_size=context_size, image_shape=(8, 8))
+    assert np.isfinite(distances).all() and distances.min() > 0
 
 # Estimator checks feed 1 to 10 features to every estimator: never the 784
 # pixels of a 28x28 image, and no single image_shape fits all their data, so

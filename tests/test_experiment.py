@@ -373,3 +373,14 @@ def test_compile_ahead_steps_are_warmup_steps_the_study_uses(augment, distortion
     assert ("distortion" in keys) == distortion and ("augmentation" in keys) == augment
     # The first searches are left to the process that runs the study.
     assert "pruned-euclidean" not in keys and keys[-1] == "euclidean"
+
+
+def test_the_data_check_asks_of_the_distortion_step_only_when_it_runs():
+    from fastknn.experiment.data import ExperimentData, check_for_augmentation
+
+    rng = np.random.default_rng(0)
+    parts = [rng.random((4, 4)), np.arange(4)] * 3
+    two_by_two = ExperimentData(*parts, source="2x2", description="")
+    check_for_augmentation(two_by_two, distortion=False)  # shifting by a pixel is possible
+    with pytest.raises(ValueError, match="warp of 2, which needs at least 3 x 3"):
+        check_for_augmentation(two_by_two)

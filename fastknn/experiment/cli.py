@@ -15,7 +15,7 @@ import shlex
 import sys
 from time import perf_counter
 
-from ..cli import CommandLineError
+from ..cli import CommandLineError, check_writable_file
 from ..warmup import compile_ahead
 from .data import check_for_augmentation, load_data
 from .study import Progress, run_experiment, threads_in_use
@@ -66,8 +66,12 @@ def prepare_out_dir(out, overwrite=False, now=None):
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CommandLineError(f"--out {path}: cannot create the folder: {error.strerror or error}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise CommandLineError(f"--out {path}: the folder is not writable")
+    from .figures import FILE_NAMES
+
+    # Each file the run writes at its end, tried now (a folder of that name, a
+    # file system or folder that refuses writes): the run then cannot fail there.
+    for name in ("results.json", "report.md", *FILE_NAMES.values()):
+        check_writable_file(path / name, "--out")
     return path
 
 
@@ -226,7 +230,7 @@ def _load(args):
     try:
         data = load_data(args.data, args.small)
         if not args.no_augment:
-            check_for_augmentation(data)
+            check_for_augmentation(data, distortion=not args.no_distortion)
     except UnsafePickleError as error:
         raise CommandLineError(f"--data {error}; refused unread, since loading it could run code") from None
     except OSError as error:

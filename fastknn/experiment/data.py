@@ -92,14 +92,45 @@ def load_data(data=None, small=False):
     return ExperimentData(*parts, source=source, description=description)
 
 
-def check_for_augmentation(data):
-    """Raise ValueError if deskewing cannot use these images (negative intensities).
+def check_for_augmentation(data, distortion=True):
+    """Raise ValueError where the augmentation step cannot use these images.
 
-    Deskewing takes the pixels as ink mass; the images must be non-negative.
+    Deskewing takes the pixels as ink mass, so they must be non-negative;
+    the shifted copies need images larger than the shift; with
+    ``distortion``, the re-ranking needs images larger than its largest
+    warp, and pixels small enough that its float32 distances stay finite
+    (``fastknn.distortion._largest_safe_pixel``).
     """
-    for name, part in zip(PART_NAMES, (data.train_X, data.val_X, data.test_X)):
-        if part.size and part.min() < 0:
+    from ..augment import ShiftAugmenter
+    from ..distortion import _largest_safe_pixel
+    from .candidates import DISTORTION
+
+    parts = [(name, part) for name, part in zip(PART_NAMES, (data.train_X, data.val_X, data.test_X)) if part.size]
+    for name, part in parts:
+        if part.min() < 0:
             raise ValueError(
                 f"{data.source}: {name} has negative pixel values ({part.min():g}); deskewing needs "
                 "non-negative intensities (rescale the images, or pass --no-augment)"
+            )
+    side, shift = data.side, ShiftAugmenter().n_pixels
+    if side <= shift:
+        raise ValueError(
+            f"{data.source}: images of {side} x {side} pixels cannot be shifted by {shift} pixel for the "
+            f"augmentation step, which needs at least {shift + 1} x {shift + 1} (pass --no-augment)"
+        )
+    if not distortion:
+        return
+    warp = max(DISTORTION.warps)
+    if side <= warp:
+        raise ValueError(
+            f"{data.source}: images of {side} x {side} pixels are too small for the distortion step's "
+            f"warp of {warp}, which needs at least {warp + 1} x {warp + 1} (pass --no-distortion)"
+        )
+    bound = _largest_safe_pixel()
+    for name, part in parts:
+        if part.max() > bound:
+            raise ValueError(
+                f"{data.source}: {name} has pixel values up to {part.max():g}; the distortion step's float32 "
+                f"distances are certain to stay finite only below {bound:.2g} (rescale the images, or pass "
+                "--no-distortion)"
             )

@@ -12,6 +12,16 @@ import numpy as np
 from matplotlib.figure import Figure
 
 DPI = 100
+
+#: The PNG file each figure is saved as, by its key in ``results["figures"]``.
+FILE_NAMES = {
+    "samples": "sample_digits.png",
+    "validation": "validation_accuracy.png",
+    "confusion": "confusion_matrix.png",
+    "errors": "misclassified.png",
+    "deskew": "deskew.png",
+    "distortion": "idm_example.png",
+}
 _CMAP = "gray_r"  # dark ink on white paper
 
 
@@ -262,7 +272,7 @@ def draw_figures(results, data, out_dir, augment):
     """Draw the study's PNG figures into ``out_dir``; return name -> file name."""
     figures = {}
     side = data.side
-    figures["samples"] = "sample_digits.png"
+    figures["samples"] = FILE_NAMES["samples"]
     sample_digits(data.train_X, data.train_y, side, out_dir / figures["samples"])
 
     curves = {}
@@ -274,10 +284,10 @@ def draw_figures(results, data, out_dir, augment):
             for m, cell in entry["metrics"].items()
             if cell is not None
         }
-    figures["validation"] = "validation_accuracy.png"
+    figures["validation"] = FILE_NAMES["validation"]
     validation_curves(curves, out_dir / figures["validation"])
 
-    figures["confusion"] = "confusion_matrix.png"
+    figures["confusion"] = FILE_NAMES["confusion"]
     confusion_heatmap(
         np.asarray(results["confusion_matrix"]["matrix"]),
         np.asarray(results["confusion_matrix"]["labels"]),
@@ -287,7 +297,7 @@ def draw_figures(results, data, out_dir, augment):
 
     errors = results["most_confident_errors"]
     if errors:
-        figures["errors"] = "misclassified.png"
+        figures["errors"] = FILE_NAMES["errors"]
         rows = [e["test_index"] for e in errors]
         captions = [f"true {e['true']}, pred {e['predicted']}\nvotes {100 * e['vote_share']:.0f} %" for e in errors]
         digit_grid(
@@ -301,7 +311,7 @@ def draw_figures(results, data, out_dir, augment):
     if augment:
         from ..augment import deskew
 
-        figures["deskew"] = "deskew.png"
+        figures["deskew"] = FILE_NAMES["deskew"]
         first_per_class = [np.flatnonzero(data.train_y == c)[0] for c in np.unique(data.train_y)[:10]]
         before = data.train_X[first_per_class]
         before_after(before, deskew(before), side, out_dir / figures["deskew"])
@@ -311,7 +321,7 @@ def draw_figures(results, data, out_dir, augment):
         from ..augment import deskew
         from ..distortion import idm_displacements
 
-        figures["distortion"] = "idm_example.png"
+        figures["distortion"] = FILE_NAMES["distortion"]
         query = deskew(data.test_X[[example["test_index"]]])[0].reshape(side, side)
         neighbours = deskew(data.train_X[[example["euclidean_index"], example["idm_index"]]]).reshape(-1, side, side)
         field, _ = idm_displacements(query, neighbours[1], warp=example["warp"], image_shape=(side, side))
