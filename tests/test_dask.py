@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse
+from sklearn.exceptions import UndefinedMetricWarning
 
 import fastknn
 from fastknn.datasets import load_mnist
@@ -535,6 +536,67 @@ def test_bad_inputs_raise_on_the_client(client):
     with pytest.raises(ValueError, match="n_neighbors must be between"):
         clf.kneighbors(rng.normal(size=(3, 5)), n_neighbors=41)
 
+
+def test_empty_blocks_of_queries_and_of_training_rows(client, labelled_split):
+    """Row selections leave empty blocks: they search nothing, also as the training rows of X=None."""
+    X, y, queries = labelled_split
+    labels = y[:, 0].astype(int)
+    expected = fastknn.KNNClassifier(n_neighbors=3).fit(X, labels)
+    estimator = KNNClassifier(n_neighbors=3).fit(da.from_array(X, chunks=((100, 0, 140, 0), 3)), labels)
+    blocks = da.from_array(queries, chunks=((20, 0, 40), 3))
+    for got, want in zip(dask.compute(*estimator.kneighbors(blocks)), expected.kneighbors(queries)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(estimator.predict(blocks).compute(), expected.predict(queries))
+    for got, want in zip(dask.compute(*estimator.kneighbors()), expected.kneighbors()):
+        np.testing.assert_array_equal(got, want)
+    radius = NearestNeighbors(radius=1.5).fit(da.from_array(X, chunks=((100, 0, 140), 3)))
+    got = radius.radius_neighbors_graph(mode="distance").compute()
+    assert_same_graph(got, fastknn.NearestNeighbors(radius=1.5).fit(X).radius_neighbors_graph(mode="distance"))
+
+
+def test_bad_inputs_as_scikit_learn_refuses_them(client):
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(12, 2))
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        NearestNeighbors().fit(np.arange(5.0))
+    with pytest.raises(ValueError, match="X has no rows"):
+        NearestNeighbors(n_neighbors=1).fit(np.empty((0, 2)))
+    with pytest.raises(ValueError, match="X has no rows"):
+        NearestNeighbors(n_neighbors=1).fit(X).kneighbors(X[:0])
+    with pytest.raises(ValueError, match="target y is None"):
+        KNNClassifier(2).fit(X, None)
+    with pytest.raises(ValueError, match="y has no outputs"):
+        KNNRegressor(2).fit(X, np.empty((12, 0)))
+    y = da.from_array(np.arange(12.0), chunks=6)
+    with pytest.raises(ValueError, match="y has unknown chunk sizes"):
+        KNNRegressor(2).fit(X, y[y > -1])
+    with_nan = np.arange(12.0)
+    with_nan[7] = np.nan
+    with pytest.raises(ValueError, match="training shard of rows 6 to 11: Input y contains NaN"):
+        KNNRegressor(2).fit(da.from_array(X, chunks=(6, 2)), with_nan)
+    np.testing.assert_array_equal(  # numbers held as objects are numbers, as for scikit-learn
+        NearestNeighbors(n_neighbors=2).fit(X.astype(object)).kneighbors(X[:3])[1].compute(),
+        fastknn.NearestNeighbors(n_neighbors=2).fit(X).kneighbors(X[:3])[1],
+    )
+
+    reg, clf = KNNRegressor(2).fit(X, np.arange(12.0)), KNNClassifier(2).fit(X, np.arange(12) % 2)
+    with pytest.raises(ValueError, match="y has 2 outputs, but KNNRegressor was fitted on 1"):
+        reg.score(X[:5], np.ones((5, 2)))
+    with pytest.raises(ValueError, match="y has 2 outputs, but KNNClassifier was fitted on 1"):
+        clf.score(X[:5], np.ones((5, 2), dtype=int))
+    with pytest.raises(ValueError, match="sample_weight has 4 values but X has 5 rows"):
+        reg.score(X[:5], np.ones(5), sample_weight=np.ones(4))
+    with pytest.raises(ValueError, match="sample_weight must be 1-D"):
+        clf.score(X[:5], np.ones(5, dtype=int), sample_weight=np.ones((5, 1)))
+    with pytest.raises(ValueError, match="Mix of label input types"):
+        clf.score(X[:5], np.array(list("abcde")))
+    with pytest.warns(UndefinedMetricWarning, match="less than two samples"):
+        assert np.isnan(reg.score(X[:1], [1.0]).compute())
+    weights = rng.random(5)
+    np.testing.assert_allclose(
+        reg.score(X[:5], np.arange(5.0), sample_weight=weights).compute(),
+        fastknn.KNNRegressor(2).fit(X, np.arange(12.0)).score(X[:5], np.arange(5.0), sample_weight=weights),
+    )
 
 def test_benchmark_script_runs_small(client, tmp_path):
     """The figures' script on small shapes: its checks hold (no timing is asserted)."""

@@ -6,6 +6,7 @@ labels for the classifier) and what it does with each query's neighbours
 (a vote), block by block, with ``map_blocks``.
 """
 
+import math
 import numbers
 
 import dask
@@ -171,6 +172,29 @@ class DaskNeighborsBase(BaseEstimator):
             X, self._shards, n_neighbors, self._candidate_dtype, n_jobs=self.n_jobs, split_every=self.split_every
         )
 
+    def _score_inputs(self, X, y, sample_weight):
+        """``score``'s arguments checked on the client: ``(X, y, weights)``.
+
+        ``y`` of shape (n_queries, n_outputs) with the fitted number of
+        outputs, ``weights`` float64 of shape (n_queries,) chunked like
+        ``y``'s rows, or None.
+        """
+        X = as_row_blocks(X, "X")
+        y = as_dask_targets(y, X)
+        n_outputs = self._candidate_dtype["target"].shape[0]
+        if y.shape[1] != n_outputs:
+            raise ValueError(f"y has {y.shape[1]} outputs, but {type(self).__name__} was fitted on {n_outputs}.")
+        if sample_weight is None:
+            return X, y, None
+        weights = sample_weight if isinstance(sample_weight, da.Array) else np.asarray(sample_weight)
+        if weights.ndim != 1:
+            raise ValueError(f"sample_weight must be 1-D, of shape (n_queries,); got shape {weights.shape}.")
+        if weights.dtype.kind not in "biuf":
+            raise ValueError(f"sample_weight must hold numbers; got dtype {weights.dtype}.")
+        if weights.shape[0] != y.shape[0]:
+            raise ValueError(f"sample_weight has {weights.shape[0]} values but X has {y.shape[0]} rows; they must match.")
+        return X, y, da.asarray(weights).astype(np.float64).rechunk((y.chunks[0],))
+
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Find the nearest training samples of each query, lazily.
 
@@ -237,12 +261,18 @@ def _knn_graph_block(candidates, mode, n_samples, metric, p):
 
 def as_dask_targets(y, X):
     """``y`` as a Dask array of shape (n_samples, n_outputs), chunked like ``X``'s rows."""
+    if y is None:
+        raise ValueError("This estimator requires y to be passed, but the target y is None.")
     if not isinstance(y, da.Array):
         y = np.asarray(y)
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D, got {y.ndim} dimensions.")
+    if math.isnan(y.shape[0]):
+        raise ValueError("y has unknown chunk sizes; call y.compute_chunk_sizes() first.")
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}; they must match.")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise ValueError(f"y has no outputs (shape {y.shape}); at least one is needed.")
     if not isinstance(y, da.Array):
         y = da.from_array(y, chunks=(X.chunks[0],) + y.shape[1:])
     y = y[:, None] if y.ndim == 1 else y

@@ -248,15 +248,20 @@ class KNNClassifier(ClassifierMixin, DaskNeighborsBase):
         score : dask.array.Array of shape ()
             The (weighted) fraction of queries predicted right.
         """
-        X = as_row_blocks(X, "X")
+        X, y, weights = self._score_inputs(X, y, sample_weight)
+        for classes in self._classes_list():
+            numbers = [dtype.kind in "biuf" for dtype in (classes.dtype, y.dtype) if dtype.kind != "O"]
+            if len(numbers) == 2 and numbers[0] != numbers[1]:
+                raise ValueError(
+                    f"Mix of label input types: y holds labels of dtype {y.dtype}, but the classes seen at fit "
+                    f"are of dtype {classes.dtype}."
+                )
         predictions = self.predict(X)
-        y = as_dask_targets(y, X)
         if predictions.ndim == 1:
             predictions = predictions[:, None]
         right = (predictions == y).all(axis=1)
-        if sample_weight is None:
+        if weights is None:
             return right.mean()
-        weights = da.asarray(sample_weight).rechunk(right.chunks)
         return (right * weights).sum() / weights.sum()
 
 

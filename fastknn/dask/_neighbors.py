@@ -38,8 +38,8 @@ def as_row_blocks(array, name):
     Raises
     ------
     ValueError
-        For an array that is not 2-D, not numeric, has unknown chunk sizes
-        or is split along its features.
+        For an array that is not 2-D, not numeric, has unknown chunk sizes,
+        no rows, or is split along its features.
     TypeError
         For a Dask array whose blocks are neither NumPy arrays nor scipy
         sparse matrices.
@@ -51,18 +51,25 @@ def as_row_blocks(array, name):
         )
     elif not isinstance(array, da.Array):
         array = np.asarray(array)
+        if array.dtype == object:  # numbers held as objects, which scikit-learn converts
+            try:
+                array = array.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must hold numbers; got objects that are not.") from None
         if array.ndim == 2:
             array = da.from_array(array, chunks=(max(1, array.shape[0]), max(1, array.shape[1])))
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, of shape (n_rows, n_features); got {array.ndim} dimensions.")
     if not (isinstance(array._meta, np.ndarray) or scipy.sparse.issparse(array._meta)):
         raise TypeError(
             f"{name}'s blocks must be NumPy arrays or scipy sparse matrices, got {type(array._meta).__name__}."
         )
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, of shape (n_rows, n_features); got {array.ndim} dimensions.")
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold numbers; got dtype {array.dtype}.")
     if any(math.isnan(size) for size in array.chunks[0]):
         raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first.")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} has no rows (shape {array.shape}); at least one is needed.")
     if array.numblocks[1] != 1:
         raise ValueError(
             f"{name} is split along its features (chunks {array.chunks[1]} on axis 1); every block must hold "

@@ -1,8 +1,11 @@
 """Neighbours regression on Dask arrays: the k nearest, or those within a radius."""
 
+import warnings
+
 import dask.array as da
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils._param_validation import StrOptions
 
 from .._regression import neighbor_mean, radius_mean
@@ -176,15 +179,18 @@ class KNNRegressor(RegressorMixin, DaskNeighborsBase):
             output whose targets are all equal scores 1 when predicted
             exactly, else 0), summed block by block on the workers.
         """
-        X = as_row_blocks(X, "X")
+        X, y, weights = self._score_inputs(X, y, sample_weight)
+        if y.shape[0] < 2:
+            warnings.warn("R^2 score is not well-defined with less than two samples.", UndefinedMetricWarning)
+            return da.from_array(np.array(np.nan))
         predictions = self.predict(X)
-        y = as_dask_targets(y, X).astype(np.float64)
+        y = y.astype(np.float64)
         if predictions.ndim == 1:
             predictions = predictions[:, None]
-        if sample_weight is None:
+        if weights is None:
             weights = da.ones((y.shape[0], 1), chunks=(y.chunks[0], 1))
         else:
-            weights = da.asarray(sample_weight, dtype=np.float64).reshape((-1, 1)).rechunk((y.chunks[0], 1))
+            weights = weights[:, None]
         residual = (weights * (y - predictions) ** 2).sum(axis=0)
         mean = (weights * y).sum(axis=0) / weights.sum()
         total = (weights * (y - mean) ** 2).sum(axis=0)

@@ -58,7 +58,8 @@ class Shard:
     Raises
     ------
     ValueError
-        When the rows are not finite numbers, naming the shard's rows.
+        When the rows, or float targets, are not finite numbers, naming
+        the shard's rows.
     """
 
     def __init__(self, rows, first_row, metric, p, algorithm, n_neighbors, targets=None):
@@ -82,6 +83,11 @@ class Shard:
         # own (method, pruning index, Euclidean norms); an empty shard (a
         # row selection can leave one) only pads, and prepares nothing.
         self.fitted = fit_search(self.rows, metric, p, algorithm, k, n_jobs=1) if k else None
+        if targets is not None and targets.dtype.kind == "f" and not np.isfinite(targets).all():
+            # A regressor's targets (a classifier's are encoded labels): checked where they are, as the rows.
+            raise ValueError(
+                f"training shard of rows {self.first_row} to {last_row}: Input y contains NaN or infinity."
+            )
         self.targets = targets
 
     def __sizeof__(self):
@@ -200,14 +206,14 @@ def build_shard(rows, *targets, block_info=None, metric, p, algorithm, n_neighbo
 
 
 def search_shard(queries, shard, *, n_neighbors, n_jobs):
-    """``blockwise`` function: one block of queries against one shard."""
-    queries = check_array(queries, accept_sparse=True, dtype="numeric", input_name="X")
+    """``blockwise`` function: one block of queries against one shard (a block may be empty)."""
+    queries = check_array(queries, accept_sparse=True, dtype="numeric", ensure_min_samples=0, input_name="X")
     return shard.search(queries, n_neighbors, n_jobs)
 
 
 def search_shard_radius(queries, shard, *, radius, n_jobs):
-    """``blockwise`` function: the rows of one shard within ``radius`` of a block of queries."""
-    queries = check_array(queries, accept_sparse=True, dtype="numeric", input_name="X")
+    """``blockwise`` function: the rows of one shard within ``radius`` of a block of queries (maybe none)."""
+    queries = check_array(queries, accept_sparse=True, dtype="numeric", ensure_min_samples=0, input_name="X")
     return shard.radius_search(queries, radius, n_jobs)
 
 
