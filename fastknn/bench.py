@@ -1131,10 +1131,10 @@ def _check_options(args):
     if args.cv_sklearn and not args.cv:
         raise CommandLineError("--cv-sklearn needs --cv")
     if args.json is not None:
-        if args.json and os.path.isdir(args.json):
+        if os.path.isdir(args.json):
             raise CommandLineError(f"--json {args.json} is a folder; give a file name")
         folder = os.path.dirname(os.path.abspath(args.json))
-        if args.json and not os.path.isdir(folder):
+        if not os.path.isdir(folder):
             raise CommandLineError(f"--json {args.json}: the folder {folder} does not exist")
         check_writable_file(args.json, "--json")  # before the run, not after it
 

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 DPI = 100
+_CMAP = "gray_r"  # dark ink on white paper
 
 #: The PNG file each figure is saved as, by its key in ``results["figures"]``.
 FILE_NAMES = {
@@ -22,8 +23,6 @@ FILE_NAMES = {
     "deskew": "deskew.png",
     "distortion": "idm_example.png",
 }
-_CMAP = "gray_r"  # dark ink on white paper
-
 
 
 def _show_mosaic(figure, canvas, row_ticks, row_labels, title):
