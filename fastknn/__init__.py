@@ -25,17 +25,19 @@ __all__ = [
 # Public name -> (module, name there). Imported on first use (module
 # __getattr__, PEP 562), so that ``import fastknn`` loads neither numba nor
 # scikit-learn's model selection until a name that needs them is used.
-# scikit-learn's names are the same classes: changing the module of
-# ``from sklearn.neighbors import X`` is the whole migration.
+# scikit-learn's names are those classes, or (KNeighbors*) subclasses that
+# differ only in name, since pipelines name their steps after the class:
+# changing the module of ``from sklearn.neighbors import X`` is the whole
+# migration.
 _LAZY = {
     "KNNClassifier": ("_classification", "KNNClassifier"),
-    "KNeighborsClassifier": ("_classification", "KNNClassifier"),
+    "KNeighborsClassifier": ("_classification", "KNeighborsClassifier"),
     "RadiusNeighborsClassifier": ("_classification", "RadiusNeighborsClassifier"),
     "KNNTransformer": ("_graph", "KNNTransformer"),
-    "KNeighborsTransformer": ("_graph", "KNNTransformer"),
+    "KNeighborsTransformer": ("_graph", "KNeighborsTransformer"),
     "RadiusNeighborsTransformer": ("_graph", "RadiusNeighborsTransformer"),
     "KNNRegressor": ("_regression", "KNNRegressor"),
-    "KNeighborsRegressor": ("_regression", "KNNRegressor"),
+    "KNeighborsRegressor": ("_regression", "KNeighborsRegressor"),
     "RadiusNeighborsRegressor": ("_regression", "RadiusNeighborsRegressor"),
     "NearestNeighbors": ("_unsupervised", "NearestNeighbors"),
     "DistortionKNNClassifier": ("distortion", "DistortionKNNClassifier"),

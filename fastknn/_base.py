@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._cosine import check_cosine_algorithm, cosine_radius_search, cosine_search, prepare_cosine
 from ._pruning import PrunedIndex, choose_algorithm, pruned_radius_search, pruned_search
 from ._radius import radius_search as brute_radius_search
-from ._radius import reduced_radius
+from ._radius import check_radius, reduced_radius
 from ._self_graph import self_graph_fits, self_graph_search
 from ._sparse import as_sparse_search, prepare_sparse, sparse_radius_search, sparse_search
 from ._tree import LEAF_SIZE, TREE_ALGORITHMS, build_tree, tree_pays, tree_radius_search, tree_search
@@ -415,7 +415,8 @@ class NeighborsBase(BaseEstimator):
                 self, X, y, accept_sparse=["csr", "csc"], dtype="numeric", order="C", multi_output=True
             )
         metric, power = resolve_metric(self.metric, minkowski_power(self.p, self.metric_params))
-        self.effective_metric_ = metric
+        # scikit-learn's: an alias stays as given, "minkowski" is named after its power.
+        self.effective_metric_ = metric if self.metric == "minkowski" else self.metric
         self.effective_metric_params_ = {} if power is None else {"p": power}
         if y is not None:
             self._set_targets(y)
@@ -487,8 +488,9 @@ class KNeighborsMixin:
         if n_neighbors > self.n_samples_fit_:
             if query_is_train:
                 n_neighbors -= 1
+            relation = "<" if query_is_train else "<="  # X=None leaves each sample out of its own list
             raise ValueError(
-                "Expected n_neighbors <= n_samples_fit, but "
+                f"Expected n_neighbors {relation} n_samples_fit, but "
                 f"n_neighbors = {n_neighbors}, n_samples_fit = {self.n_samples_fit_}, "
                 f"n_samples = {queries.shape[0]}"
             )
@@ -544,8 +546,7 @@ class RadiusNeighborsMixin:
     def _radius_neighbors_flat(self, X, radius, sort_results):
         """``(dist, indices, offsets)`` of :func:`radius_search`; X=None excludes each sample itself."""
         check_is_fitted(self)
-        if radius is None:
-            radius = self.radius
+        radius = check_radius(self.radius if radius is None else radius)
         queries = self._queries(X)
         dist, indices, offsets = radius_search(self._search_state, queries, radius, self.n_jobs, sort_results)
         if X is None:

@@ -106,8 +106,9 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
     classes_ : ndarray of shape (n_classes,) or list of such arrays
         Class labels (one array per output for a 2-D target).
     effective_metric_ : str
-        The metric used: ``"minkowski"`` with ``p`` 1, 2 or inf is reported
-        as ``"manhattan"``, ``"euclidean"`` or ``"chebyshev"``.
+        The metric, as given (an alias such as ``"l1"`` stays), except that
+        ``"minkowski"`` with ``p`` 1, 2 or inf is reported as
+        ``"manhattan"``, ``"euclidean"`` or ``"chebyshev"``, as scikit-learn's.
     effective_metric_params_ : dict
         ``{"p": p}`` for ``"minkowski"``, else empty.
     n_features_in_ : int
@@ -267,6 +268,31 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
             normalizer[normalizer == 0.0] = 1.0
             probabilities.append(votes_k / normalizer)
         return probabilities if self.outputs_2d_ else probabilities[0]
+
+
+class KNeighborsClassifier(KNNClassifier):
+    """:class:`KNNClassifier` under scikit-learn's name, ``KNeighborsClassifier``.
+
+    The same estimator: parameters, attributes and methods are
+    :class:`KNNClassifier`'s. What depends on the class's name is scikit-learn's:
+    the step name that ``make_pipeline`` gives it, and so the parameter
+    names of a grid search over the pipeline, the repr and the
+    messages. Code written for :class:`sklearn.neighbors.KNeighborsClassifier` runs
+    unchanged with this import.
+
+    See Also
+    --------
+    KNNClassifier : The same estimator under fastknn's name.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from fastknn import KNeighborsClassifier
+    >>> pipeline = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=3))
+    >>> pipeline.set_params(kneighborsclassifier__n_neighbors=1).steps[-1]
+    ('kneighborsclassifier', KNeighborsClassifier(n_neighbors=1))
+    """
 
 
 class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, ClassifierMixin, NeighborsBase):

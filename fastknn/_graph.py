@@ -192,6 +192,31 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         data = neigh_dist.ravel() if self.mode == "distance" else np.ones(neigh_ind.size)
         return knn_graph(data, neigh_ind, self.n_samples_fit_)
 
+class KNeighborsTransformer(KNNTransformer):
+    """:class:`KNNTransformer` under scikit-learn's name, ``KNeighborsTransformer``.
+
+    The same estimator: parameters, attributes and methods are
+    :class:`KNNTransformer`'s. What depends on the class's name is scikit-learn's:
+    the step name that ``make_pipeline`` gives it, and so the parameter
+    names of a grid search over the pipeline, the prefix of ``get_feature_names_out``, the repr and the
+    messages. Code written for :class:`sklearn.neighbors.KNeighborsTransformer` runs
+    unchanged with this import.
+
+    See Also
+    --------
+    KNNTransformer : The same estimator under fastknn's name.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from fastknn import KNeighborsTransformer
+    >>> pipeline = make_pipeline(StandardScaler(), KNeighborsTransformer(n_neighbors=3))
+    >>> pipeline.set_params(kneighborstransformer__n_neighbors=1).steps[-1]
+    ('kneighborstransformer', KNeighborsTransformer(n_neighbors=1))
+    """
+
+
 class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
     """Sparse graph of the neighbours within a radius of each sample, a drop-in for scikit-learn's.
 

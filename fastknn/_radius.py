@@ -7,6 +7,7 @@ variable-length result flat: ``(rdist, rows, offsets)``, query i's rows being
 """
 
 import math
+import numbers
 
 import numba
 import numpy as np
@@ -24,6 +25,13 @@ from ._search import (
     squared_norms,
     thread_limit,
 )
+
+
+def check_radius(radius):
+    """``radius`` as a float, or scikit-learn's ValueError for one that is not a number >= 0 (NaN included)."""
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius >= 0:
+        raise ValueError(f"radius == {radius!r}, must be >= 0.")
+    return float(radius)
 
 
 def reduced_radius(radius, metric, p):

@@ -80,8 +80,9 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
     Attributes
     ----------
     effective_metric_ : str
-        The metric used: ``"minkowski"`` with ``p`` 1, 2 or inf is reported
-        as ``"manhattan"``, ``"euclidean"`` or ``"chebyshev"``.
+        The metric, as given (an alias such as ``"l1"`` stays), except that
+        ``"minkowski"`` with ``p`` 1, 2 or inf is reported as
+        ``"manhattan"``, ``"euclidean"`` or ``"chebyshev"``, as scikit-learn's.
     effective_metric_params_ : dict
         ``{"p": p}`` for ``"minkowski"``, else empty.
     n_features_in_ : int
@@ -155,6 +156,31 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
         targets = self._y.reshape((-1, 1)) if self._y.ndim == 1 else self._y
         predictions = neighbor_mean(targets[neigh_ind], neigh_dist, self.weights)
         return predictions.ravel() if self._y.ndim == 1 else predictions
+
+
+class KNeighborsRegressor(KNNRegressor):
+    """:class:`KNNRegressor` under scikit-learn's name, ``KNeighborsRegressor``.
+
+    The same estimator: parameters, attributes and methods are
+    :class:`KNNRegressor`'s. What depends on the class's name is scikit-learn's:
+    the step name that ``make_pipeline`` gives it, and so the parameter
+    names of a grid search over the pipeline, the repr and the
+    messages. Code written for :class:`sklearn.neighbors.KNeighborsRegressor` runs
+    unchanged with this import.
+
+    See Also
+    --------
+    KNNRegressor : The same estimator under fastknn's name.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from fastknn import KNeighborsRegressor
+    >>> pipeline = make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=3))
+    >>> pipeline.set_params(kneighborsregressor__n_neighbors=1).steps[-1]
+    ('kneighborsregressor', KNeighborsRegressor(n_neighbors=1))
+    """
 
 
 def neighbor_mean(neighbor_targets, neigh_dist, weights):

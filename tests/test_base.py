@@ -21,16 +21,43 @@ ALL_CLASSES = [
 ]
 
 
-def test_scikit_learn_names_are_the_same_classes():
-    assert fastknn.KNeighborsClassifier is fastknn.KNNClassifier
-    assert fastknn.KNeighborsRegressor is fastknn.KNNRegressor
-    assert fastknn.KNeighborsTransformer is fastknn.KNNTransformer
+def test_scikit_learn_names_are_the_same_estimators():
+    for name in ("KNeighborsClassifier", "KNeighborsRegressor", "KNeighborsTransformer"):
+        theirs, ours = getattr(fastknn, name), getattr(fastknn, name.replace("KNeighbors", "KNN"))
+        # A subclass for its name alone: nothing of its own but its docstring (and what
+        # scikit-learn gives every subclass: set_*_request methods, set_output's keys).
+        assert issubclass(theirs, ours) and theirs.__name__ == name
+        own = [attribute for attribute in vars(theirs) if not attribute.startswith("_")]
+        assert [attribute for attribute in own if not attribute.endswith("_request")] == []
     for name in ("NearestNeighbors", "RadiusNeighborsClassifier", "RadiusNeighborsRegressor",
                  "RadiusNeighborsTransformer", "KNeighborsClassifier", "KNeighborsRegressor", "KNeighborsTransformer"):
         assert hasattr(sk_neighbors, name) and name in fastknn.__all__
     from fastknn.estimators import KNNClassifier
 
     assert KNNClassifier is fastknn.KNNClassifier
+
+
+def test_pipelines_name_the_steps_as_scikit_learn_does(random_split):
+    # make_pipeline names a step after its class: a grid written for
+    # scikit-learn's pipeline must find its parameters.
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X_train, y_train = random_split[:2]
+    for name in ("KNeighborsClassifier", "KNeighborsRegressor"):
+        grid = {f"{name.lower()}__n_neighbors": [1, 3]}
+        pipeline = make_pipeline(StandardScaler(), getattr(fastknn, name)())
+        reference = make_pipeline(StandardScaler(), getattr(sk_neighbors, name)(algorithm="brute"))
+        search = GridSearchCV(pipeline, grid, cv=3).fit(X_train, y_train)
+        expected = GridSearchCV(reference, grid, cv=3).fit(X_train, y_train)
+        np.testing.assert_allclose(search.cv_results_["mean_test_score"], expected.cv_results_["mean_test_score"])
+        assert repr(search.best_estimator_.steps[-1][1]).startswith(name)
+    transformer = fastknn.KNeighborsTransformer(n_neighbors=2).fit(X_train)
+    np.testing.assert_array_equal(
+        transformer.get_feature_names_out(),
+        sk_neighbors.KNeighborsTransformer(n_neighbors=2).fit(X_train).get_feature_names_out(),
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["brute", "pruned"])
@@ -49,14 +76,6 @@ def test_both_methods_give_the_same_answers(random_split, algorithm):
         ref_flat = _base.radius_search(reference, X_test, 2.0, sort_results=True)
         np.testing.assert_array_equal(flat_ind, ref_flat[1])
         np.testing.assert_array_equal(offsets, ref_flat[2])
-
-
-def test_negative_or_nan_radius_finds_nothing(random_split):
-    X_train, _, X_test, _ = random_split
-    nn = fastknn.NearestNeighbors().fit(X_train)
-    for radius in (-1.0, np.nan):
-        indices = nn.radius_neighbors(X_test, radius=radius, return_distance=False)
-        assert all(len(i) == 0 for i in indices)
 
 
 def test_radius_queries_on_the_training_set_exclude_only_the_sample_itself():
@@ -113,6 +132,8 @@ def test_bad_n_neighbors(cls, random_split):
     fitted = cls().fit(X_train, y_train)
     with pytest.raises(ValueError, match="Expected n_neighbors <= n_samples_fit"):
         fitted.kneighbors(X_test, n_neighbors=len(X_train) + 1)
+    with pytest.raises(ValueError, match="Expected n_neighbors < n_samples_fit"):  # as scikit-learn's
+        fitted.kneighbors(n_neighbors=len(X_train))
     with pytest.raises(TypeError, match="does not take"):
         fitted.kneighbors(X_test, n_neighbors=2.5)
 
@@ -124,6 +145,13 @@ def test_bad_radius(cls, random_split):
     X_train, y_train, _, _ = random_split
     with pytest.raises(InvalidParameterError, match="'radius' parameter"):
         cls(radius=-1.0).fit(X_train, y_train)
+    fitted = fastknn.NearestNeighbors(radius=1.0).fit(X_train)
+    for radius in (-1.0, np.nan, "1.0"):
+        # scikit-learn's error (it finds nothing for NaN: fastknn refuses it too)
+        with pytest.raises(ValueError, match=f"radius == {radius!r}, must be >= 0"):
+            fitted.radius_neighbors(X_train[:2], radius=radius)
+        with pytest.raises(ValueError, match="must be >= 0"):
+            fitted.radius_neighbors_graph(radius=radius)
 
 
 @pytest.mark.parametrize(

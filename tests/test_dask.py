@@ -565,6 +565,8 @@ def test_bad_inputs_as_scikit_learn_refuses_them(client):
         NearestNeighbors(n_neighbors=1).fit(X).kneighbors(X[:0])
     with pytest.raises(ValueError, match="target y is None"):
         KNNClassifier(2).fit(X, None)
+    with pytest.raises(ValueError, match="radius == -1.0, must be >= 0"):
+        NearestNeighbors(radius=1.0).fit(X).radius_neighbors(X[:2], radius=-1.0)
     with pytest.raises(ValueError, match="y has no outputs"):
         KNNRegressor(2).fit(X, np.empty((12, 0)))
     y = da.from_array(np.arange(12.0), chunks=6)

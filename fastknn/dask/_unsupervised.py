@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import drop_own_rows, split_rows
+from .._radius import check_radius
 from ._base import DaskNeighborsBase, check_graph_mode
 from ._neighbors import as_row_blocks, distances_of, flat_radius_candidates, radius_candidates
 from ._shards import candidate_dtype
@@ -55,7 +56,7 @@ class RadiusNeighborsMixin:
     def _radius_lists(self, X, radius, sort_results):
         """Merged radius candidates, shape (n_queries, 1), and whether each query is its own training row."""
         check_is_fitted(self)
-        radius = self.radius if radius is None else radius
+        radius = check_radius(self.radius if radius is None else radius)
         queries = self._training_queries() if X is None else self._validate_queries(X)
         found = radius_candidates(
             queries, self._shards, radius, sort_results=sort_results, n_jobs=self.n_jobs,
