@@ -613,3 +613,37 @@ class RadiusNeighborsMixin:
         dist, indices, offsets = self._radius_neighbors_flat(X, radius, sort_results)
         data = np.ones(indices.shape[0]) if mode == "connectivity" else dist
         return csr_matrix((data, indices, offsets), shape=(offsets.shape[0] - 1, self.n_samples_fit_))
+
+
+def scikit_learn_name_docstring(name, base):
+    """The docstring of ``name``, a subclass of ``base`` that adds only scikit-learn's name for it.
+
+    Parameters
+    ----------
+    name, base : str
+        The subclass's name (``"KNeighborsClassifier"``) and its base's
+        (``"KNNClassifier"``).
+    """
+    step = name.lower()
+    return f""":class:`{base}` under scikit-learn's name, ``{name}``.
+
+    The same estimator: parameters, attributes and methods are
+    :class:`{base}`'s. What depends on the class's name is scikit-learn's:
+    the step name that ``make_pipeline`` gives it, and so the parameter
+    names of a grid search over the pipeline, the repr, the messages and
+    any ``get_feature_names_out`` prefix. Code written for
+    :class:`sklearn.neighbors.{name}` runs unchanged with this import.
+
+    See Also
+    --------
+    {base} : The same estimator under fastknn's name.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from fastknn import {name}
+    >>> pipeline = make_pipeline(StandardScaler(), {name}(n_neighbors=3))
+    >>> pipeline.set_params({step}__n_neighbors=1).steps[-1]
+    ('{step}', {name}(n_neighbors=1))
+    """

@@ -16,6 +16,7 @@ from ._base import (
     RadiusNeighborsMixin,
     flat_neighbor_weights,
     query_of_rows,
+    scikit_learn_name_docstring,
 )
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
 from ._search import class_votes
@@ -271,28 +272,7 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
 
 
 class KNeighborsClassifier(KNNClassifier):
-    """:class:`KNNClassifier` under scikit-learn's name, ``KNeighborsClassifier``.
-
-    The same estimator: parameters, attributes and methods are
-    :class:`KNNClassifier`'s. What depends on the class's name is scikit-learn's:
-    the step name that ``make_pipeline`` gives it, and so the parameter
-    names of a grid search over the pipeline, the repr and the
-    messages. Code written for :class:`sklearn.neighbors.KNeighborsClassifier` runs
-    unchanged with this import.
-
-    See Also
-    --------
-    KNNClassifier : The same estimator under fastknn's name.
-
-    Examples
-    --------
-    >>> from sklearn.pipeline import make_pipeline
-    >>> from sklearn.preprocessing import StandardScaler
-    >>> from fastknn import KNeighborsClassifier
-    >>> pipeline = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=3))
-    >>> pipeline.set_params(kneighborsclassifier__n_neighbors=1).steps[-1]
-    ('kneighborsclassifier', KNeighborsClassifier(n_neighbors=1))
-    """
+    __doc__ = scikit_learn_name_docstring("KNeighborsClassifier", "KNNClassifier")
 
 
 class RadiusNeighborsClassifier(_ClassifierTargets, RadiusNeighborsMixin, ClassifierMixin, NeighborsBase):

@@ -13,7 +13,14 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import KNeighborsMixin, NeighborsBase, RadiusNeighborsMixin, kneighbors_search, knn_graph
+from ._base import (
+    KNeighborsMixin,
+    NeighborsBase,
+    RadiusNeighborsMixin,
+    kneighbors_search,
+    knn_graph,
+    scikit_learn_name_docstring,
+)
 
 
 class _GraphTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, NeighborsBase):
@@ -193,28 +200,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
         return knn_graph(data, neigh_ind, self.n_samples_fit_)
 
 class KNeighborsTransformer(KNNTransformer):
-    """:class:`KNNTransformer` under scikit-learn's name, ``KNeighborsTransformer``.
-
-    The same estimator: parameters, attributes and methods are
-    :class:`KNNTransformer`'s. What depends on the class's name is scikit-learn's:
-    the step name that ``make_pipeline`` gives it, and so the parameter
-    names of a grid search over the pipeline, the prefix of ``get_feature_names_out``, the repr and the
-    messages. Code written for :class:`sklearn.neighbors.KNeighborsTransformer` runs
-    unchanged with this import.
-
-    See Also
-    --------
-    KNNTransformer : The same estimator under fastknn's name.
-
-    Examples
-    --------
-    >>> from sklearn.pipeline import make_pipeline
-    >>> from sklearn.preprocessing import StandardScaler
-    >>> from fastknn import KNeighborsTransformer
-    >>> pipeline = make_pipeline(StandardScaler(), KNeighborsTransformer(n_neighbors=3))
-    >>> pipeline.set_params(kneighborstransformer__n_neighbors=1).steps[-1]
-    ('kneighborstransformer', KNeighborsTransformer(n_neighbors=1))
-    """
+    __doc__ = scikit_learn_name_docstring("KNeighborsTransformer", "KNNTransformer")
 
 
 class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):

@@ -15,6 +15,7 @@ from ._base import (
     flat_neighbor_weights,
     neighbor_weights,
     query_of_rows,
+    scikit_learn_name_docstring,
 )
 
 
@@ -159,28 +160,7 @@ class KNNRegressor(_RegressorTargets, KNeighborsMixin, RegressorMixin, Neighbors
 
 
 class KNeighborsRegressor(KNNRegressor):
-    """:class:`KNNRegressor` under scikit-learn's name, ``KNeighborsRegressor``.
-
-    The same estimator: parameters, attributes and methods are
-    :class:`KNNRegressor`'s. What depends on the class's name is scikit-learn's:
-    the step name that ``make_pipeline`` gives it, and so the parameter
-    names of a grid search over the pipeline, the repr and the
-    messages. Code written for :class:`sklearn.neighbors.KNeighborsRegressor` runs
-    unchanged with this import.
-
-    See Also
-    --------
-    KNNRegressor : The same estimator under fastknn's name.
-
-    Examples
-    --------
-    >>> from sklearn.pipeline import make_pipeline
-    >>> from sklearn.preprocessing import StandardScaler
-    >>> from fastknn import KNeighborsRegressor
-    >>> pipeline = make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=3))
-    >>> pipeline.set_params(kneighborsregressor__n_neighbors=1).steps[-1]
-    ('kneighborsregressor', KNeighborsRegressor(n_neighbors=1))
-    """
+    __doc__ = scikit_learn_name_docstring("KNeighborsRegressor", "KNNRegressor")
 
 
 def neighbor_mean(neighbor_targets, neigh_dist, weights):
