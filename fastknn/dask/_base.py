@@ -192,7 +192,9 @@ class DaskNeighborsBase(BaseEstimator):
         if weights.dtype.kind not in "biuf":
             raise ValueError(f"sample_weight must hold numbers; got dtype {weights.dtype}.")
         if weights.shape[0] != y.shape[0]:
-            raise ValueError(f"sample_weight has {weights.shape[0]} values but X has {y.shape[0]} rows; they must match.")
+            raise ValueError(
+                f"sample_weight has {weights.shape[0]} values but X has {y.shape[0]} rows; they must match."
+            )
         return X, y, da.asarray(weights).astype(np.float64).rechunk((y.chunks[0],))
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
