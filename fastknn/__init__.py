@@ -1,6 +1,6 @@
 """fastknn: exact k-nearest-neighbour classification with Numba kernels."""
 
-import importlib
+import importlib as _importlib
 
 __version__ = "0.1.0.dev0"
 
@@ -50,12 +50,12 @@ _LAZY = {
 def __getattr__(name):
     if name in _LAZY:
         module, attribute = _LAZY[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        value = getattr(_importlib.import_module(f".{module}", __name__), attribute)
         globals()[name] = value  # later look-ups skip this function
         return value
     if not name.startswith("__"):  # a submodule, as ``fastknn.estimators`` was before names were lazy
         try:
-            return importlib.import_module(f".{name}", __name__)
+            return _importlib.import_module(f".{name}", __name__)
         except ModuleNotFoundError as error:
             if error.name != f"{__name__}.{name}":
                 raise

@@ -37,6 +37,19 @@ def test_scikit_learn_names_are_the_same_estimators():
     assert KNNClassifier is fastknn.KNNClassifier
 
 
+def test_the_package_namespace_lists_the_public_names_only():
+    # Tab completion shows what __all__ lists and the submodules imported so
+    # far, not the standard-library modules the package itself uses.
+    import types
+
+    public = [
+        name for name in dir(fastknn)
+        if not name.startswith("_") and not isinstance(getattr(fastknn, name), types.ModuleType)
+    ]
+    assert "importlib" not in dir(fastknn)
+    assert public == sorted(name for name in fastknn.__all__ if not name.startswith("_"))
+
+
 def test_pipelines_name_the_steps_as_scikit_learn_does(random_split):
     # make_pipeline names a step after its class: a grid written for
     # scikit-learn's pipeline must find its parameters.
