@@ -29,6 +29,7 @@ from sklearn.utils import check_array
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
+    _num_samples,
     check_consistent_length,
     check_is_fitted,
     check_non_negative,
@@ -86,7 +87,7 @@ def _image_side(n_features, image_shape):
 
 
 def _check_image_shape(image_shape):
-    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, np.ndarray)) else None
     if (
         shape is None
         or len(shape) != 2
@@ -98,6 +99,7 @@ def _check_image_shape(image_shape):
         raise ValueError(
             f"image_shape must be a pair of positive integers, got {image_shape!r}."
         )
+    shape = (int(shape[0]), int(shape[1]))
     if shape[0] != shape[1]:
         raise ValueError(f"image_shape must be square, got {shape}.")
     return shape
@@ -144,7 +146,7 @@ def _check_real(value, name, *, low, low_inclusive):
 
 
 def _check_shift_params(n_pixels, directions, side):
-    if isinstance(directions, bool) or directions not in _SHIFT_STEPS:
+    if not isinstance(directions, numbers.Integral) or isinstance(directions, bool) or directions not in _SHIFT_STEPS:
         raise ValueError(f"directions must be 4 or 8, got {directions!r}.")
     if (
         not isinstance(n_pixels, numbers.Integral)
@@ -720,6 +722,11 @@ class _ImageSampler(BaseEstimator):
         n_blocks = expanded.shape[0] // X.shape[0]
         return expanded.reshape(expanded.shape[0], -1), np.tile(y, n_blocks)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # the copies' labels come from y
+        return tags
+
     def _validate(self, X, y):
         X, y = validate_data(self, X, y, dtype=self._dtype, order="C")
         self.side_ = _image_side(self.n_features_in_, self.image_shape)
@@ -959,19 +966,21 @@ class AugmentedKNN(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError("X_val and y_val must be given together.")
         X, y = validate_data(self, X, y)
         check_classification_targets(y)  # before expanding: clearer errors
+        estimator = clone(_default_estimator() if self.estimator is None else self.estimator)
+        if X_val is not None:
+            from .model_selection import _check_ends_in_search, fit_with_validation
+
+            _check_ends_in_search(estimator)  # before the expansion it would waste
+            X_val = validate_data(self, X_val, reset=False)
         self.augmenters_ = self._make_augmenters()
         for augmenter in self.augmenters_:
             X, y = augmenter.fit_resample(X, y)
-        estimator = clone(_default_estimator() if self.estimator is None else self.estimator)
         if X_val is None:
             self.estimator_ = estimator.fit(X, y)
         else:
-            from .model_selection import fit_with_validation
-
-            X_val = validate_data(self, X_val, reset=False)
             fit_with_validation(estimator, X, y, X_val, y_val)
             self.estimator_ = estimator
-        self.n_samples_fit_ = X.shape[0]
+        self.n_samples_fit_ = _num_samples(X)
         return self
 
     def _make_augmenters(self):
@@ -992,6 +1001,7 @@ class AugmentedKNN(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     @property
     def classes_(self):
         """Class labels known to the fitted estimator."""
+        check_is_fitted(self, "estimator_")
         return self.estimator_.classes_
 
     def predict(self, X):
@@ -1007,7 +1017,7 @@ class AugmentedKNN(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_queries,)
             Predicted labels.
         """
-        check_is_fitted(self)
+        check_is_fitted(self, "estimator_")  # not only n_features_in_, which a failed fit sets
         X = validate_data(self, X, reset=False)
         return self.estimator_.predict(X)
 
@@ -1025,6 +1035,6 @@ class AugmentedKNN(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_queries, n_classes)
             Probabilities in the order of ``classes_``.
         """
-        check_is_fitted(self)
+        check_is_fitted(self, "estimator_")  # not only n_features_in_, which a failed fit sets
         X = validate_data(self, X, reset=False)
         return self.estimator_.predict_proba(X)

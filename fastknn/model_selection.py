@@ -678,21 +678,40 @@ def fit_with_validation(model, X, y, X_val, y_val):
     """
     from .augment import AugmentedKNN
 
+    _check_ends_in_search(model)  # before any transformer is fitted
     if isinstance(model, KNNClassifierCV):
         return model.fit(X, y, X_val=X_val, y_val=y_val)
     if isinstance(model, AugmentedKNN):
         model.fit(X, y, X_val=X_val, y_val=y_val)
         return _inner_search(model.estimator_)
-    if isinstance(model, Pipeline):
-        for _, transformer in model.steps[:-1]:
-            if transformer is not None and not (isinstance(transformer, str) and transformer == "passthrough"):
-                X = transformer.fit_transform(X, y)
-                X_val = transformer.transform(X_val)
-        return fit_with_validation(model.steps[-1][1], X, y, X_val, y_val)
-    raise TypeError(
-        "fit_with_validation needs a KNNClassifierCV, or a Pipeline or AugmentedKNN ending in one; "
-        f"got {type(model).__name__}."
-    )
+    for _, transformer in model.steps[:-1]:  # a Pipeline
+        if transformer is not None and not (isinstance(transformer, str) and transformer == "passthrough"):
+            X = transformer.fit_transform(X, y)
+            X_val = transformer.transform(X_val)
+    return fit_with_validation(model.steps[-1][1], X, y, X_val, y_val)
+
+
+def _check_ends_in_search(model):
+    """Raise a ``TypeError`` unless :func:`fit_with_validation` can fit ``model``.
+
+    ``model`` must be a :class:`KNNClassifierCV`, or a ``Pipeline`` or
+    :class:`~fastknn.augment.AugmentedKNN` (unfitted: its ``estimator``)
+    ending in one, nested as deep as needed.
+    """
+    from .augment import AugmentedKNN
+
+    inner = model
+    while not isinstance(inner, KNNClassifierCV):
+        if isinstance(inner, AugmentedKNN):
+            inner = KNNClassifier() if inner.estimator is None else inner.estimator  # its default
+        elif isinstance(inner, Pipeline):
+            inner = inner.steps[-1][1]
+        else:
+            ending = "" if inner is model else f" ending in {type(inner).__name__}"
+            raise TypeError(
+                "fit_with_validation needs a KNNClassifierCV, or a Pipeline or AugmentedKNN ending in one; "
+                f"got {type(model).__name__}{ending}."
+            )
 
 
 def _inner_search(model):

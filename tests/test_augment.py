@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import ndimage
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -247,11 +248,28 @@ Y3 = [0, 1, 2]
         (lambda: ShiftAugmenter(directions=5).fit(np.ones((3, 16)), Y3), "directions must be 4 or 8"),
         (lambda: ShiftAugmenter(n_pixels=9).fit_resample(np.ones((3, 16)), Y3), "smaller than"),
         (lambda: RotationAugmenter(degrees=-5).fit(np.ones((3, 16)), Y3), "degrees must be"),
+        # A float equal to 4 passed the membership test, then failed in np.tile.
+        (lambda: shift_images(np.ones((3, 16)), Y3, directions=4.0), "directions must be 4 or 8"),
+        (lambda: shift_images(np.ones((3, 16)), Y3, directions=[4]), "directions must be 4 or 8"),
+        (lambda: ShiftAugmenter(directions=8.0).fit(np.ones((3, 16)), Y3), "directions must be 4 or 8"),
+        # Without y, validate_data returned X alone, which was unpacked into X and y.
+        (lambda: ShiftAugmenter().fit(np.ones((2, 16)), None), "requires y"),
+        (lambda: ShiftAugmenter().fit_resample(np.ones((3, 16)), None), "requires y"),
+        (lambda: RotationAugmenter().fit_resample(np.ones((2, 1)), None), "requires y"),
     ],
 )
 def test_bad_input_raises_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_image_shape_may_be_any_pair_of_integers():
+    images = np.random.default_rng(0).random((3, 25))
+    expected = deskew(images)
+    assert_array_equal(deskew(images, image_shape=np.array([5, 5])), expected)
+    assert_array_equal(deskew(images, image_shape=(np.int64(5), 5)), expected)
+    with pytest.raises(ValueError, match=r"must be square, got \(5, 6\)"):
+        deskew(np.ones((3, 30)), image_shape=np.array([5, 6]))
 
 
 def test_augmented_knn_rejects_an_object_without_fit_resample():
@@ -434,6 +452,34 @@ def test_augmented_knn_api(digits):
     assert clf.score(X[150:], y[150:]) > 0.7
     with pytest.raises(ValueError, match="784 features"):
         clf.predict(X[150:, :100])
+
+
+def test_augmented_knn_is_not_fitted_until_its_estimator_is(recorder):
+    X, y = np.random.default_rng(0).random((3, 25)), [0, 1, 1]
+    with pytest.raises(NotFittedError):
+        AugmentedKNN().classes_
+    clf = AugmentedKNN(recorder(), augmenter=[ShiftAugmenter()])
+    # A validation set needs a search inside; refused before any expansion,
+    # and the fit that failed left n_features_in_ but no estimator_.
+    with pytest.raises(TypeError, match="got _Recorder"):
+        clf.fit(X, y, X_val=X, y_val=y)
+    assert not hasattr(clf, "augmenters_") and recorder.log == []
+    for method in (clf.predict, lambda X: clf.classes_):
+        with pytest.raises(NotFittedError):
+            method(X)
+    with pytest.raises(TypeError, match="got Pipeline ending in KNeighborsClassifier"):
+        AugmentedKNN(make_pipeline(KNeighborsClassifier())).fit(X, y, X_val=X, y_val=y)
+
+
+def test_augmented_knn_counts_the_rows_of_any_augmenter_output(recorder):
+    class ListAugmenter(BaseEstimator):
+        def fit_resample(self, X, y):
+            return np.vstack([X, X]).tolist(), list(y) * 2
+
+    X, y = np.random.default_rng(0).random((4, 16)), [0, 1, 0, 1]
+    clf = AugmentedKNN(recorder(), ListAugmenter()).fit(X, y)
+    assert clf.n_samples_fit_ == 8
+    assert_array_equal(recorder.log[0][1], np.vstack([X, X]))
 
 
 def test_augmented_knn_hides_predict_proba_when_the_estimator_lacks_it(recorder):
