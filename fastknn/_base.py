@@ -14,7 +14,8 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from scipy.sparse import csr_matrix, issparse
+from scipy.sparse import csr_array, csr_matrix, issparse
+from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -329,7 +330,20 @@ def knn_graph(data, neigh_ind, n_samples_fit):
     """CSR graph of each query's k neighbours ``neigh_ind`` (2-D), entries ``data`` (one a neighbour, flat)."""
     n_queries, n_neighbors = neigh_ind.shape
     indptr = np.arange(0, n_queries * n_neighbors + 1, n_neighbors)
-    return csr_matrix((data, neigh_ind.ravel(), indptr), shape=(n_queries, n_samples_fit))
+    return csr_graph(data, neigh_ind.ravel(), indptr, (n_queries, n_samples_fit))
+
+
+def csr_graph(data, indices, indptr, shape):
+    """A CSR graph as scikit-learn's neighbours return one.
+
+    int64 indices (``csr_matrix`` from arrays would shrink them to int32),
+    and a ``csr_array`` where scikit-learn's ``sparse_interface`` setting
+    says ``"sparray"`` (scikit-learn 1.9), else a ``csr_matrix``.
+    """
+    graph = csr_array((data, indices.astype(np.int64, copy=False), indptr.astype(np.int64, copy=False)), shape=shape)
+    if get_config().get("sparse_interface", "spmatrix") == "sparray":
+        return graph
+    return csr_matrix(graph)
 
 
 def neighbor_weights(dist, weights):
@@ -521,8 +535,10 @@ class KNeighborsMixin:
 
         Returns
         -------
-        graph : scipy.sparse.csr_matrix of shape (n_queries, `n_samples_fit_`)
+        graph : scipy.sparse.csr_matrix or csr_array of shape (n_queries, `n_samples_fit_`)
             Row i holds the neighbours of query i: ones, or their distances.
+            A ``csr_array`` where scikit-learn's ``sparse_interface`` setting
+            is ``"sparray"``, as scikit-learn's.
         """
         check_is_fitted(self)
         if n_neighbors is None:
@@ -601,7 +617,7 @@ class RadiusNeighborsMixin:
 
         Returns
         -------
-        graph : scipy.sparse.csr_matrix of shape (n_queries, `n_samples_fit_`)
+        graph : scipy.sparse.csr_matrix or csr_array of shape (n_queries, `n_samples_fit_`)
             Row i holds the samples within the radius of query i.
         """
         if mode not in ("connectivity", "distance"):
@@ -612,7 +628,7 @@ class RadiusNeighborsMixin:
         sort_results = sort_results and mode == "distance"
         dist, indices, offsets = self._radius_neighbors_flat(X, radius, sort_results)
         data = np.ones(indices.shape[0]) if mode == "connectivity" else dist
-        return csr_matrix((data, indices, offsets), shape=(offsets.shape[0] - 1, self.n_samples_fit_))
+        return csr_graph(data, indices, offsets, (offsets.shape[0] - 1, self.n_samples_fit_))
 
 
 def scikit_learn_name_docstring(name, base):

@@ -58,7 +58,7 @@ class _GraphTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Neigh
 
         Returns
         -------
-        graph : scipy.sparse.csr_matrix of shape (n_samples, n_samples)
+        graph : scipy.sparse.csr_matrix or csr_array of shape (n_samples, n_samples)
             As :meth:`transform` returns it.
         """
         return self.fit(X).transform(X)
@@ -160,7 +160,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
 
         Returns
         -------
-        graph : scipy.sparse.csr_matrix of shape (n_queries, `n_samples_fit_`)
+        graph : scipy.sparse.csr_matrix or csr_array of shape (n_queries, `n_samples_fit_`)
             ``n_neighbors`` entries a row (one more in ``"distance"`` mode).
         """
         check_is_fitted(self)
@@ -187,7 +187,7 @@ class KNNTransformer(KNeighborsMixin, _GraphTransformer):
 
         Returns
         -------
-        graph : scipy.sparse.csr_matrix of shape (n_samples, n_samples)
+        graph : scipy.sparse.csr_matrix or csr_array of shape (n_samples, n_samples)
             As :meth:`transform` returns it.
         """
         self._fit(X, self_queries=True)
@@ -291,7 +291,7 @@ class RadiusNeighborsTransformer(RadiusNeighborsMixin, _GraphTransformer):
 
         Returns
         -------
-        graph : scipy.sparse.csr_matrix of shape (n_queries, `n_samples_fit_`)
+        graph : scipy.sparse.csr_matrix or csr_array of shape (n_queries, `n_samples_fit_`)
             Entries sorted by distance within each row.
         """
         check_is_fitted(self)

@@ -180,7 +180,8 @@ def prepare_sparse(train, metric, p):
 def sparse_queries(queries, n_features, metric, p):
     """Queries, sparse or dense (validated), as :class:`SparseRows`."""
     if not scipy.sparse.issparse(queries):
-        queries = scipy.sparse.csr_matrix(queries)
+        # In the search dtype first: scipy.sparse cannot hold float16.
+        queries = scipy.sparse.csr_matrix(as_search_dtype(np.asarray(queries)))
     queries = as_sparse_search(queries)
     if queries.shape[1] != n_features:
         raise ValueError(f"queries have {queries.shape[1]} features, the training set {n_features}.")

@@ -68,6 +68,35 @@ def test_radius_graph_matches_sklearn(random_split, mode):
             assert np.all(np.diff(graph.data[a:b]) >= 0)  # sorted by distance
 
 
+@pytest.mark.parametrize("interface", ["spmatrix", "sparray"])
+def test_graphs_are_the_sparse_type_scikit_learn_returns(random_split, interface):
+    # scikit-learn 1.9's sparse_interface setting picks csr_matrix or
+    # csr_array; either way the index arrays are int64.
+    import sklearn
+    from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
+
+    from fastknn import NearestNeighbors
+
+    if "sparse_interface" not in sklearn.get_config():
+        pytest.skip("this scikit-learn has no sparse_interface setting")
+    X, queries = random_split[0][:60], random_split[2][:7]
+    with sklearn.config_context(sparse_interface=interface):
+        ours, theirs = NearestNeighbors(n_neighbors=3, radius=2.0).fit(X), SkNearestNeighbors(n_neighbors=3, radius=2.0).fit(X)
+        pairs = [
+            (ours.kneighbors_graph(queries), theirs.kneighbors_graph(queries)),
+            (ours.kneighbors_graph(), theirs.kneighbors_graph()),
+            (ours.radius_neighbors_graph(queries, mode="distance"), theirs.radius_neighbors_graph(queries, mode="distance")),
+            (KNNTransformer().fit_transform(X), KNeighborsTransformer().fit_transform(X)),
+            (RadiusNeighborsTransformer(radius=2.0).fit(X).transform(queries),
+             SkRadiusNeighborsTransformer(radius=2.0).fit(X).transform(queries)),
+        ]
+    for graph, expected in pairs:
+        assert type(graph) is type(expected)
+        assert graph.indices.dtype == expected.indices.dtype == np.int64
+        assert graph.indptr.dtype == expected.indptr.dtype == np.int64
+        assert_same_graph(graph, expected)
+
+
 @pytest.fixture(scope="module")
 def small_digits(mnist_split):
     return mnist_split[0][:150].astype(np.float64)

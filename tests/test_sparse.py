@@ -189,6 +189,17 @@ def test_mixed_dense_and_sparse_sides(sparse_split):
     np.testing.assert_array_equal(fitted.kneighbors(scipy.sparse.csc_matrix(queries))[1], expected[1])
 
 
+def test_dense_float16_queries_of_a_sparse_training_set(sparse_split):
+    # scipy.sparse cannot hold float16: the queries are cast before they
+    # are made sparse, as scikit-learn upcasts them.
+    train, queries = sparse_split
+    half = queries.astype(np.float16)
+    expected = fastknn.kneighbors(half.astype(np.float64), train, 4)
+    fitted = NearestNeighbors(n_neighbors=4).fit(scipy.sparse.csr_matrix(train))
+    for _, indices in (fastknn.kneighbors(half, scipy.sparse.csr_matrix(train), 4), fitted.kneighbors(half)):
+        np.testing.assert_array_equal(indices, expected[1])
+
+
 def test_float32_input_stays_float32(sparse_split):
     train, queries = sparse_split
     fitted = NearestNeighbors(n_neighbors=3, metric="cosine").fit(scipy.sparse.csr_matrix(train, dtype=np.float32))
