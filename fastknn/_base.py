@@ -32,6 +32,7 @@ from ._search import (
     EuclideanTrain,
     as_search_dtype,
     prepare_euclidean,
+    queries_in_search_dtype,
     rdist_to_dist,
     resolve_metric,
     search,
@@ -65,6 +66,8 @@ class FittedSearch(NamedTuple):
         The sparse method's inverted index.
     cosine_train : CosineTrain or None
         Brute-force cosine precomputation (``_cosine``).
+    leaf_size : int
+        Points per leaf of the tree method's index.
     """
 
     method: str
@@ -76,6 +79,7 @@ class FittedSearch(NamedTuple):
     tree: object = None
     sparse_train: object = None
     cosine_train: object = None
+    leaf_size: int = LEAF_SIZE
 
 
 def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None, self_queries=False, leaf_size=LEAF_SIZE):
@@ -119,7 +123,7 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None, self_queri
         check_cosine_algorithm(algorithm)
         return FittedSearch("brute", train, metric, p, None, None, cosine_train=prepare_cosine(train))
     if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric)):
-        return FittedSearch("tree", train, metric, p, None, None, build_tree(train, leaf_size))
+        return FittedSearch("tree", train, metric, p, None, None, build_tree(train, leaf_size), leaf_size=leaf_size)
     if algorithm == "auto" and self_queries and metric == "euclidean":
         euclidean_train = prepare_euclidean(train)
         if self_graph_fits(train, euclidean_train):
@@ -139,6 +143,7 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
     map two of them to the same float. Same parameters as
     :func:`kneighbors_search`, which returns distances.
     """
+    fitted = _in_dtype_of(queries, fitted, n_neighbors, n_jobs)
     if fitted.method == "sparse":
         found = sparse_search(queries, fitted.train, fitted.sparse_train, n_neighbors, fitted.metric, fitted.p, n_jobs)
     elif fitted.metric == "cosine":
@@ -156,6 +161,26 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
         )
     _check_no_overflow(found[0], fitted.metric)
     return found
+
+
+# The ``algorithm`` that prepares each method again.
+_METHOD_ALGORITHMS = {"brute": "brute", "pruned": "pruned", "tree": "kd_tree"}
+
+
+def _in_dtype_of(queries, fitted, n_neighbors, n_jobs):
+    """``fitted``, or for float64 queries of float32 rows the same method prepared on the rows in float64.
+
+    Such queries are those that float32 cannot hold
+    (``_search.queries_in_search_dtype``): the search runs in float64, as
+    scikit-learn's, and its preparation is made for this call and dropped,
+    so the estimator keeps no float64 copy of its training set.
+    """
+    if fitted.method == "sparse" or queries.dtype == fitted.train.dtype:
+        return fitted
+    return fit_search(
+        fitted.train.astype(np.float64), fitted.metric, fitted.p, _METHOD_ALGORITHMS[fitted.method], n_neighbors,
+        n_jobs, leaf_size=fitted.leaf_size,
+    )
 
 
 def _check_no_overflow(rdist, metric):
@@ -182,8 +207,9 @@ def kneighbors_search(fitted, queries, n_neighbors, n_jobs=None):
     ----------
     fitted : FittedSearch
     queries : ndarray of shape (n_queries, n_features)
-        In the training dtype, C-contiguous, finite (or any validated
-        matrix, sparse or dense, for the ``"sparse"`` method).
+        C-contiguous, finite, as ``_search.queries_in_search_dtype`` casts
+        them (or any validated matrix, sparse or dense, for the
+        ``"sparse"`` method).
     n_neighbors : int
         1 <= n_neighbors <= n_train.
     n_jobs : int or None
@@ -209,6 +235,7 @@ def radius_rdist(fitted, queries, radius, n_jobs=None, sort_results=False):
     """
     if not radius >= 0:  # also NaN: no distance is within it
         return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
+    fitted = _in_dtype_of(queries, fitted, DEFAULT_PROBE_NEIGHBORS, n_jobs)
     reduced = reduced_radius(radius, fitted.metric, fitted.p)
     if fitted.method == "sparse":
         return sparse_radius_search(
@@ -239,7 +266,7 @@ def radius_search(fitted, queries, radius, n_jobs=None, sort_results=False):
     ----------
     fitted : FittedSearch
     queries : ndarray of shape (n_queries, n_features)
-        In the training dtype, C-contiguous, finite.
+        As :func:`kneighbors_search` takes them.
     radius : float
         A row at distance exactly ``radius`` is within it.
     n_jobs : int or None
@@ -448,7 +475,7 @@ class NeighborsBase(BaseEstimator):
         self._y = y
 
     def _queries(self, X):
-        """Validated queries in the training dtype, or the training set itself for None.
+        """Validated queries in the search dtype, or the training set itself for None.
 
         Against a sparse training set, queries stay as given (sparse or
         dense; the sparse search converts them); against a dense one,
@@ -461,7 +488,7 @@ class NeighborsBase(BaseEstimator):
             return X
         if issparse(X):
             X = X.toarray()
-        return np.ascontiguousarray(X, dtype=self._fit_X.dtype)
+        return queries_in_search_dtype(X, self._fit_X.dtype)
 
 
 class KNeighborsMixin:

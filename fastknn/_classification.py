@@ -146,8 +146,11 @@ class KNNClassifier(_ClassifierTargets, KNeighborsMixin, ClassifierMixin, Neighb
 
     float32 training data stays float32; integers of at most 16 bits are
     stored as float32 (exactly); other numeric data as float64. Queries are
-    cast to the training dtype. Distances are computed exactly in float64 for
-    the candidates that can be among the nearest, and returned as float64.
+    cast to the training dtype where that is exact; float64 queries that
+    float32 cannot hold are searched in float64 against float32 rows, as
+    scikit-learn computes (the search is prepared again in float64 for that
+    call). Distances are computed exactly in float64 for the candidates that
+    can be among the nearest, and returned as float64.
 
     Examples
     --------

@@ -154,6 +154,25 @@ def as_search_dtype(array):
     return np.ascontiguousarray(array, dtype=dtype)
 
 
+def queries_in_search_dtype(queries, train_dtype):
+    """Dense queries in the dtype the search of ``train_dtype`` rows runs on.
+
+    The training rows' dtype wherever the cast is exact. float64 queries
+    that float32 cannot hold (against float32 rows, or small integers
+    stored as float32) stay float64, and the search runs in float64, as
+    scikit-learn computes: rounding them would move the queries, and could
+    change their neighbours.
+    """
+    queries = as_search_dtype(queries)
+    if queries.dtype == train_dtype:
+        return queries
+    with np.errstate(over="ignore"):  # a value beyond float32's range casts to inf: unequal, kept in float64
+        cast = queries.astype(train_dtype)
+    if train_dtype == np.float32 and not np.array_equal(cast, queries):
+        return queries
+    return cast
+
+
 # Rows per thread at least when computing norms: below it, starting a
 # thread costs more than the rows take.
 NORM_BLOCK_ROWS = 8192

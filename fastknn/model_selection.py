@@ -28,7 +28,9 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, validate_dat
 
 from ._base import fit_search, kneighbors_rdist
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE, UNIFORM
-from ._search import METRIC_ALIASES, as_search_dtype, class_votes, rdist_to_dist, resolve_metric
+from ._search import (
+    METRIC_ALIASES, as_search_dtype, class_votes, queries_in_search_dtype, rdist_to_dist, resolve_metric,
+)
 from ._sparse import as_sparse_search
 from ._classification import KNNClassifier
 from ._regression import KNNRegressor, neighbor_mean
@@ -181,7 +183,7 @@ class _NeighborsGridCV:
         if issparse(X):
             X_val = as_sparse_search(X_val) if issparse(X_val) else X_val
         else:
-            X_val = np.ascontiguousarray(X_val.toarray() if issparse(X_val) else X_val, dtype=X.dtype)
+            X_val = queries_in_search_dtype(X_val.toarray() if issparse(X_val) else X_val, X.dtype)
         return [lambda: (X, y, X_val, y_val)]
 
     def predict(self, X):

@@ -2,13 +2,12 @@
 
 import numbers
 
-import numpy as np
 from scipy.sparse import issparse
 from sklearn.utils.validation import check_array
 
 from ._base import fit_search, kneighbors_search
 from ._sparse import as_sparse_search
-from ._search import as_search_dtype, resolve_metric
+from ._search import as_search_dtype, queries_in_search_dtype, resolve_metric
 
 
 def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=True, n_jobs=None, algorithm="brute"):
@@ -58,7 +57,9 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
     Notes
     -----
     ``Y`` sets the dtype: float32 and float64 are kept, integers of at most 16
-    bits run as float32, other data as float64; ``X`` is cast to it.
+    bits run as float32, other data as float64; ``X`` is cast to it where
+    that is exact, and otherwise (float64 queries of float32 rows) both run
+    in float64, as scikit-learn computes.
 
     Examples
     --------
@@ -85,13 +86,17 @@ def kneighbors(X, Y, n_neighbors=5, *, metric="euclidean", p=2, return_distance=
         raise ValueError(
             f"n_neighbors must be between 1 and the number of rows of Y ({Y.shape[0]}), got {n_neighbors}."
         )
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)):
+        raise TypeError(f"n_jobs must be an integer or None, got {n_jobs!r}.")
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive number.")
     if algorithm not in ("brute", "pruned", "kd_tree", "ball_tree", "auto"):
         raise ValueError(f"algorithm must be 'brute', 'pruned', 'kd_tree', 'ball_tree' or 'auto', got {algorithm!r}.")
     if issparse(X) and not issparse(Y):
         X = X.toarray()
-    queries = X if issparse(Y) else np.ascontiguousarray(X, dtype=Y.dtype)
+    queries = X if issparse(Y) else queries_in_search_dtype(X, Y.dtype)
+    if not issparse(Y) and queries.dtype != Y.dtype:
+        Y = Y.astype(queries.dtype)  # prepared once, in float64
     fitted = fit_search(Y, metric_name, power, algorithm, n_neighbors, n_jobs=n_jobs)
     distances, indices = kneighbors_search(fitted, queries, n_neighbors, n_jobs=n_jobs)
     if not return_distance:

@@ -82,3 +82,20 @@ def mnist_uint8():
     """
     X, y = load_mnist(return_X_y=True)
     return X[10_000:10_600], y[10_000:10_600], X[:60], y[:60]
+
+
+@pytest.fixture(scope="session")
+def rounded_query_ties():
+    """float32 integer rows, float64 queries that float32 rounding would move onto a tie, their nearest rows.
+
+    Each query lies 0.5 + 1e-9 past a row ``u`` along the first feature,
+    towards the row ``u + e1`` listed after it: its nearest row in every
+    metric. Rounded to float32 it sits halfway, and ``u`` would win the tie
+    by its lower index. Every other row is at least 1 away.
+    """
+    rng = np.random.default_rng(5)
+    bases = np.unique(rng.integers(0, 20, size=(40, 4)) * np.array([4, 1, 1, 1]), axis=0)
+    step = np.eye(4)[0]
+    rows = np.vstack([np.vstack([u, u + step]) for u in bases]).astype(np.float32)
+    queries = bases + (0.5 + 1e-9) * step
+    return rows, queries, 2 * np.arange(len(bases)) + 1

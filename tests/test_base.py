@@ -1,6 +1,8 @@
 """Tests for the shared neighbours base (fastknn/_base.py): the method dispatch, the
 scikit-learn names, and the errors every estimator shares."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import neighbors as sk_neighbors
@@ -244,3 +246,40 @@ def test_leaf_size_reaches_the_tree_and_changes_no_result(n_features):
         fastknn.NearestNeighbors(leaf_size=0).fit(rows)
     search = GridSearchCV(fastknn.KNNClassifier(algorithm="kd_tree"), {"leaf_size": [5, 40]}, cv=2).fit(rows, labels)
     assert search.best_params_["leaf_size"] in (5, 40)
+
+
+@pytest.mark.parametrize("algorithm", ["brute", "pruned", "kd_tree"])
+def test_float64_queries_of_float32_rows_are_searched_in_float64(algorithm, rounded_query_ties):
+    # As scikit-learn, which computes in float64: rounding the queries to the
+    # rows' float32 would hand each one the wrong neighbour.
+    rows, queries, nearest = rounded_query_ties
+    for metric in ("euclidean", "manhattan", "chebyshev", "minkowski"):
+        model = fastknn.NearestNeighbors(n_neighbors=2, algorithm=algorithm, metric=metric, p=3).fit(rows)
+        assert model._fit_X.dtype == np.float32 and model.fit_method_ == algorithm.replace("kd_", "")
+        dist, ind = model.kneighbors(queries)
+        np.testing.assert_array_equal(ind[:, 0], nearest)
+        np.testing.assert_allclose(dist[:, 0], 0.5 - 1e-9, rtol=1e-12)
+        reference = sk_neighbors.NearestNeighbors(n_neighbors=2, algorithm="brute", metric=metric, p=3).fit(rows)
+        np.testing.assert_array_equal(ind, reference.kneighbors(queries)[1])
+        within = model.radius_neighbors(queries, radius=0.5 - 5e-10, return_distance=False)
+        assert [list(found) for found in within] == [[j] for j in nearest]
+        # Queries that float32 holds exactly stay on the float32 search.
+        np.testing.assert_array_equal(model.kneighbors(rows.astype(np.float64))[1][:, 0], np.arange(len(rows)))
+    labels = np.arange(len(rows)) % 2
+    assert (fastknn.KNNClassifier(1, algorithm=algorithm).fit(rows, labels).predict(queries) == 1).all()
+    small_integers = rows.astype(np.int16)  # stored as float32 too
+    np.testing.assert_array_equal(fastknn.kneighbors(queries, small_integers, 1, algorithm=algorithm)[1][:, 0], nearest)
+    # Beyond float32's range: searched in float64, with no overflow warning from the cast.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dist, ind = fastknn.kneighbors([[1e39, 0, 0, 0]], rows, 1, metric="manhattan", algorithm=algorithm)
+    assert dist[0, 0] == 1e39 and ind[0, 0] == 0  # every distance rounds to 1e39: a tie, won by row 0
+
+
+def test_float64_queries_of_float32_rows_in_a_validation_search(rounded_query_ties):
+    from fastknn.model_selection import KNNClassifierCV
+
+    rows, queries, nearest = rounded_query_ties
+    labels = np.arange(len(rows)) % 2
+    search = KNNClassifierCV(n_neighbors=(1,)).fit(rows, labels, X_val=queries, y_val=labels[nearest])
+    assert search.best_score_ == 1.0

@@ -166,6 +166,15 @@ def test_uneven_single_row_chunks_and_k_beyond_a_shard(client):
     assert_same_search(X, da.from_array(Y, chunks=((10, 0, 13), (4,))), 12)
 
 
+def test_float64_queries_of_float32_shards(client, rounded_query_ties):
+    # Each shard searches in float64 where rounding the queries to float32
+    # would move them onto a tie, as the one-process search does.
+    rows, queries, nearest = rounded_query_ties
+    for algorithm in ("brute", "kd_tree"):
+        found = kneighbors(queries, da.from_array(rows, chunks=(25, 4)), 2, algorithm=algorithm, return_distance=False)
+        np.testing.assert_array_equal(found.compute()[:, 0], nearest)
+
+
 def test_numpy_inputs_and_indices_alone(client):
     rng = np.random.default_rng(5)
     Y, X = rng.normal(size=(50, 3)), rng.normal(size=(7, 3))

@@ -196,13 +196,12 @@ def test_return_distance_false(random_split):
 
 
 def test_dtype_follows_the_searched_rows():
-    """Y sets the dtype; X is cast to it (uint8 Y runs as float32)."""
+    """Y sets the dtype (uint8 Y runs as float32); X is cast to it where that is exact."""
     Y = np.array([[0, 0], [10, 0], [0, 20]], dtype=np.uint8)
-    X = np.array([[0.1, 0.0]])
-    distances, indices = kneighbors(X, Y, 3)
-    np.testing.assert_array_equal(indices, [[0, 1, 2]])
-    x32 = float(np.float32(0.1))
-    np.testing.assert_allclose(distances, [[x32, 10 - x32, np.hypot(x32, 20)]], rtol=1e-15)
+    for x in (0.5, 0.1):  # float32 holds 0.5; 0.1 it would round, so both sides run in float64
+        distances, indices = kneighbors(np.array([[x, 0.0]]), Y, 3)
+        np.testing.assert_array_equal(indices, [[0, 1, 2]])
+        np.testing.assert_allclose(distances, [[x, 10 - x, np.hypot(x, 20)]], rtol=1e-15)
     # Lists work too.
     np.testing.assert_array_equal(kneighbors([[9, 1]], [[0, 0], [10, 0]], 1, return_distance=False), [[1]])
 
@@ -274,6 +273,8 @@ X_OK = np.ones((2, 3))
         (scipy.sparse.csr_matrix(np.ones((2, 2))), scipy.sparse.csr_matrix(Y_OK), {}, ValueError, "X has 2 features but Y has 3"),
         (X_OK, scipy.sparse.csr_matrix(Y_OK), {"metric": "cosine", "n_neighbors": 5}, ValueError, "between 1 and"),
         (X_OK, Y_OK, {"n_jobs": 0}, ValueError, "n_jobs == 0 has no meaning"),
+        (X_OK, Y_OK, {"n_jobs": "2"}, TypeError, "n_jobs must be an integer or None, got '2'"),
+        (X_OK, Y_OK, {"n_jobs": 1.5}, TypeError, "n_jobs must be an integer or None"),
     ],
 )
 def test_bad_input(X, Y, kwargs, error, match):

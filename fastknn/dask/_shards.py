@@ -9,7 +9,7 @@ from scipy.sparse import issparse
 from sklearn.utils.validation import check_array
 
 from .._base import fit_search, kneighbors_rdist, radius_rdist, split_rows
-from .._search import as_search_dtype
+from .._search import as_search_dtype, queries_in_search_dtype
 from .._sparse import as_sparse_search
 
 # Index of a padding candidate: a shard with fewer rows than ``n_neighbors``
@@ -110,14 +110,14 @@ class Shard:
         """A block of validated queries as the one-process estimators pass them to the search.
 
         Against sparse rows, as given (the sparse search converts them);
-        against dense rows, dense (sparse queries densified), in the rows'
-        dtype, writable (see ``__init__``).
+        against dense rows, dense (sparse queries densified), in the search
+        dtype (``_search.queries_in_search_dtype``), writable (see ``__init__``).
         """
         if issparse(self.rows):
             return queries
         if issparse(queries):
             queries = queries.toarray()
-        queries = np.ascontiguousarray(queries, dtype=self.rows.dtype)
+        queries = queries_in_search_dtype(queries, self.rows.dtype)
         return queries if queries.flags.writeable else queries.copy()
 
     def _candidate_dtype(self):
