@@ -306,6 +306,11 @@ def radius_mean(dist, offsets, neighbor_targets, weights):
     -------
     predictions : ndarray of shape (n_queries, n_outputs), float64
         NaN, with a warning, for a query without neighbours.
+
+    Raises
+    ------
+    ZeroDivisionError
+        Where a query's neighbours' weights sum to zero, as scikit-learn's.
     """
     n_queries = offsets.shape[0] - 1
     weights = flat_neighbor_weights(dist, offsets, weights)
@@ -313,12 +318,16 @@ def radius_mean(dist, offsets, neighbor_targets, weights):
         weights = np.ones(neighbor_targets.shape[0])
     query_ids = query_of_rows(offsets)
     totals = np.bincount(query_ids, weights=weights, minlength=n_queries)
+    no_neighbors = np.diff(offsets) == 0
+    if np.any((totals == 0) & ~no_neighbors):
+        # scikit-learn's error (from np.average), for a callable's weights that cancel out.
+        raise ZeroDivisionError("Weights sum to zero, can't be normalized")
     predictions = np.empty((n_queries, neighbor_targets.shape[1]), dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         for output in range(neighbor_targets.shape[1]):
             sums = np.bincount(query_ids, weights=neighbor_targets[:, output] * weights, minlength=n_queries)
             predictions[:, output] = sums / totals
-    predictions[np.diff(offsets) == 0] = np.nan
-    if np.any(np.isnan(predictions)):
+    predictions[no_neighbors] = np.nan
+    if np.any(no_neighbors):
         warnings.warn("One or more samples have no neighbors within specified radius; predicting NaN.")
     return predictions

@@ -79,6 +79,19 @@ def test_radius_regressor_matches_sklearn(random_split, weights):
     np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12)
 
 
+def test_radius_regressor_weights_that_sum_to_zero_raise_as_scikit_learn(random_split):
+    # They predicted NaN with the warning meant for queries without neighbours.
+    X_train, y_train, X_test, _ = random_split
+
+    def zero_weights(distances):
+        return np.array([np.zeros_like(d) for d in distances] + [None], dtype=object)[:-1]
+
+    for cls in (RadiusNeighborsRegressor, SkRadiusNeighborsRegressor):
+        reg = cls(radius=2.5, weights=zero_weights).fit(X_train, y_train.astype(float))
+        with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+            reg.predict(X_test)
+
+
 def test_radius_regressor_without_neighbours_predicts_nan(random_split):
     X_train, _, X_test, _ = random_split
     y_train = np.arange(len(X_train), dtype=np.float64)
