@@ -60,7 +60,7 @@ class FittedSearch(NamedTuple):
         Brute-force Euclidean precomputation.
     pruned_index : PrunedIndex or None
         The pruned method's index.
-    tree : scipy.spatial.cKDTree or None
+    tree : CellGrid, scipy.spatial.cKDTree, _tree.DistinctRowsTree or None
         The tree method's index.
     sparse_train : _sparse.SparseTrain or None
         The sparse method's inverted index.

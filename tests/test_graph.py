@@ -81,11 +81,13 @@ def test_graphs_are_the_sparse_type_scikit_learn_returns(random_split, interface
         pytest.skip("this scikit-learn has no sparse_interface setting")
     X, queries = random_split[0][:60], random_split[2][:7]
     with sklearn.config_context(sparse_interface=interface):
-        ours, theirs = NearestNeighbors(n_neighbors=3, radius=2.0).fit(X), SkNearestNeighbors(n_neighbors=3, radius=2.0).fit(X)
+        ours = NearestNeighbors(n_neighbors=3, radius=2.0).fit(X)
+        theirs = SkNearestNeighbors(n_neighbors=3, radius=2.0).fit(X)
         pairs = [
             (ours.kneighbors_graph(queries), theirs.kneighbors_graph(queries)),
             (ours.kneighbors_graph(), theirs.kneighbors_graph()),
-            (ours.radius_neighbors_graph(queries, mode="distance"), theirs.radius_neighbors_graph(queries, mode="distance")),
+            (ours.radius_neighbors_graph(queries, mode="distance"),
+             theirs.radius_neighbors_graph(queries, mode="distance")),
             (KNNTransformer().fit_transform(X), KNeighborsTransformer().fit_transform(X)),
             (RadiusNeighborsTransformer(radius=2.0).fit(X).transform(queries),
              SkRadiusNeighborsTransformer(radius=2.0).fit(X).transform(queries)),

@@ -8,7 +8,17 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from fastknn import KNNClassifier, KNNRegressor, kneighbors
 from fastknn._base import fit_search, kneighbors_search, radius_search
 from fastknn._search import search
-from fastknn._tree import AUTO_TREE_MAX_FEATURES, GRID_MAX_FEATURES, GRID_MIN_ROWS, CellGrid, build_grid, grid_search
+from fastknn._tree import (
+    AUTO_TREE_MAX_FEATURES,
+    DUPLICATE_GROUP_ROWS,
+    GRID_MAX_FEATURES,
+    GRID_MIN_ROWS,
+    CellGrid,
+    DistinctRowsTree,
+    build_grid,
+    build_kd_tree,
+    grid_search,
+)
 
 METRICS = [("euclidean", 2), ("manhattan", 2), ("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5)]
 
@@ -20,11 +30,14 @@ def low_dimensional(kind, rng):
     if kind == "grid":
         train = rng.integers(0, 5, (300, 2)).astype(np.float64)
         return train, np.ascontiguousarray(train[:60] + rng.integers(-1, 2, (60, 2)) * 0.5)
-    train = rng.integers(0, 3, (200, 3)).astype(np.float32)  # many duplicate rows
-    return train, np.ascontiguousarray(train[:60] + rng.integers(-1, 2, (60, 3)), dtype=np.float32)
+    if kind == "float32 duplicates":
+        train = rng.integers(0, 3, (200, 3)).astype(np.float32)  # many duplicate rows
+        return train, np.ascontiguousarray(train[:60] + rng.integers(-1, 2, (60, 3)), dtype=np.float32)
+    train = rng.integers(0, 3, (1500, 2)).astype(np.float64)  # 9 distinct rows: a DistinctRowsTree
+    return train, np.ascontiguousarray(train[:60] + rng.integers(-1, 2, (60, 2)) * 0.5)
 
 
-@pytest.fixture(scope="module", params=["uniform", "grid", "float32 duplicates"])
+@pytest.fixture(scope="module", params=["uniform", "grid", "float32 duplicates", "heavy duplicates"])
 def data(request):
     return low_dimensional(request.param, np.random.default_rng(7))
 
@@ -186,6 +199,42 @@ def test_grid_equals_brute_force(case):
             want = search(queries, train, k, metric, power)
             np.testing.assert_array_equal(got[1], want[1])
             np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_rows_repeated_many_times_are_held_once(monkeypatch):
+    """A tie among the copies of a row costs its first k copies, not all of them.
+
+    20,000 rows of 8 distinct values: over every row, each query settled a
+    tie among its row's 2,500 copies (15 s to predict them all at k=5).
+    """
+    import fastknn._tree
+
+    rng = np.random.default_rng(3)
+    train = rng.integers(0, 2, (20_000, 3)).astype(np.float64)
+    queries = np.vstack([train[:300], rng.integers(0, 2, (100, 3)) + 0.5])
+    pairs = []
+    exact = fastknn._tree.pair_rdist
+
+    def counted(queries, train, query_of, rows, *args):
+        pairs.append(rows.shape[0])
+        return exact(queries, train, query_of, rows, *args)
+
+    monkeypatch.setattr(fastknn._tree, "pair_rdist", counted)
+    for k in (1, 5, 40):
+        pairs.clear()
+        tree = fit_search(train, "euclidean", None, "kd_tree", k)
+        assert isinstance(tree.tree, DistinctRowsTree) and tree.tree.tree.n == 8
+        brute = fit_search(train, "euclidean", None, "brute", k)
+        for got, want in zip(kneighbors_search(tree, queries, k), kneighbors_search(brute, queries, k)):
+            np.testing.assert_array_equal(got, want)
+        assert sum(pairs) <= len(queries) * 8 * k  # at most k copies of each of the 8 distinct rows
+        got = radius_search(tree, queries[:20], 1.0, sort_results=True)
+        for got_part, want_part in zip(got, radius_search(brute, queries[:20], 1.0, sort_results=True)):
+            np.testing.assert_array_equal(got_part, want_part)
+    # Rows repeated fewer times keep the plain k-d tree.
+    fewer_copies = np.repeat(rng.random((300, 3)), DUPLICATE_GROUP_ROWS - 1, axis=0)
+    assert not isinstance(build_kd_tree(fewer_copies), DistinctRowsTree)
+    assert isinstance(build_kd_tree(np.repeat(rng.random((30, 3)), DUPLICATE_GROUP_ROWS, axis=0)), DistinctRowsTree)
 
 
 def test_crowded_rows_get_the_kd_tree():
