@@ -112,6 +112,7 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None, self_queri
     -------
     fitted : FittedSearch
     """
+    check_finite_despite_config(train, "X")
     if issparse(train):
         if algorithm not in ("auto", "brute"):
             # As scikit-learn, which warns likewise for its trees.
@@ -143,6 +144,8 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
     map two of them to the same float. Same parameters as
     :func:`kneighbors_search`, which returns distances.
     """
+    if queries is not fitted.train:
+        check_finite_despite_config(queries, "X")
     fitted = _in_dtype_of(queries, fitted, n_neighbors, n_jobs)
     if fitted.method == "sparse":
         found = sparse_search(queries, fitted.train, fitted.sparse_train, n_neighbors, fitted.metric, fitted.p, n_jobs)
@@ -161,6 +164,23 @@ def kneighbors_rdist(fitted, queries, n_neighbors, n_jobs=None):
         )
     _check_no_overflow(found[0], fitted.metric)
     return found
+
+
+def check_finite_despite_config(rows, name):
+    """Raise for NaN or infinity in ``rows`` (dense or sparse) where scikit-learn's ``assume_finite`` skipped that check.
+
+    ``sklearn.set_config(assume_finite=True)`` turns validation's check
+    off, but the kernels order rows by comparisons that NaN fails: they
+    would return rows never written, or index with them.
+    """
+    if not get_config()["assume_finite"]:
+        return  # validation checked them
+    values = rows.data if issparse(rows) else rows
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"Input {name} contains NaN or infinity; fastknn's search needs finite values, "
+            "also under scikit-learn's assume_finite=True."
+        )
 
 
 # The ``algorithm`` that prepares each method again.
@@ -235,6 +255,8 @@ def radius_rdist(fitted, queries, radius, n_jobs=None, sort_results=False):
     """
     if not radius >= 0:  # also NaN: no distance is within it
         return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(queries.shape[0] + 1, dtype=np.int64)
+    if queries is not fitted.train:
+        check_finite_despite_config(queries, "X")
     fitted = _in_dtype_of(queries, fitted, DEFAULT_PROBE_NEIGHBORS, n_jobs)
     reduced = reduced_radius(radius, fitted.metric, fitted.p)
     if fitted.method == "sparse":

@@ -283,3 +283,30 @@ def test_float64_queries_of_float32_rows_in_a_validation_search(rounded_query_ti
     labels = np.arange(len(rows)) % 2
     search = KNNClassifierCV(n_neighbors=(1,)).fit(rows, labels, X_val=queries, y_val=labels[nearest])
     assert search.best_score_ == 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["brute", "pruned", "kd_tree", "sparse"])
+def test_nan_is_refused_under_scikit_learns_assume_finite(random_split, algorithm):
+    # assume_finite=True turns scikit-learn's check off; the kernels returned
+    # rows never written (brute force, tree) or crashed on them (pruned).
+    import scipy.sparse
+    import sklearn
+
+    X_train, y_train, X_test, _ = random_split
+    bad_queries, bad_train = X_test.copy(), X_train.copy()
+    bad_queries[1, 2] = bad_train[5, 2] = np.nan
+    as_input = scipy.sparse.csr_matrix if algorithm == "sparse" else np.asarray
+    params = {} if algorithm == "sparse" else {"algorithm": algorithm}
+    with sklearn.config_context(assume_finite=True):
+        model = fastknn.KNNClassifier(**params).fit(as_input(X_train), y_train)
+        calls = [
+            lambda: model.kneighbors(as_input(bad_queries)),
+            lambda: model.predict(as_input(bad_queries)),
+            lambda: fastknn.KNNClassifier(**params).fit(as_input(bad_train), y_train),
+            lambda: fastknn.NearestNeighbors(radius=1.0, **params).fit(as_input(X_train)).radius_neighbors(bad_queries),
+            lambda: fastknn.kneighbors(bad_queries, as_input(X_train), 3, **params),
+        ]
+        for call in calls:
+            with pytest.raises(ValueError, match="contains NaN or infinity.*assume_finite"):
+                call()
+        assert model.kneighbors()[1].shape == (len(X_train), 5)  # the checked training set itself
