@@ -312,9 +312,11 @@ def exclude_self(neigh_ind, first_query=0):
 
     Query i is training row ``first_query + i``, searched for one neighbour
     more than asked. The mask drops the row from its own neighbours, or,
-    when exact duplicates pushed it out of the list, the farthest
-    neighbour instead (as scikit-learn); each row of the mask keeps
-    ``neigh_ind.shape[1] - 1`` entries.
+    when exact duplicates pushed it out of the list, the last neighbour
+    instead: every neighbour listed is then a copy at distance 0, and the
+    copies of lowest index are kept, as ties are everywhere (scikit-learn
+    drops its first instead, so the copies it keeps may differ); each row
+    of the mask keeps ``neigh_ind.shape[1] - 1`` entries.
     """
     own = np.arange(first_query, first_query + neigh_ind.shape[0])[:, None]
     keep = neigh_ind != own
@@ -561,7 +563,7 @@ class KNeighborsMixin:
 
         if query_is_train:
             # Drop each sample from its own neighbours; when exact duplicates
-            # pushed it out of the list, drop the farthest neighbour instead.
+            # pushed it out of the list, drop the last of them instead.
             n_queries = queries.shape[0]
             sample_mask = exclude_self(neigh_ind)
             neigh_ind = neigh_ind[sample_mask].reshape(n_queries, n_neighbors - 1)
