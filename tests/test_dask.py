@@ -91,6 +91,14 @@ def assert_same_search(X, Y, n_neighbors, split_every=None, **params):
     np.testing.assert_array_equal(distances, expected_distances)
 
 
+def test_the_dask_namespace_lists_its_public_names_only():
+    import fastknn.dask
+
+    public = [name for name in dir(fastknn.dask) if not name.startswith("_")]
+    assert "dask" not in public  # the import that checks Dask is installed
+    assert set(fastknn.dask.__all__) <= set(public)
+
+
 def test_fastknn_imports_without_dask():
     """``import fastknn`` works when Dask is missing; ``fastknn.dask`` says how to install it."""
     code = textwrap.dedent(

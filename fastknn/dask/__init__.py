@@ -10,7 +10,7 @@ search.
 """
 
 try:
-    import dask.array  # noqa: F401
+    import dask.array as _dask_array  # noqa: F401 (Dask installed; the name keeps dask out of dir())
 except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subprocess
     raise ModuleNotFoundError('fastknn.dask needs Dask: pip install "fastknn[dask]"', name=error.name) from error
 
