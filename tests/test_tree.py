@@ -181,6 +181,8 @@ def grid_cases(rng):
         "3-D half-step ties": (rng.integers(0, 10, (n, 3)).astype(np.float64), rng.integers(0, 20, (80, 3)) * 0.5),
         "flat axis": (np.c_[rng.random(n), np.zeros(n)], rng.random((80, 2))),
         "one feature": (rng.random((n, 1)), rng.random((80, 1)) * 3.0),
+        "axes 100 times apart": (rng.random((n, 3)) * [100.0, 100.0, 1.0], rng.random((80, 3)) * [100.0, 100.0, 1.0]),
+        "one thin axis of three": (rng.random((n, 3)) * [1.0, 1e-6, 1e3], rng.random((80, 3)) * [1.0, 1e-6, 1e3]),
     }
 
 
@@ -235,6 +237,34 @@ def test_rows_repeated_many_times_are_held_once(monkeypatch):
     fewer_copies = np.repeat(rng.random((300, 3)), DUPLICATE_GROUP_ROWS - 1, axis=0)
     assert not isinstance(build_kd_tree(fewer_copies), DistinctRowsTree)
     assert isinstance(build_kd_tree(np.repeat(rng.random((30, 3)), DUPLICATE_GROUP_ROWS, axis=0)), DistinctRowsTree)
+
+
+def test_grid_cells_are_nearly_cubic(monkeypatch):
+    """As many cells along every axis made flat cells of rows spread 100 times wider
+    along two axes than the third: every query outran its rings and went to the
+    k-d tree (10 to 16 times slower than scikit-learn's tree)."""
+    import fastknn._tree
+
+    rng = np.random.default_rng(4)
+    scale = np.array([100.0, 100.0, 1.0])
+    train, queries = rng.random((50_000, 3)) * scale, rng.random((2000, 3)) * scale
+    grid = build_grid(train)
+    assert isinstance(grid, CellGrid)
+    sides = grid.width
+    assert sides.max() / sides.min() < 2.0 and 0.5 < np.prod(grid.n_cells) / (50_000 / 2.0) <= 1.0
+    handed_over = []
+    tree_search = fastknn._tree.tree_search
+
+    def counted(queries, *args, **kwargs):
+        handed_over.append(queries.shape[0])
+        return tree_search(queries, *args, **kwargs)
+
+    monkeypatch.setattr(fastknn._tree, "tree_search", counted)
+    for k in (5, 50):
+        got = grid_search(queries, train, grid, k, "euclidean", None)
+        for got_part, want_part in zip(got, search(queries, train, k, "euclidean", None)):
+            np.testing.assert_array_equal(got_part, want_part)
+    assert sum(handed_over) <= 0.01 * 2 * len(queries)  # nearly every query settled in its rings
 
 
 def test_crowded_rows_get_the_kd_tree():
