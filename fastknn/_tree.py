@@ -285,10 +285,12 @@ def grid_shape(extent, n_target_cells):
     n_cells = np.ones(extent.shape[0], dtype=np.int64)
     axes = np.flatnonzero(extent > 0)
     while axes.shape[0]:
-        side = (np.prod(extent[axes]) / max(n_target_cells, 1.0)) ** (1.0 / axes.shape[0])
-        narrow = extent[axes] < side
+        # In logarithms: a product of extents leaves float64's range (1e160 squared, 1e-200 squared).
+        log_side = (np.log(extent[axes]).sum() - math.log(max(n_target_cells, 1.0))) / axes.shape[0]
+        log_ratio = np.log(extent[axes]) - log_side  # the axis's extent in cells
+        narrow = log_ratio < 0.0
         if not narrow.any():
-            n_cells[axes] = np.maximum(1, (extent[axes] / side * (1.0 + 1e-9)).astype(np.int64))
+            n_cells[axes] = np.maximum(1, np.exp(log_ratio + 1e-9).astype(np.int64))
             break
         axes = axes[~narrow]
     return n_cells
@@ -467,7 +469,13 @@ def _ball_share(tree, queries, radius, power):
     if isinstance(tree, cKDTree):
         found, n_train = tree.query_ball_point(probe, radius, p=power, return_length=True).sum(), tree.n
     else:
-        found, n_train = ball_rows(tree, probe, radius, power, 1)[1][-1], tree.members.shape[0]
+        # The copies of the distinct rows in each ball, one query at a time:
+        # listing them all at once would hold up to 64 times the training set.
+        found = sum(
+            int(tree.group_sizes(np.asarray(tree.tree.query_ball_point(query, radius, p=power), dtype=np.int64)).sum())
+            for query in probe
+        )
+        n_train = tree.members.shape[0]
     return found / (probe.shape[0] * n_train)
 
 
@@ -484,12 +492,13 @@ def tree_radius_search(queries, train, tree, radius, metric, p, n_jobs=None, sor
     n_queries = queries.shape[0]
     if n_queries == 0:
         return np.empty(0), np.empty(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    if not within_tree_range(queries, train, metric, p, radius):  # scipy's sums would overflow
+        return brute_radius_search(queries, train, radius, metric, p, n_jobs=n_jobs, sort_distances=sort_distances)
     if isinstance(tree, CellGrid):
         tree = tree.kd_tree()
     power, workers = tree_power(metric, p), tree_workers(n_jobs)
     wide = rdist_to_dist(np.array([float(radius)]), metric, p)[0] * (1.0 + 4 * RELATIVE_MARGIN)
-    in_range = within_tree_range(queries, train, metric, p, radius)  # else scipy's sums would overflow
-    if not in_range or _ball_share(tree, queries, wide, power) > RADIUS_BRUTE_SHARE:
+    if _ball_share(tree, queries, wide, power) > RADIUS_BRUTE_SHARE:
         return brute_radius_search(queries, train, radius, metric, p, n_jobs=n_jobs, sort_distances=sort_distances)
     with thread_limit(n_jobs):
         ball, offsets = ball_rows(tree, queries, wide, power, workers)

@@ -297,6 +297,36 @@ def test_radius_balls_holding_much_of_the_training_set_go_to_brute_force(monkeyp
         assert bool(listed) == through_tree
 
 
+def test_radius_probe_counts_the_copies_of_distinct_rows():
+    from fastknn._tree import _ball_share
+
+    rng = np.random.default_rng(8)
+    train = np.repeat(rng.random((40, 3)), DUPLICATE_GROUP_ROWS + rng.integers(0, 5, 40), axis=0)
+    queries = rng.random((30, 3))
+    tree = build_kd_tree(train)
+    assert isinstance(tree, DistinctRowsTree)
+    for radius in (0.1, 0.4, 2.0):
+        within = (np.linalg.norm(queries[:, None] - train[None], axis=2) <= radius).sum()
+        assert _ball_share(tree, queries, radius, 2.0) == within / (len(queries) * len(train))
+
+
+def test_radius_beyond_the_trees_range_builds_no_tree():
+    """Out of scipy's range, brute force runs at once: a grid builds no k-d tree for it.
+
+    Rows of 1e160 also check that the grid's cells are counted without
+    overflow (a product of the extents, 1e160 squared, would be infinite)."""
+    rng = np.random.default_rng(9)
+    train = rng.random((GRID_MIN_ROWS, 2)) * 1e160
+    grid = build_grid(train)
+    assert isinstance(grid, CellGrid)
+    fitted = fit_search(train, "euclidean", None, "kd_tree", 5)
+    brute = fit_search(train, "euclidean", None, "brute", 5)
+    got = radius_search(fitted._replace(tree=grid), train[:5], 1e159)
+    for got_part, want_part in zip(got, radius_search(brute, train[:5], 1e159)):
+        np.testing.assert_array_equal(got_part, want_part)
+    assert grid._kd_tree is None
+
+
 def test_crowded_rows_get_the_kd_tree():
     """Rows piled into a few cells (clusters, duplicates) are left to the k-d tree."""
     rng = np.random.default_rng(1)
