@@ -123,7 +123,7 @@ def fit_search(train, metric, p, algorithm, n_neighbors, n_jobs=None, self_queri
     if metric == "cosine":
         check_cosine_algorithm(algorithm)
         return FittedSearch("brute", train, metric, p, None, None, cosine_train=prepare_cosine(train))
-    if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric)):
+    if algorithm in TREE_ALGORITHMS or (algorithm == "auto" and tree_pays(train, metric, p, n_neighbors, leaf_size)):
         return FittedSearch("tree", train, metric, p, None, None, build_tree(train, leaf_size), leaf_size=leaf_size)
     if algorithm == "auto" and self_queries and metric == "euclidean":
         euclidean_train = prepare_euclidean(train)

@@ -27,6 +27,7 @@ import math
 import numba
 import numpy as np
 from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
 
 from ._config import WORKING_MEMORY_BYTES
 from ._kernels.tree import _grid_cells, _grid_select, _grid_sort, _pair_rdist, _rank_fetched
@@ -46,6 +47,25 @@ TREE_ALGORITHMS = ("kd_tree", "ball_tree")
 # metrics' (measured crossovers for fit + predict, see docs/performance.rst).
 AUTO_TREE_MAX_FEATURES = 6
 AUTO_TREE_MAX_FEATURES_NON_EUCLIDEAN = 8
+
+# From there up to AUTO_TREE_PROBE_MAX_FEATURES features, "auto" takes the
+# tree where a probe predicts that it pays (see :func:`tree_probe_cost`).
+# At 7 to 12 features the tree was 3 to 12 times faster than brute force
+# (fit + predict) on clustered or low-rank rows, and up to 13 times slower
+# on Gaussian noise. TREE_PROBE_QUERIES sampled rows are compared with
+# TREE_PROBE_ROWS others. The tree is taken where the cost is at most
+# AUTO_TREE_MAX_COST (twice that for the other metrics, whose brute force
+# costs more a pair), times the square root of the training rows per
+# sampled row. That factor is capped at TREE_PROBE_DENSITY_CAP, as building
+# the tree (n log n) pays back only over many queries: uncapped, 1,000,000
+# rows and 2,000 queries took the tree where it cost 1.25 to 1.4 times
+# brute force. Measured on 20,000, 50,000, 200,000 and 1,000,000 rows of
+# seven kinds of data at 7 to 16 features, k=5 (docs/performance.rst).
+AUTO_TREE_PROBE_MAX_FEATURES = 16
+TREE_PROBE_QUERIES = 32
+TREE_PROBE_ROWS = 16384
+AUTO_TREE_MAX_COST = 0.4
+TREE_PROBE_DENSITY_CAP = 4
 
 # Points per leaf of the k-d tree where the caller gives none: scikit-learn's
 # default ``leaf_size`` (scipy's is 16). On 200,000 uniform points and 50,000
@@ -97,10 +117,69 @@ def tree_workers(n_jobs):
     return numba.get_num_threads() if n_threads is None else n_threads
 
 
-def tree_pays(train, metric):
-    """Whether ``algorithm="auto"`` should search ``train`` with the tree: few features."""
-    limit = AUTO_TREE_MAX_FEATURES if metric == "euclidean" else AUTO_TREE_MAX_FEATURES_NON_EUCLIDEAN
-    return train.shape[1] <= limit
+def tree_pays(train, metric, p, n_neighbors, leaf_size=LEAF_SIZE):
+    """Whether ``algorithm="auto"`` should search ``train`` with the tree.
+
+    Always up to :data:`AUTO_TREE_MAX_FEATURES` features
+    (:data:`AUTO_TREE_MAX_FEATURES_NON_EUCLIDEAN` for the other metrics),
+    never beyond :data:`AUTO_TREE_PROBE_MAX_FEATURES`. In between, where
+    :func:`tree_probe_cost` is at most :data:`AUTO_TREE_MAX_COST` (twice
+    that for the other metrics) times the square root of the training rows
+    per sampled row, up to :data:`TREE_PROBE_DENSITY_CAP`: the probe's
+    sample is sparser than the training set, and a tree gains on brute
+    force as the rows grow denser.
+    """
+    n_train, n_features = train.shape
+    euclidean = metric == "euclidean"
+    if n_features <= (AUTO_TREE_MAX_FEATURES if euclidean else AUTO_TREE_MAX_FEATURES_NON_EUCLIDEAN):
+        return True
+    if n_features > AUTO_TREE_PROBE_MAX_FEATURES:
+        return False
+    density = min(max(n_train, TREE_PROBE_ROWS), TREE_PROBE_DENSITY_CAP * TREE_PROBE_ROWS) / TREE_PROBE_ROWS
+    limit = AUTO_TREE_MAX_COST * (1.0 if euclidean else 2.0) * math.sqrt(density)
+    return tree_probe_cost(train, metric, p, n_neighbors, leaf_size) <= limit
+
+
+def tree_probe_cost(train, metric, p, n_neighbors, leaf_size=LEAF_SIZE, random_state=0):
+    """The predicted cost of the tree's search against brute force's, from a probe.
+
+    A k-d tree visits the leaves that meet a query's ball of its ``k``
+    neighbours; a leaf of ``leaf_size`` rows reaches about as far as a
+    row's ``leaf_size``-th neighbour. So it computes about the rows within
+    the sum of those two distances of the query, where brute force computes
+    every row. The probe counts them for :data:`TREE_PROBE_QUERIES` rows
+    among :data:`TREE_PROBE_ROWS` sampled training rows (all of them if
+    fewer), as a share of the sample, and weighs the share by
+    ``n_features ** 2 / 8``: each row costs the tree a distance over the
+    features, and its boxes fit the data worse as they grow (measured, see
+    :data:`AUTO_TREE_MAX_COST`). The count, not a timing, decides, so that
+    the same data gives the same choice on every machine.
+
+    Returns
+    -------
+    cost : float
+    """
+    n_train, n_features = train.shape
+    rng = np.random.default_rng(random_state)
+    n_rows = min(n_train, TREE_PROBE_ROWS)
+    rows = train[np.sort(rng.choice(n_train, n_rows, replace=False))] if n_rows < n_train else train
+    if n_rows < 2:
+        return 0.0
+    n_probe = min(n_rows, TREE_PROBE_QUERIES)
+    probe = rng.choice(n_rows, n_probe, replace=False)
+    names = {"euclidean": "euclidean", "manhattan": "cityblock", "chebyshev": "chebyshev", "minkowski": "minkowski"}
+    options = {"p": p} if metric == "minkowski" else {}
+    with np.errstate(over="ignore"):  # overflowing distances are inf: every row counts, brute force is chosen
+        dist = cdist(rows[probe], rows, names[metric], **options)
+    dist[np.arange(n_probe), probe] = np.inf  # the probe row itself
+    k, leaf = min(n_neighbors, n_rows - 1), min(leaf_size, n_rows - 1)
+    # One selection over the rows, then a sort of the few nearest: half the
+    # time of selecting the two ranks over the rows.
+    nearest = np.sort(np.partition(dist, max(k, leaf) - 1, axis=1)[:, : max(k, leaf)], axis=1)
+    with np.errstate(over="ignore"):
+        reach = nearest[:, k - 1] + nearest[:, leaf - 1]
+    share = np.count_nonzero(dist <= reach[:, None]) / (n_probe * n_rows)
+    return share * n_features**2 / 8.0
 
 
 def within_tree_range(queries, train, metric, p, radius=0.0):

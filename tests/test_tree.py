@@ -10,6 +10,7 @@ from fastknn._base import fit_search, kneighbors_search, radius_search
 from fastknn._search import search
 from fastknn._tree import (
     AUTO_TREE_MAX_FEATURES,
+    AUTO_TREE_PROBE_MAX_FEATURES,
     DUPLICATE_GROUP_ROWS,
     GRID_MAX_FEATURES,
     GRID_MIN_ROWS,
@@ -18,6 +19,7 @@ from fastknn._tree import (
     build_grid,
     build_kd_tree,
     grid_search,
+    tree_probe_cost,
 )
 
 METRICS = [("euclidean", 2), ("manhattan", 2), ("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5)]
@@ -122,6 +124,38 @@ def test_auto_takes_the_tree_only_on_few_features():
     assert KNNClassifier().fit(rng.random((200, AUTO_TREE_MAX_FEATURES)), y).fit_method_ == "tree"
     assert KNNClassifier().fit(rng.random((200, 64)), y).fit_method_ != "tree"
     assert KNNClassifier(algorithm="brute").fit(rng.random((200, 2)), y).fit_method_ == "brute"
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_auto_probes_the_tree_between_few_and_many_features(metric):
+    """From 7 features (9 for the other metrics) to 16, the probe takes the
+    tree for rows near a 3-D subspace and leaves Gaussian noise to brute
+    force; the answers are brute force's either way."""
+    rng = np.random.default_rng(6)
+    n_features, n_rows = 10, 12000
+    y = rng.integers(0, 3, n_rows)
+    near_subspace = rng.standard_normal((n_rows, 3)) @ rng.standard_normal((3, n_features))
+    near_subspace += 0.01 * rng.standard_normal(near_subspace.shape)
+    noise = rng.standard_normal((n_rows, n_features))
+    for rows, method in ((near_subspace, "tree"), (noise, "brute")):
+        assert KNNClassifier(metric=metric).fit(rows, y).fit_method_ == method
+        queries = rows[:50] + 0.1 * rng.standard_normal((50, n_features))
+        auto = KNNClassifier(n_neighbors=4, metric=metric).fit(rows, y).kneighbors(queries)
+        brute = KNNClassifier(n_neighbors=4, metric=metric, algorithm="brute").fit(rows, y).kneighbors(queries)
+        for got, want in zip(auto, brute):
+            np.testing.assert_array_equal(got, want)
+    assert tree_probe_cost(near_subspace, metric, None, 5) < 0.25 < 1.0 < tree_probe_cost(noise, metric, None, 5)
+    wide = np.hstack([near_subspace] * 2)[:, : AUTO_TREE_PROBE_MAX_FEATURES + 1]
+    assert KNNClassifier(metric=metric).fit(wide, y).fit_method_ != "tree"
+
+
+@pytest.mark.parametrize("rows", [np.ones((1, 9)), np.eye(9)[:2], np.full((40, 9), 1e300), np.zeros((40, 9))])
+def test_tree_probe_cost_on_degenerate_rows(rows):
+    """One or two rows, distances that overflow, every row a copy: a finite
+    or infinite cost, never an error; ``k`` and the leaf may exceed the rows."""
+    cost = tree_probe_cost(rows, "minkowski", 3.0, 50, leaf_size=100)
+    assert cost >= 0.0
+    assert KNNClassifier(n_neighbors=1, p=3).fit(rows, np.arange(len(rows)) % 2).predict(rows[:1]).shape == (1,)
 
 
 def test_unknown_algorithm_is_refused():
