@@ -16,6 +16,8 @@ from ._kernels.radius import _radius_select, _radius_select_gemm
 from ._search import (
     _METRIC_IDS,
     blas_limit,
+    centred_rows,
+    euclidean_error_bound,
     fast_pass_chunks,
     fast_pass_may_overflow,
     gemm_query_block,
@@ -112,7 +114,9 @@ def radius_search(queries, train, radius, metric, p, *, euclidean_train=None, n_
         if metric == "euclidean":
             if euclidean_train is None:
                 euclidean_train = prepare_euclidean(train)
-            query_sqnorms = squared_norms(queries)
+            relative_error, absolute_error = euclidean_error_bound(dtype, n_features, euclidean_train)
+            cross_queries = centred_rows(queries, euclidean_train.centre)
+            query_sqnorms = squared_norms(cross_queries)
             train_scale, query_scale = euclidean_train.sqnorms.max(), query_sqnorms.max()
         else:
             train_scale = max(train.max(), -train.min())
@@ -128,8 +132,8 @@ def radius_search(queries, train, radius, metric, p, *, euclidean_train=None, n_
 
             def gemm_task(first, last):
                 found = _radius_select_gemm(
-                    first, last, queries, train, columns, euclidean_train.cross_train, thresholds, train_lower,
-                    radius, sort_distances,
+                    first, last, queries, cross_queries, train, columns, euclidean_train.cross_train, thresholds,
+                    train_lower, radius, sort_distances,
                 )
                 tasks.append((np.arange(first, last), found))
 

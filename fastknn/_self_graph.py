@@ -29,8 +29,8 @@ from ._kernels.self_graph import (
 from ._search import (
     blas_limit,
     euclidean_bounds,
+    euclidean_error_bound,
     fast_pass_may_overflow,
-    rounding_error_bound,
     run_query_blocks,
     search,
     thread_limit,
@@ -85,7 +85,7 @@ def self_graph_search(train, euclidean_train, n_neighbors, n_jobs=None):
         Training indices; equal distances are ordered by index.
     """
     n_train, n_features = train.shape
-    relative_error, absolute_error = rounding_error_bound(train.dtype, n_features, "euclidean", 0.0)
+    relative_error, absolute_error = euclidean_error_bound(train.dtype, n_features, euclidean_train)
     sqnorms = euclidean_train.sqnorms
     # The bounds of ``_search.search``'s Euclidean pass, the queries being the training rows.
     train_lower, train_upper, query_terms = euclidean_bounds(sqnorms, sqnorms, relative_error, absolute_error)

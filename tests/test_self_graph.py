@@ -1,5 +1,6 @@
 """Tests for fastknn._self_graph: the graph of a training set with itself equals the brute-force search's, to the bit."""
 
+import naive
 import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsTransformer, NearestNeighbors as SkNearestNeighbors
@@ -50,6 +51,19 @@ def test_ties_overflowing_the_lists():
     nearest outgrow their room, and those rows take the blocked search; the lower index wins."""
     rng = np.random.default_rng(1)
     assert_same_as_search(rng.integers(-1, 2, size=(N_ROWS, 4)).astype(np.float32), 40)
+
+
+def test_rows_far_from_the_origin():
+    """Rows multiplied less their centre (``_search.MIN_CENTRE_SHARE``): the Gram matrix of the centred rows,
+    the exact distances of the rows themselves, ties included."""
+    rng = np.random.default_rng(2)
+    train = (100 + rng.integers(-2, 3, size=(N_ROWS, 12))).astype(np.float32)
+    assert prepare_euclidean(train).centre is not None
+    assert_same_as_search(train, 15)
+    expected_rdist, expected_indices = naive.sorted_neighbors(train, train, "euclidean")
+    rdist, indices = self_graph_search(train, prepare_euclidean(train), 15)
+    np.testing.assert_array_equal(indices, expected_indices[:, :15])
+    np.testing.assert_array_equal(rdist, expected_rdist[:, :15])
 
 
 def test_lists_without_room(monkeypatch):

@@ -151,14 +151,17 @@ def _radius_select(first, last, approx, queries, train, lower_offsets, lower_sca
 
 
 @jit()
-def _radius_select_gemm(first, last, queries, train, columns, cross_train, thresholds, train_lower, radius,
-                        sort_distances):
+def _radius_select_gemm(first, last, queries, cross_queries, train, columns, cross_train, thresholds, train_lower,
+                        radius, sort_distances):
     """Rows within the squared Euclidean ``radius`` of queries ``first`` to ``last - 1``.
 
     Parameters
     ----------
     first, last, queries, train
         As for ``_search.euclidean_query_block``.
+    cross_queries : ndarray of shape (n_queries, n_features)
+        The query rows multiplied by ``cross_train``: ``queries``, or
+        ``queries`` less the training rows' centre (``_search.centred_rows``).
     columns : ndarray of shape (n_columns,), int64
         The columns that enter the cross terms (those where the training
         rows differ), or an empty array for all of them.
@@ -188,9 +191,9 @@ def _radius_select_gemm(first, last, queries, train, columns, cross_train, thres
     """
     n_train = train.shape[0]
     size_block = last - first
-    block_queries = queries[first:last]
+    block_queries = cross_queries[first:last]
     if columns.shape[0]:
-        block_queries = _take_columns(queries, first, last, columns)
+        block_queries = _take_columns(cross_queries, first, last, columns)
     cross_buffer = np.empty(size_block * min(GEMM_TRAIN_BLOCK, n_train), dtype=queries.dtype)
     query_rows = np.empty((size_block, queries.shape[1]), dtype=np.float64)
     for b in range(size_block):
