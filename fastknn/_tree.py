@@ -152,8 +152,10 @@ def tree_probe_cost(train, metric, p, n_neighbors, leaf_size=LEAF_SIZE, random_s
     fewer), as a share of the sample, and weighs the share by
     ``n_features ** 2 / 8``: each row costs the tree a distance over the
     features, and its boxes fit the data worse as they grow (measured, see
-    :data:`AUTO_TREE_MAX_COST`). The count, not a timing, decides, so that
-    the same data gives the same choice on every machine.
+    :data:`AUTO_TREE_MAX_COST`). Where rows repeat enough for the tree to
+    hold each distinct row once (:class:`DistinctRowsTree`), the distinct
+    rows are counted. The count, not a timing, decides, so that the same
+    data gives the same choice on every machine.
 
     Returns
     -------
@@ -162,17 +164,23 @@ def tree_probe_cost(train, metric, p, n_neighbors, leaf_size=LEAF_SIZE, random_s
     n_train, n_features = train.shape
     rng = np.random.default_rng(random_state)
     n_rows = min(n_train, TREE_PROBE_ROWS)
-    rows = train[np.sort(rng.choice(n_train, n_rows, replace=False))] if n_rows < n_train else train
     if n_rows < 2:
         return 0.0
+    rows = train[np.sort(rng.choice(n_train, n_rows, replace=False))] if n_rows < n_train else train
     n_probe = min(n_rows, TREE_PROBE_QUERIES)
-    probe = rng.choice(n_rows, n_probe, replace=False)
-    names = {"euclidean": "euclidean", "manhattan": "cityblock", "chebyshev": "chebyshev", "minkowski": "minkowski"}
-    options = {"p": p} if metric == "minkowski" else {}
-    with np.errstate(over="ignore"):  # overflowing distances are inf: every row counts, brute force is chosen
-        dist = cdist(rows[probe], rows, names[metric], **options)
-    dist[np.arange(n_probe), probe] = np.inf  # the probe row itself
-    k, leaf = min(n_neighbors, n_rows - 1), min(leaf_size, n_rows - 1)
+    chosen = rng.choice(n_rows, n_probe, replace=False)
+    dist = _probe_distances(rows[chosen], rows, metric, p)
+    if np.count_nonzero(dist == 0.0, axis=1).max() * n_train >= DUPLICATE_GROUP_ROWS * n_rows:
+        # Copies enough for the k-d tree to hold each distinct row once
+        # (DistinctRowsTree): it visits the distinct rows, and lists at most
+        # k copies of each.
+        distinct = rows[np.unique(row_bytes(rows), return_index=True)[1]]
+        dist = _probe_distances(rows[chosen], distinct, metric, p)
+    else:
+        dist[np.arange(n_probe), chosen] = np.inf  # the probe row itself
+    k, leaf = min(n_neighbors, dist.shape[1] - 1), min(leaf_size, dist.shape[1] - 1)
+    if k < 1:  # a single distinct row
+        return 0.0
     # One selection over the rows, then a sort of the few nearest: half the
     # time of selecting the two ranks over the rows.
     nearest = np.sort(np.partition(dist, max(k, leaf) - 1, axis=1)[:, : max(k, leaf)], axis=1)
@@ -180,6 +188,14 @@ def tree_probe_cost(train, metric, p, n_neighbors, leaf_size=LEAF_SIZE, random_s
         reach = nearest[:, k - 1] + nearest[:, leaf - 1]
     share = np.count_nonzero(dist <= reach[:, None]) / (n_probe * n_rows)
     return share * n_features**2 / 8.0
+
+
+def _probe_distances(probe, rows, metric, p):
+    """The distances of the probe rows to ``rows`` (scipy's ``cdist``, float64); inf where they overflow."""
+    names = {"euclidean": "euclidean", "manhattan": "cityblock", "chebyshev": "chebyshev", "minkowski": "minkowski"}
+    options = {"p": p} if metric == "minkowski" else {}
+    with np.errstate(over="ignore"):  # overflowing distances are inf: every row counts, brute force is chosen
+        return cdist(probe, rows, names[metric], **options)
 
 
 def within_tree_range(queries, train, metric, p, radius=0.0):
@@ -229,6 +245,11 @@ def build_kd_tree(train, leaf_size=LEAF_SIZE):
     return tree
 
 
+def row_bytes(rows):
+    """Each row as one opaque value of its bytes, for ``np.unique`` (rows of equal bytes are the same)."""
+    return np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+
+
 def _kd_tree(rows, leaf_size):
     return cKDTree(rows, leafsize=leaf_size, balanced_tree=False, compact_nodes=False)
 
@@ -253,8 +274,7 @@ class DistinctRowsTree:
     """
 
     def __init__(self, train, leaf_size=LEAF_SIZE):
-        row_bytes = np.ascontiguousarray(train).view(np.dtype((np.void, train.dtype.itemsize * train.shape[1])))
-        _, first, group_of = np.unique(row_bytes.ravel(), return_index=True, return_inverse=True)
+        _, first, group_of = np.unique(row_bytes(train), return_index=True, return_inverse=True)
         self.tree = _kd_tree(train[first], leaf_size)
         self.members = np.argsort(group_of.ravel(), kind="stable").astype(np.int64, copy=False)
         self.group_start = np.zeros(first.shape[0] + 1, dtype=np.int64)
