@@ -25,7 +25,15 @@ from ._kernels.distances import (
     _rdist_tiles,
     _squared_norms,
 )
-from ._kernels.topk import GEMM_TRAIN_BLOCK, NO_BOUND, POOL_FACTOR, RERANK_KERNELS, _scan_values
+from ._kernels.topk import (
+    GEMM_TRAIN_BLOCK,
+    HEAP_MIN_NEIGHBORS,
+    NO_BOUND,
+    POOL_FACTOR,
+    RERANK_HEAP_KERNELS,
+    RERANK_KERNELS,
+    _scan_values,
+)
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE
 
 # Names scikit-learn accepts for the metrics fastknn implements.
@@ -506,8 +514,12 @@ class Candidates:
                 self.lower = _widen(self.lower, capacity)
 
     def rerank(self, queries, train, metric_id, power, query_terms, out_rdist, out_index):
-        """Exact k nearest of each query into ``out_rdist`` and ``out_index`` (see ``topk._rerank_queries``)."""
-        RERANK_KERNELS[metric_id](
+        """Exact k nearest of each query into ``out_rdist`` and ``out_index`` (see ``topk._rerank_queries``).
+
+        From ``topk.HEAP_MIN_NEIGHBORS`` neighbours, the kernel that keeps them in a heap.
+        """
+        kernels = RERANK_HEAP_KERNELS if self.n_neighbors >= HEAP_MIN_NEIGHBORS else RERANK_KERNELS
+        kernels[metric_id](
             queries, train, power, self.pools, self.pool_sizes, self.scratch,
             query_terms, self.rows, self.lower, self.counts, np.empty(queries.shape[1]), out_rdist, out_index,
         )

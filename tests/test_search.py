@@ -379,3 +379,29 @@ def test_a_centre_whose_differences_overflow_leaves_the_search_exact():
     _, indices = search(queries, train, 3, "euclidean", None)
     _, expected_indices = naive.sorted_neighbors(queries, train, "euclidean")
     np.testing.assert_array_equal(indices, expected_indices[:, :3])
+
+
+@pytest.mark.parametrize("metric, p", [("euclidean", None), ("manhattan", None), ("chebyshev", None), ("minkowski", 3.0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_many_neighbours_are_kept_in_a_heap(monkeypatch, metric, p, dtype):
+    """From ``topk.HEAP_MIN_NEIGHBORS`` neighbours the re-ranking keeps them in a heap instead of inserting each
+    (k^2 / 2 moves a query where k nears the training rows); integer rows tie everywhere, ties go to the lower
+    index as by insertion."""
+    from fastknn._kernels import topk
+
+    rng = np.random.default_rng(4)
+    train = rng.integers(-2, 3, size=(600, 5)).astype(dtype)
+    queries = rng.integers(-2, 3, size=(20, 5)).astype(dtype)
+    used = []
+    monkeypatch.setattr(
+        _search, "RERANK_HEAP_KERNELS",
+        {key: (lambda kernel: lambda *arguments: used.append(1) or kernel(*arguments))(kernel)
+         for key, kernel in topk.RERANK_HEAP_KERNELS.items()},
+    )
+    expected_rdist, expected_indices = naive.sorted_neighbors(queries, train, metric, 2 if p is None else p)
+    for n_neighbors in (topk.HEAP_MIN_NEIGHBORS - 1, topk.HEAP_MIN_NEIGHBORS, 599, 600):
+        used.clear()
+        rdist, indices = search(queries, train, n_neighbors, metric, p)
+        assert bool(used) == (n_neighbors >= topk.HEAP_MIN_NEIGHBORS)
+        np.testing.assert_array_equal(indices, expected_indices[:, :n_neighbors])
+        np.testing.assert_allclose(rdist, expected_rdist[:, :n_neighbors], rtol=1e-12)
