@@ -40,7 +40,7 @@ def _grow(values, capacity):
     return wider
 
 
-@jit()
+@jit(inline=True)
 def _append(rows, rdist, size, row, value):
     """Append ``(row, value)`` to the buffers holding ``size`` items; return them and the new size."""
     if size == rows.shape[0]:
