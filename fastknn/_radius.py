@@ -16,12 +16,12 @@ from ._kernels.radius import _radius_select, _radius_select_gemm
 from ._search import (
     _METRIC_IDS,
     blas_limit,
-    centred_rows,
     euclidean_error_bound,
     fast_pass_chunks,
     fast_pass_may_overflow,
     gemm_query_block,
     prepare_euclidean,
+    product_rows,
     rounding_error_bound,
     run_query_blocks,
     squared_norms,
@@ -115,13 +115,15 @@ def radius_search(queries, train, radius, metric, p, *, euclidean_train=None, n_
             if euclidean_train is None:
                 euclidean_train = prepare_euclidean(train)
             relative_error, absolute_error = euclidean_error_bound(dtype, n_features, euclidean_train)
-            cross_queries = centred_rows(queries, euclidean_train.centre)
+            cross_queries = product_rows(queries, euclidean_train)
             query_sqnorms = squared_norms(cross_queries)
             train_scale, query_scale = euclidean_train.sqnorms.max(), query_sqnorms.max()
+            pass_dtype = euclidean_train.cross_train.dtype
         else:
             train_scale = max(train.max(), -train.min())
             query_scale = max(queries.max(), -queries.min())
-        fast_pass = not fast_pass_may_overflow(metric, p, dtype, n_features, train_scale, query_scale)
+            pass_dtype = dtype
+        fast_pass = not fast_pass_may_overflow(metric, p, pass_dtype, n_features, train_scale, query_scale)
         if fast_pass and metric == "euclidean":
             train_lower = euclidean_train.sqnorms * (1.0 - relative_error) - absolute_error
             thresholds = radius - query_sqnorms * (1.0 - relative_error)

@@ -52,10 +52,12 @@ def self_graph_fits(train, euclidean_train):
     (``_search.fast_pass_may_overflow``): the bounds assume finite cross terms.
     """
     n_train, n_features = train.shape
-    if n_train < MIN_GRAM_BLOCKS * GRAM_BLOCK or n_train * n_train * train.itemsize > _config.WORKING_MEMORY_BYTES:
+    product_dtype = euclidean_train.cross_train.dtype
+    gram_bytes = n_train * n_train * product_dtype.itemsize
+    if n_train < MIN_GRAM_BLOCKS * GRAM_BLOCK or gram_bytes > _config.WORKING_MEMORY_BYTES:
         return False
     scale = float(euclidean_train.sqnorms.max())
-    return not fast_pass_may_overflow("euclidean", None, train.dtype, n_features, scale, scale)
+    return not fast_pass_may_overflow("euclidean", None, product_dtype, n_features, scale, scale)
 
 
 def list_capacity(n_neighbors):
@@ -90,7 +92,7 @@ def self_graph_search(train, euclidean_train, n_neighbors, n_jobs=None):
     # The bounds of ``_search.search``'s Euclidean pass, the queries being the training rows.
     train_lower, train_upper, query_terms = euclidean_bounds(sqnorms, sqnorms, relative_error, absolute_error)
     block_pairs = upper_block_pairs(n_train)
-    gram = np.empty((n_train, n_train), dtype=train.dtype)  # only the blocks on and above the diagonal are written
+    gram = np.empty((n_train, n_train), dtype=euclidean_train.cross_train.dtype)  # only the blocks on and above the diagonal are written
     capacity = list_capacity(n_neighbors)
     within_rows = np.empty((n_train, capacity), dtype=np.int64)
     within_count = np.empty(n_train, dtype=np.int64)

@@ -291,7 +291,7 @@ def test_constant_training_columns_leave_the_product_not_the_result(constant_val
     queries = rng.integers(-3, 4, size=(40, 12)).astype(dtype)
     prepared = _search.prepare_euclidean(train)
     np.testing.assert_array_equal(prepared.columns, [1, 2, 3, 4, 7, 8, 9, 10])
-    centred = _search.centred_rows(train, prepared.centre)  # -1e3 dominates the rows: they are centred
+    centred = _search.product_rows(train, prepared)  # -1e3 dominates the rows: they are centred
     assert (prepared.centre is not None) == (constant_value == -1e3)
     np.testing.assert_array_equal(prepared.cross_train, centred[:, prepared.columns])
     for n_neighbors in (1, 9, 300):
@@ -323,7 +323,7 @@ def test_prepare_euclidean_keeps_every_column_when_dropping_does_not_pay():
     identical_rows = np.repeat(varied[:1], 50, axis=0)  # every column constant
     prepared = _search.prepare_euclidean(identical_rows)
     assert prepared.columns is None and prepared.centre is not None  # the rows are all their centre
-    np.testing.assert_array_equal(prepared.cross_train, _search.centred_rows(identical_rows, prepared.centre))
+    np.testing.assert_array_equal(prepared.cross_train, _search.product_rows(identical_rows, prepared))
     single_row = varied[:1]
     assert _search.prepare_euclidean(single_row).columns is None
 
@@ -405,3 +405,27 @@ def test_many_neighbours_are_kept_in_a_heap(monkeypatch, metric, p, dtype):
         assert bool(used) == (n_neighbors >= topk.HEAP_MIN_NEIGHBORS)
         np.testing.assert_array_equal(indices, expected_indices[:, :n_neighbors])
         np.testing.assert_allclose(rdist, expected_rdist[:, :n_neighbors], rtol=1e-12)
+
+
+def test_float64_rows_are_multiplied_in_float32_and_ranked_in_float64():
+    """float64 rows within ``FLOAT32_PRODUCT_RANGE`` are multiplied in float32 (half the time); the re-ranking
+    reads the float64 rows, so rows that float32 cannot tell apart (1e-12 apart) still rank exactly."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((200, 16))
+    train = np.concatenate([base, base + 1e-12, base - 1e-12])  # three near-copies of each row
+    queries = base[:30] + rng.choice([-1, 1], size=(30, 1)) * 3e-13
+    prepared = _search.prepare_euclidean(train)
+    assert prepared.cross_train.dtype == np.float32 and prepared.centre is None
+    expected_rdist, expected_indices = naive.sorted_neighbors(queries, train, "euclidean")
+    for n_neighbors in (1, 3, 7):
+        rdist, indices = search(queries, train, n_neighbors, "euclidean", None, euclidean_train=prepared)
+        np.testing.assert_array_equal(indices, expected_indices[:, :n_neighbors])
+        np.testing.assert_allclose(rdist, expected_rdist[:, :n_neighbors], rtol=1e-14)  # numpy sums in another order
+    radius = 4e-24  # (2e-12)^2: a query's near-copies at 1e-12 +- 3e-13 and itself-ish at 3e-13, not the far one
+    _, found_rows, offsets = radius_search(queries, train, radius, "euclidean", None, euclidean_train=prepared)
+    for query in range(len(queries)):
+        within = np.flatnonzero(naive.rdist(queries[query : query + 1], train, "euclidean")[0] <= radius)
+        np.testing.assert_array_equal(np.sort(found_rows[offsets[query] : offsets[query + 1]]), within)
+    # Values float32 would flush or overflow keep the float64 product.
+    for scale in (1e-12, 1e20):
+        assert _search.prepare_euclidean(base * scale).cross_train.dtype == np.float64

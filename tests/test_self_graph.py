@@ -131,7 +131,8 @@ def test_does_not_run_beyond_the_working_memory(monkeypatch):
     train = np.random.default_rng(3).normal(size=(N_ROWS, 3))
     euclidean_train = prepare_euclidean(train)
     assert self_graph_fits(train, euclidean_train)
-    monkeypatch.setattr(_config, "WORKING_MEMORY_BYTES", N_ROWS * N_ROWS * 8 - 1)
+    # The Gram matrix is in the product's dtype (float32 for these float64 rows, see _search.product_dtype).
+    monkeypatch.setattr(_config, "WORKING_MEMORY_BYTES", N_ROWS * N_ROWS * euclidean_train.cross_train.itemsize - 1)
     assert not self_graph_fits(train, euclidean_train)
     assert not self_graph_fits(train[: GRAM_BLOCK * MIN_GRAM_BLOCKS - 1], euclidean_train)
 

@@ -160,8 +160,9 @@ def _radius_select_gemm(first, last, queries, cross_queries, train, columns, cro
     first, last, queries, train
         As for ``_search.euclidean_query_block``.
     cross_queries : ndarray of shape (n_queries, n_features)
-        The query rows multiplied by ``cross_train``: ``queries``, or
-        ``queries`` less the training rows' centre (``_search.centred_rows``).
+        The query rows multiplied by ``cross_train``: ``queries``, or as
+        ``_search.product_rows`` gives them (less the training rows' centre,
+        in ``cross_train``'s dtype).
     columns : ndarray of shape (n_columns,), int64
         The columns that enter the cross terms (those where the training
         rows differ), or an empty array for all of them.
@@ -194,7 +195,7 @@ def _radius_select_gemm(first, last, queries, cross_queries, train, columns, cro
     block_queries = cross_queries[first:last]
     if columns.shape[0]:
         block_queries = _take_columns(cross_queries, first, last, columns)
-    cross_buffer = np.empty(size_block * min(GEMM_TRAIN_BLOCK, n_train), dtype=queries.dtype)
+    cross_buffer = np.empty(size_block * min(GEMM_TRAIN_BLOCK, n_train), dtype=cross_train.dtype)
     query_rows = np.empty((size_block, queries.shape[1]), dtype=np.float64)
     for b in range(size_block):
         _copy_float64(queries[first + b], query_rows[b])
