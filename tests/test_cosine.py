@@ -119,19 +119,20 @@ def test_exact_cosine_far_from_one():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_terms_of_unit_rows_are_within_the_bound(dtype):
-    """The bound holds on rows whose features span many orders of magnitude, and on zero rows."""
+    """The bound holds on rows whose features span many orders of magnitude, and on zero rows; the unit rows
+    are float32 whatever the rows' dtype (float64 rows are multiplied in single precision too)."""
     rng = np.random.default_rng(11)
     n_features = 64
     rows = rng.normal(size=(300, n_features)) * 10.0 ** rng.uniform(-6, 6, size=(300, n_features))
     rows[7] = 0.0
     rows = rows.astype(dtype)
     unit, zero = unit_rows(*usual_scale(rows))
-    assert unit.dtype == dtype and zero.tolist() == [i == 7 for i in range(300)]
+    assert unit.dtype == np.float32 and zero.tolist() == [i == 7 for i in range(300)]
     assert_array_equal(unit[7], 0.0)
     cross = (unit[:150] @ unit[150:].T).astype(np.float64)
     exact = 1.0 - naive.cosine_distances(rows[:150].astype(np.float64), rows[150:].astype(np.float64))
     exact[7] = 0.0  # the zero row's similarity
-    assert np.abs(cross - exact).max() <= cosine_error_bound(np.dtype(dtype), n_features)
+    assert np.abs(cross - exact).max() <= cosine_error_bound(unit.dtype, n_features)
 
 
 def test_usual_scale_rescales_only_rows_whose_squares_leave_float64():
@@ -414,3 +415,4 @@ def test_pruned_refuses_cosine():
         KNNClassifier(metric="cosine", algorithm="pruned").fit(X, [0, 1, 0, 1])
     with pytest.raises(ValueError, match="algorithm='pruned' does not support metric='cosine'"):
         KNNClassifierCV(metrics=("cosine",), algorithm="pruned", n_neighbors=(1,), cv=2).fit(X, [0, 1, 0, 1])
+
