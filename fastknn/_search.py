@@ -273,8 +273,9 @@ def euclidean_centre(train, random_state=0):
     rng = np.random.default_rng(random_state)
     sample = train[np.sort(rng.choice(n_rows, min(n_rows, CENTRE_SAMPLE_ROWS), replace=False))]
     centre = sample.mean(axis=0, dtype=np.float64)
-    mean_sqnorm = float(np.einsum("ij,ij->", sample, sample, dtype=np.float64)) / sample.shape[0]
-    centre_sqnorm = float(centre @ centre)
+    with np.errstate(over="ignore"):  # squares beyond float64: inf, no centre (the fast pass stands down)
+        mean_sqnorm = float(np.einsum("ij,ij->", sample, sample, dtype=np.float64)) / sample.shape[0]
+        centre_sqnorm = float(centre @ centre)
     if not (np.isfinite(mean_sqnorm) and np.isfinite(centre_sqnorm)) or centre_sqnorm <= MIN_CENTRE_SHARE * mean_sqnorm:
         return None
     with np.errstate(over="ignore"):
@@ -329,10 +330,6 @@ def prepare_euclidean(train):
     are multiplied less a centre (:data:`MIN_CENTRE_SHARE`), float64 rows
     in float32 where they fit (:data:`FLOAT32_PRODUCT_RANGE`).
     """
-    centre = euclidean_centre(train)
-    rows = centred_rows(train, centre)
-    rows = rows.astype(product_dtype(rows), copy=False)
-    sqnorms = squared_norms(rows)
     constant = np.full(train.shape[1], train.shape[0] > 0)
     # In chunks of rows, so that the comparison never holds a boolean copy of
     # the whole training set; most data have no constant column left after
@@ -342,7 +339,21 @@ def prepare_euclidean(train):
             break
         constant &= np.all(train[start : start + CONSTANT_SCAN_ROWS] == train[:1], axis=0)
     n_constant = int(constant.sum())
-    if n_constant < MIN_CONSTANT_FRACTION * train.shape[1] or n_constant == train.shape[1]:
+    drop_constant = MIN_CONSTANT_FRACTION * train.shape[1] <= n_constant < train.shape[1]
+    centre = euclidean_centre(train)
+    if drop_constant and (centre is not None or np.any(train[0, constant] != 0)):
+        # The columns left out must contribute nothing to the rows
+        # multiplied, or the norms (which hold them) and the product (which
+        # does not) disagree by 2 q.t over them: a shift that the k search's
+        # ranking ignores but a radius search's fixed threshold does not. Less
+        # their own value, they are exactly 0.
+        if centre is None:
+            centre = np.zeros(train.shape[1], dtype=train.dtype)
+        centre[constant] = train[0, constant]
+    rows = centred_rows(train, centre)
+    rows = rows.astype(product_dtype(rows), copy=False)
+    sqnorms = squared_norms(rows)
+    if not drop_constant:
         return EuclideanTrain(sqnorms, None, rows, centre)
     columns = np.flatnonzero(~constant).astype(np.int64)
     return EuclideanTrain(sqnorms, columns, np.take(rows, columns, axis=1), centre)

@@ -116,3 +116,26 @@ def test_no_row_within_the_radius(grid_split):
     train, queries = grid_split
     distances, indices = run("brute", queries + 100.0, train, 1.0, "euclidean", 2)
     assert all(len(i) == 0 for i in indices) and all(d.dtype == np.float64 for d in distances)
+
+
+@pytest.mark.parametrize(
+    "offset, constant_value", [(0.0, 1.0), (0.0, 5.0), (1e16, 1e16 + 6.0), (100.0, 1e5 + 0.3)]
+)
+def test_constant_columns_left_out_of_the_product(offset, constant_value):
+    """Constant training columns are left out of the product (``_search.MIN_CONSTANT_FRACTION``) but their values
+    were still in the norms: the Euclidean bound then missed 2 q.t over them, which the k search's ranking
+    ignores but the radius's fixed threshold does not, and rows within the radius went missing (an intercept
+    column of ones, 200 pairs found of 214). Now those columns are taken less their value, exactly 0."""
+    rng = np.random.default_rng(8)
+    train = offset + 2.0 * rng.integers(0, 3, size=(400, 20)).astype(np.float64)
+    train[:, :2] = constant_value
+    queries = train[:30].copy()
+    queries[:15, :2] += 4.0  # as far again from every row along the constant columns
+    reduced = naive.rdist(queries, train, "euclidean")
+    radius = float(np.sqrt(np.median(np.sort(reduced, axis=1)[:, 3])))
+    rdist, rows, offsets = radius_search(queries, train, reduced_radius(radius, "euclidean", None), "euclidean", None)
+    for query in range(len(queries)):
+        np.testing.assert_array_equal(
+            np.sort(rows[offsets[query] : offsets[query + 1]]),
+            np.flatnonzero(reduced[query] <= radius * radius),
+        )

@@ -291,8 +291,11 @@ def test_constant_training_columns_leave_the_product_not_the_result(constant_val
     queries = rng.integers(-3, 4, size=(40, 12)).astype(dtype)
     prepared = _search.prepare_euclidean(train)
     np.testing.assert_array_equal(prepared.columns, [1, 2, 3, 4, 7, 8, 9, 10])
-    centred = _search.product_rows(train, prepared)  # -1e3 dominates the rows: they are centred
-    assert (prepared.centre is not None) == (constant_value == -1e3)
+    centred = _search.product_rows(train, prepared)
+    # The rows are centred where -1e3 dominates them; nonzero constant columns are taken less their value
+    # (see test_radius.test_constant_columns_left_out_of_the_product), zero ones as they are.
+    assert (prepared.centre is not None) == (constant_value != 0.0)
+    np.testing.assert_array_equal(centred[:, [0, 5, 6, 11]], 0.0)
     np.testing.assert_array_equal(prepared.cross_train, centred[:, prepared.columns])
     for n_neighbors in (1, 9, 300):
         rdist, indices = search(queries, train, n_neighbors, "euclidean", None, euclidean_train=prepared)
