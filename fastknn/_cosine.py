@@ -137,7 +137,7 @@ def usual_scale(rows):
     return (rows if rescaled is None else rescaled), sqnorms
 
 
-def unit_rows(rows, sqnorms, dtype=np.float32):
+def unit_rows(rows, sqnorms):
     """The rows scaled to unit Euclidean norm, in float32, and which rows are zero.
 
     float32 for float64 rows too: their products then take about half the
@@ -152,19 +152,18 @@ def unit_rows(rows, sqnorms, dtype=np.float32):
         Rows of :func:`usual_scale`.
     sqnorms : ndarray of shape (n_rows,), float64
         Their squared norms.
-    dtype : dtype, default=float32
 
     Returns
     -------
-    unit : ndarray of shape (n_rows, n_features)
+    unit : ndarray of shape (n_rows, n_features), float32
         ``rows[i] / |rows[i]|``, the norm and the quotient in float64, then
-        rounded once to ``dtype``; a row of squared norm 0 stays zero.
+        rounded once to float32; a row of squared norm 0 stays zero.
     zero : ndarray of shape (n_rows,), bool
     """
     zero = sqnorms == 0.0
     with np.errstate(divide="ignore"):
         inverse = np.where(zero, 0.0, 1.0 / np.sqrt(sqnorms))
-    unit = np.empty(rows.shape, dtype=dtype)
+    unit = np.empty(rows.shape, dtype=np.float32)
 
     def scale_block(first, last):
         np.multiply(rows[first:last], inverse[first:last, None], out=unit[first:last], casting="unsafe")

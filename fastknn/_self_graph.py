@@ -92,7 +92,8 @@ def self_graph_search(train, euclidean_train, n_neighbors, n_jobs=None):
     # The bounds of ``_search.search``'s Euclidean pass, the queries being the training rows.
     train_lower, train_upper, query_terms = euclidean_bounds(sqnorms, sqnorms, relative_error, absolute_error)
     block_pairs = upper_block_pairs(n_train)
-    gram = np.empty((n_train, n_train), dtype=euclidean_train.cross_train.dtype)  # only the blocks on and above the diagonal are written
+    # Only the blocks on and above the diagonal are written.
+    gram = np.empty((n_train, n_train), dtype=euclidean_train.cross_train.dtype)
     capacity = list_capacity(n_neighbors)
     within_rows = np.empty((n_train, capacity), dtype=np.int64)
     within_count = np.empty(n_train, dtype=np.int64)
