@@ -432,3 +432,9 @@ def test_float64_rows_are_multiplied_in_float32_and_ranked_in_float64():
     # Values float32 would flush or overflow keep the float64 product.
     for scale in (1e-12, 1e20):
         assert _search.prepare_euclidean(base * scale).cross_train.dtype == np.float64
+    # So do rows closer together than float32's bound can tell, where every row of a cluster would be a
+    # candidate of every query (two clusters 1e-5 wide, 1 apart: 5 times slower in float32).
+    clusters = np.repeat([[-0.5], [0.5]], 1000, axis=0) * np.eye(16)[0] + 1e-5 * rng.standard_normal((2000, 16))
+    assert _search.prepare_euclidean(clusters).cross_train.dtype == np.float64
+    spread = np.repeat([[-0.5], [0.5]], 1000, axis=0) * np.eye(16)[0] + 0.1 * rng.standard_normal((2000, 16))
+    assert _search.prepare_euclidean(spread).cross_train.dtype == np.float32  # clusters 0.1 wide
