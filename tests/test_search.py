@@ -2,6 +2,7 @@
 threads, chunking and memory."""
 
 import math
+import threading
 import tracemalloc
 
 import naive
@@ -89,6 +90,51 @@ def test_thread_limit_sets_then_restores():
         with thread_limit(1):
             raise RuntimeError("boom")
     assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 8])
+def test_run_query_blocks_calls_every_block_once(n_threads):
+    calls = []
+    _search.run_query_blocks(lambda first, last, tag: calls.append((first, last, tag)), 103, 10, n_threads, "x")
+    assert sorted(calls) == [(first, min(first + 10, 103), "x") for first in range(0, 103, 10)]
+
+
+def test_run_query_blocks_raises_what_a_block_raised():
+    def kernel(first, last):
+        if first == 30:
+            raise ValueError("block 30")
+
+    with pytest.raises(ValueError, match="block 30"):
+        _search.run_query_blocks(kernel, 100, 10, 4)
+
+
+def test_run_query_blocks_keeps_its_helper_threads():
+    _search.run_query_blocks(lambda first, last: None, 100, 10, 2)
+    pool = _search.worker_pool()
+    threads_before = threading.active_count()
+    for _ in range(5):
+        _search.run_query_blocks(lambda first, last: None, 100, 10, 2)
+    assert _search.worker_pool() is pool
+    assert threading.active_count() == threads_before
+
+
+def test_nested_run_query_blocks_finish_when_every_helper_is_busy():
+    """Blocks that call run_query_blocks themselves, more than the pool has threads: a call that waited for
+    helpers queued behind its own would never return."""
+    found = []
+
+    def inner(first, last, outer_first):
+        found.extend((outer_first, i) for i in range(first, last))
+
+    def outer(first, last):
+        for outer_first in range(first, last):
+            _search.run_query_blocks(inner, 20, 3, 8, outer_first)
+
+    caller = threading.Thread(target=_search.run_query_blocks, args=(outer, 16, 1, 8), daemon=True)
+    caller.start()
+    caller.join(timeout=60)
+    assert not caller.is_alive()
+    assert sorted(found) == [(o, i) for o in range(16) for i in range(20)]
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
@@ -438,3 +484,4 @@ def test_float64_rows_are_multiplied_in_float32_and_ranked_in_float64():
     assert _search.prepare_euclidean(clusters).cross_train.dtype == np.float64
     spread = np.repeat([[-0.5], [0.5]], 1000, axis=0) * np.eye(16)[0] + 0.1 * rng.standard_normal((2000, 16))
     assert _search.prepare_euclidean(spread).cross_train.dtype == np.float32  # clusters 0.1 wide
+

@@ -1,5 +1,6 @@
 """The tree search (``algorithm="kd_tree"`` / ``"ball_tree"``) against brute force, ties included."""
 
+import numba
 import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
@@ -20,6 +21,7 @@ from fastknn._tree import (
     build_kd_tree,
     grid_search,
     tree_probe_cost,
+    tree_workers,
 )
 
 METRICS = [("euclidean", 2), ("manhattan", 2), ("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5)]
@@ -391,3 +393,13 @@ def test_crowded_rows_get_the_kd_tree():
     np.testing.assert_array_equal(
         fitted.predict(clustered[:50]), KNNClassifier(algorithm="brute").fit(clustered, y).predict(clustered[:50])
     )
+
+
+def test_tree_workers_start_threads_only_for_queries_enough_to_share():
+    """scipy starts its threads at each query: a few queries run on one."""
+    assert tree_workers(None, 10, 4) == 1
+    assert tree_workers(-1, 10**6, 2) == numba.config.NUMBA_NUM_THREADS
+    assert tree_workers(2, 10**6, 2) == min(2, numba.config.NUMBA_NUM_THREADS)
+    assert tree_workers(8, 1024, 2) == 1  # 1,024 queries per thread in 2-D
+    assert tree_workers(8, 2048, 2) == min(2, numba.config.NUMBA_NUM_THREADS)
+    assert tree_workers(8, 2048, 6) == min(4, numba.config.NUMBA_NUM_THREADS)  # 512 per thread in 6-D
