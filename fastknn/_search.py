@@ -33,6 +33,7 @@ from ._kernels.topk import (
     POOL_FACTOR,
     RERANK_HEAP_KERNELS,
     RERANK_KERNELS,
+    SCAN_SUB_BLOCK,
     _scan_values,
 )
 from ._kernels.vote import GIVEN, INVERSE_DISTANCE
@@ -605,6 +606,12 @@ def gemm_query_block(n_queries, n_neighbors, n_threads, working_memory=None):
     return int(max(1, min(512, -(-n_queries // (2 * max(1, n_threads))), fits)))
 
 
+# Room in each query's candidate list at first, per neighbour (plus two
+# sub-blocks of the scan): lists grow where more candidates stay within the
+# threshold (see ``topk._scan_values``).
+CANDIDATES_PER_NEIGHBOR = 4
+
+
 class Candidates:
     """The state of the selection of a block of queries (``topk._scan_values``, ``topk._rerank_queries``).
 
@@ -615,8 +622,9 @@ class Candidates:
     when a block does not fit (rarely: when many rows tie within the bound).
     """
 
-    def __init__(self, n_queries, n_neighbors, capacity):
+    def __init__(self, n_queries, n_neighbors):
         self.n_neighbors = n_neighbors
+        capacity = CANDIDATES_PER_NEIGHBOR * n_neighbors + 2 * SCAN_SUB_BLOCK
         self.pools = np.empty((n_queries, POOL_FACTOR * n_neighbors + 16))
         self.pool_sizes = np.zeros(n_queries, dtype=np.int64)
         self.bounds = np.full(n_queries, NO_BOUND)
@@ -635,17 +643,16 @@ class Candidates:
              upper_scale, query_terms):
         """Scan ``values[:, column_start:column_stop]`` (training rows ``first_row + column``) for candidates."""
         n_queries = values.shape[0]
-        start = 0
+        start, start_column = 0, column_start
         while start < n_queries:
-            start = _scan_values(
-                start, values, first_row, column_start, column_stop, lower_offsets, lower_scale, upper_offsets,
-                upper_scale, query_terms, self.pools, self.pool_sizes, self.bounds, self.scratch,
+            start, start_column = _scan_values(
+                start, start_column, values, first_row, column_start, column_stop, lower_offsets, lower_scale,
+                upper_offsets, upper_scale, query_terms, self.pools, self.pool_sizes, self.bounds, self.scratch,
                 self.rows, self.lower, self.counts,
             )
             if start < n_queries:  # query ``start`` needs longer candidate lists
-                capacity = max(2 * self.rows.shape[1], int(self.counts[start]) + column_stop - column_start)
-                self.rows = _widen(self.rows, capacity)
-                self.lower = _widen(self.lower, capacity)
+                self.rows = _widen(self.rows, 2 * self.rows.shape[1])
+                self.lower = _widen(self.lower, 2 * self.lower.shape[1])
 
     def rerank(self, queries, train, metric_id, power, query_terms, out_rdist, out_index):
         """Exact k nearest of each query into ``out_rdist`` and ``out_index`` (see ``topk._rerank_queries``).
@@ -754,8 +761,7 @@ def euclidean_query_block(
     terms = query_terms[first:last]
     block_rows = train_block_rows(size, n_train)
     cross_buffer = np.empty(size * block_rows, dtype=cross_train.dtype)
-    # Room for two blocks of rows before the first drop.
-    candidates = Candidates(size, out_rdist.shape[1], 2 * block_rows + out_rdist.shape[1])
+    candidates = Candidates(size, out_rdist.shape[1])
     for train_start in range(0, n_train, block_rows):
         train_stop = min(train_start + block_rows, n_train)
         width = train_stop - train_start
@@ -795,11 +801,11 @@ def approx_query_block(
     n_train = train.shape[0]
     n_neighbors = out_rdist.shape[1]
     step = max(1, APPROX_SCAN_VALUES // n_train)
-    candidates = Candidates(min(step, last - first), n_neighbors, n_train + n_neighbors)
+    candidates = Candidates(min(step, last - first), n_neighbors)
     for start in range(first, last, step):
         stop = min(start + step, last)
         if stop - start < candidates.counts.shape[0]:
-            candidates = Candidates(stop - start, n_neighbors, n_train + n_neighbors)
+            candidates = Candidates(stop - start, n_neighbors)
         else:
             candidates.reset()
         terms = query_terms[start:stop]

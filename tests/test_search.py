@@ -485,3 +485,22 @@ def test_float64_rows_are_multiplied_in_float32_and_ranked_in_float64():
     spread = np.repeat([[-0.5], [0.5]], 1000, axis=0) * np.eye(16)[0] + 0.1 * rng.standard_normal((2000, 16))
     assert _search.prepare_euclidean(spread).cross_train.dtype == np.float32  # clusters 0.1 wide
 
+
+@pytest.mark.parametrize("metric, p", [("euclidean", None), ("manhattan", None)])
+def test_candidate_lists_start_short_and_grow_where_rows_tie(monkeypatch, metric, p):
+    """Lists of a few times k, widened mid-row where thousands of rows stay within the threshold: many
+    copies of the nearest rows, then distinct rows, so that some queries' lists overflow in the middle of
+    a block of training rows and the scan resumes there."""
+    rng = np.random.default_rng(5)
+    widths = []
+    widen = _search._widen
+    monkeypatch.setattr(_search, "_widen", lambda lists, capacity: widths.append(capacity) or widen(lists, capacity))
+    train = rng.integers(0, 4, size=(3000, 6)).astype(np.float64)
+    train[100:2600] = train[7]
+    queries = np.vstack([train[7] + 0.25, rng.integers(0, 4, size=(40, 6))]).astype(np.float64)
+    rdist, indices = search(queries, train, 5, metric, p)
+    expected_rdist, expected_indices = naive.sorted_neighbors(queries, train, metric)
+    np.testing.assert_array_equal(indices, expected_indices[:, :5])
+    np.testing.assert_array_equal(rdist, expected_rdist[:, :5])
+    assert _search.Candidates(3, 5).rows.shape[1] == 4 * 5 + 2 * 16
+    assert max(widths) >= 2048  # the lists held the 2,500 copies

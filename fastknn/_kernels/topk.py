@@ -176,8 +176,8 @@ def _count_within(values, offsets, scale, threshold):
 
 @jit(fastmath=True)
 def _scan_values(
-    start, values, first_row, column_start, column_stop, lower_offsets, lower_scale, upper_offsets, upper_scale,
-    query_terms, pools, pool_sizes, bounds, scratch, candidate_rows, candidate_lower, n_candidates,
+    start, start_column, values, first_row, column_start, column_stop, lower_offsets, lower_scale, upper_offsets,
+    upper_scale, query_terms, pools, pool_sizes, bounds, scratch, candidate_rows, candidate_lower, n_candidates,
 ):
     """Scan a block of approximate values of each query, from query ``start`` on, for candidates.
 
@@ -185,6 +185,10 @@ def _scan_values(
     ----------
     start : int
         The first query scanned (a row of ``values``).
+    start_column : int
+        The column its scan starts from (``column_start``, or where a
+        previous call stopped for room); the later queries start at
+        ``column_start``.
     values : ndarray of shape (n_queries, n_columns)
         Finite approximate values: fast reduced distances, or Euclidean
         cross terms ``q.t``. Columns ``column_start`` to ``column_stop - 1``
@@ -215,11 +219,16 @@ def _scan_values(
 
     Returns
     -------
-    stop : int
-        ``n_queries`` when every query was scanned; otherwise the query whose
-        candidates, even once those beyond its threshold are dropped, leave
-        no room for the block: the driver widens the lists and scans again
-        from there.
+    stop, stop_column : int
+        ``n_queries`` (and ``column_stop``) when every query was scanned;
+        otherwise the query, and the column, where its candidates, once
+        those beyond its threshold are dropped, still fill more than half of
+        its list: the driver widens the lists and scans again from there.
+        Room is checked per sub-block that has a candidate, so the lists
+        start short (a few times k) and grow only where many rows stay
+        within the threshold: lists as long as a block of training rows
+        were 16 MB for 500 queries, and writing their first candidates into
+        fresh pages cost as much as the scan of 1,000 rows.
 
     Notes
     -----
@@ -253,7 +262,6 @@ def _scan_values(
     """
     n_neighbors = (pools.shape[1] - 16) // POOL_FACTOR
     capacity = candidate_rows.shape[1]
-    width = column_stop - column_start
     for i in range(start, values.shape[0]):
         bound = bounds[i]
         query_term = query_terms[i]
@@ -261,20 +269,11 @@ def _scan_values(
         rows = candidate_rows[i]
         lower_bounds = candidate_lower[i]
         n_found = n_candidates[i]
-        if n_found + width > capacity:  # drop the candidates beyond the threshold
-            kept = 0
-            for position in range(n_found):
-                if lower_bounds[position] <= threshold:
-                    rows[kept] = rows[position]
-                    lower_bounds[kept] = lower_bounds[position]
-                    kept += 1
-            n_candidates[i] = n_found = kept
-            if n_found + width > capacity:
-                return i
         row_values = values[i]
         pool = pools[i]
         pool_size = pool_sizes[i]
-        for block_start in range(column_start, column_stop, SCAN_BLOCK):
+        first_column = start_column if i == start else column_start
+        for block_start in range(first_column, column_stop, SCAN_BLOCK):
             block_stop = block_start + SCAN_BLOCK if block_start + SCAN_BLOCK < column_stop else column_stop
             if not _count_within(
                 row_values[block_start:block_stop], lower_offsets[block_start:block_stop], lower_scale, threshold
@@ -286,6 +285,19 @@ def _scan_values(
                     row_values[sub_start:sub_stop], lower_offsets[sub_start:sub_stop], lower_scale, threshold
                 ):
                     continue
+                if n_found + SCAN_SUB_BLOCK > capacity:  # drop the candidates beyond the threshold
+                    kept = 0
+                    for position in range(n_found):
+                        if lower_bounds[position] <= threshold:
+                            rows[kept] = rows[position]
+                            lower_bounds[kept] = lower_bounds[position]
+                            kept += 1
+                    n_found = kept
+                    if 2 * n_found > capacity:
+                        n_candidates[i] = n_found
+                        pool_sizes[i] = pool_size
+                        bounds[i] = bound
+                        return i, sub_start
                 for c in range(sub_start, sub_stop):
                     value = np.float64(row_values[c])
                     lower = lower_offsets[c] + lower_scale * value
@@ -305,7 +317,7 @@ def _scan_values(
         n_candidates[i] = n_found
         pool_sizes[i] = pool_size
         bounds[i] = bound
-    return values.shape[0]
+    return values.shape[0], column_stop
 
 
 def _rerank_queries(metric, by_heap=False):
