@@ -230,6 +230,10 @@ MIN_CENTRE_SHARE = 0.9
 # on the digits scaled to [0, 1], 1.85 and now 1.07.
 FLOAT32_PRODUCT_RANGE = (1e-10, 1e15)
 FLOAT32_PROBE_ROWS = 64
+# Fewer probe rows for fewer rows, as the probe (probe rows x sampled rows
+# x features) then outweighs the rest of a fit: at least 16, one per 64 rows.
+FLOAT32_MIN_PROBE_ROWS = 16
+FLOAT32_ROWS_PER_PROBE_ROW = 64
 FLOAT32_MAX_BLURRED = 0.01
 # The rounding of ``row - centre``, or of a float64 row to float32, adds at
 # most about 4 unit roundoffs (of the product's dtype) of ``|q'|^2 +
@@ -267,6 +271,14 @@ class EuclideanTrain(NamedTuple):
     centre: np.ndarray | None = None
 
 
+def _sampled_rows(rows, n_sample, random_state):
+    """``n_sample`` rows drawn without replacement, in their order; all the rows, uncopied, where no more."""
+    if rows.shape[0] <= n_sample:
+        return rows
+    rng = np.random.default_rng(random_state)
+    return rows[np.sort(rng.choice(rows.shape[0], n_sample, replace=False))]
+
+
 def euclidean_centre(train, random_state=0):
     """The centre the product's rows are taken from (see :data:`MIN_CENTRE_SHARE`), or None.
 
@@ -275,8 +287,7 @@ def euclidean_centre(train, random_state=0):
     n_rows = train.shape[0]
     if n_rows == 0:
         return None
-    rng = np.random.default_rng(random_state)
-    sample = train[np.sort(rng.choice(n_rows, min(n_rows, CENTRE_SAMPLE_ROWS), replace=False))]
+    sample = _sampled_rows(train, CENTRE_SAMPLE_ROWS, random_state)
     centre = sample.mean(axis=0, dtype=np.float64)
     with np.errstate(over="ignore"):  # squares beyond float64: inf, no centre (the fast pass stands down)
         mean_sqnorm = float(np.einsum("ij,ij->", sample, sample, dtype=np.float64)) / sample.shape[0]
@@ -301,7 +312,8 @@ def product_dtype(rows, random_state=0):
 
     The rows' largest magnitude must lie within :data:`FLOAT32_PRODUCT_RANGE`,
     and the rows must not be closer together than float32's bound can tell:
-    :data:`FLOAT32_PROBE_ROWS` sampled rows are compared with
+    :data:`FLOAT32_PROBE_ROWS` sampled rows (fewer for fewer rows, see
+    :data:`FLOAT32_MIN_PROBE_ROWS`) are compared with
     :data:`CENTRE_SAMPLE_ROWS` others, in float64, and float64 is kept where
     more than :data:`FLOAT32_MAX_BLURRED` of those lie within twice the
     float32 bound of a probe row's nearest (two clusters 1e-5 wide and 1
@@ -314,9 +326,10 @@ def product_dtype(rows, random_state=0):
     low, high = FLOAT32_PRODUCT_RANGE
     if not low <= largest <= high:
         return rows.dtype
-    rng = np.random.default_rng(random_state)
-    sample = rows[np.sort(rng.choice(rows.shape[0], min(rows.shape[0], CENTRE_SAMPLE_ROWS), replace=False))]
-    n_probe = min(FLOAT32_PROBE_ROWS, sample.shape[0])
+    sample = _sampled_rows(rows, CENTRE_SAMPLE_ROWS, random_state)
+    n_probe = min(
+        FLOAT32_PROBE_ROWS, max(FLOAT32_MIN_PROBE_ROWS, rows.shape[0] // FLOAT32_ROWS_PER_PROBE_ROW), sample.shape[0]
+    )
     sqnorms = np.einsum("ij,ij->i", sample, sample)
     with blas_limit(1):
         sqdist = sqnorms[:n_probe, None] + sqnorms[None, :] - 2.0 * (sample[:n_probe] @ sample.T)

@@ -484,6 +484,9 @@ def test_float64_rows_are_multiplied_in_float32_and_ranked_in_float64():
     assert _search.prepare_euclidean(clusters).cross_train.dtype == np.float64
     spread = np.repeat([[-0.5], [0.5]], 1000, axis=0) * np.eye(16)[0] + 0.1 * rng.standard_normal((2000, 16))
     assert _search.prepare_euclidean(spread).cross_train.dtype == np.float32  # clusters 0.1 wide
+    # Fewer rows get fewer probe rows (16 for 300 rows), which still tell.
+    assert _search.prepare_euclidean(clusters[700:1000 + 300]).cross_train.dtype == np.float64
+    assert _search.prepare_euclidean(spread[700:1000 + 300]).cross_train.dtype == np.float32
 
 
 @pytest.mark.parametrize("metric, p", [("euclidean", None), ("manhattan", None)])
