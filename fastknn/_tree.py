@@ -32,7 +32,12 @@ from scipy.spatial.distance import cdist
 from ._config import WORKING_MEMORY_BYTES
 from ._kernels.tree import _grid_cells, _grid_select, _grid_sort, _pair_rdist, _rank_fetched
 from ._radius import radius_search as brute_radius_search
-from ._search import _METRIC_IDS, effective_n_threads, rdist_to_dist, search, thread_limit
+from ._search import _METRIC_IDS, effective_n_threads, rdist_to_dist, run_row_blocks, search, thread_limit
+
+# Pairs or queries per thread at least in the tree's and the grid's
+# kernels, which the driver runs in blocks in its threads: fewer cost less
+# than handing them to a thread.
+KERNEL_BLOCK_ROWS = 256
 
 # The tree's float64 distance and the exact one differ by a few units in
 # the last place; this relative margin, far above that, decides when the
@@ -418,12 +423,17 @@ def grid_search(queries, train, grid, n_neighbors, metric, p, n_jobs=None):
     power = 0.0 if p is None else float(p)
     cells = np.empty(n_queries, dtype=np.int64)
     _grid_cells(queries, grid.low, grid.width, grid.n_cells, grid.strides, cells)
-    with thread_limit(n_jobs):
+    order = np.argsort(cells)
+    rings = grid_rings(n_neighbors, grid_axes(grid))
+
+    def select_block(first, last):
         _grid_select(
-            queries, np.argsort(cells), grid.points, grid.point_ids, grid.cell_start, grid.low, grid.width, grid.n_cells,
-            grid.strides, _METRIC_IDS[metric], power, RELATIVE_MARGIN, grid_rings(n_neighbors, grid_axes(grid)),
-            rdist, indices, unfinished,
+            queries, order[first:last], grid.points, grid.point_ids, grid.cell_start, grid.low, grid.width,
+            grid.n_cells, grid.strides, _METRIC_IDS[metric], power, RELATIVE_MARGIN, rings, rdist, indices, unfinished,
         )
+
+    with thread_limit(n_jobs):
+        run_row_blocks(select_block, n_queries, min_rows=KERNEL_BLOCK_ROWS)
     unfinished = np.flatnonzero(unfinished)
     if unfinished.shape[0]:
         rdist[unfinished], indices[unfinished] = tree_search(
@@ -445,9 +455,12 @@ def grid_rings(n_neighbors, n_features):
 def pair_rdist(queries, train, query_of, rows, metric, p):
     """Exact reduced distances of the pairs ``(queries[query_of], train[rows])``, float64."""
     out = np.empty(rows.shape[0], dtype=np.float64)
-    if rows.shape[0]:
-        power = 0.0 if p is None else float(p)
-        _pair_rdist(queries, train, query_of, rows, _METRIC_IDS[metric], power, out)
+    power = 0.0 if p is None else float(p)
+
+    def pairs_block(first, last):
+        _pair_rdist(queries, train, query_of[first:last], rows[first:last], _METRIC_IDS[metric], power, out[first:last])
+
+    run_row_blocks(pairs_block, rows.shape[0], min_rows=KERNEL_BLOCK_ROWS)
     return out
 
 
@@ -548,10 +561,14 @@ def tree_search(queries, train, tree, n_neighbors, metric, p, n_jobs=None):
         indices = np.empty((n_queries, k), dtype=np.int64)
         unsettled = np.empty(n_queries, dtype=np.bool_)
         power_or_zero = 0.0 if p is None else float(p)
-        _rank_fetched(
-            queries, train, rows, tree_dist, _METRIC_IDS[metric], power_or_zero, RELATIVE_MARGIN,
-            rdist, indices, unsettled,
-        )
+
+        def rank_block(first, last):
+            _rank_fetched(
+                queries[first:last], train, rows[first:last], tree_dist[first:last], _METRIC_IDS[metric],
+                power_or_zero, RELATIVE_MARGIN, rdist[first:last], indices[first:last], unsettled[first:last],
+            )
+
+        run_row_blocks(rank_block, n_queries, min_rows=KERNEL_BLOCK_ROWS)
         unsettled = np.flatnonzero(unsettled)
         if unsettled.shape[0]:
             radii = rdist_to_dist(rdist[unsettled, -1].copy(), metric, p) * (1.0 + 4 * RELATIVE_MARGIN)

@@ -643,3 +643,23 @@ def test_not_fitted(method):
     args = (X_OK, Y_OK) if method == "score" else (X_OK,)
     with pytest.raises(NotFittedError):
         getattr(KNNClassifier(), method)(*args)
+
+
+def _predict_in_child(classifier, queries):
+    return classifier.predict(queries)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork start method is Linux's default")
+@pytest.mark.parametrize("algorithm, metric", [("brute", "manhattan"), ("kd_tree", "euclidean"), ("brute", "euclidean")])
+def test_a_forked_child_searches_after_its_parent(algorithm, metric):
+    """multiprocessing forks on Linux, and GNU OpenMP kills a forked child that enters a parallel region once
+    its parent has used one: no kernel may run on numba's OpenMP threads."""
+    import multiprocessing
+
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(400, 3)), rng.integers(0, 3, 400)
+    classifier = KNNClassifier(algorithm=algorithm, metric=metric).fit(X, y)
+    expected = classifier.predict(X[:60])  # the parent searches first
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        predicted = pool.apply_async(_predict_in_child, (classifier, X[:60])).get(timeout=60)
+    np.testing.assert_array_equal(predicted, expected)

@@ -22,7 +22,6 @@ nearest (see ``topk.py``).
 """
 
 import numpy as np
-from numba import prange
 
 from .._config import jit
 
@@ -233,7 +232,7 @@ def _fast_rdist_x4(queries, first, train_row, metric, p, integer_p, out, column)
     out[first + 3, column] = a3
 
 
-@jit(parallel=True, fastmath=True)
+@jit(fastmath=True)
 def _rdist_tiles(queries, train, metric, p, integer_p, out):
     """Fill ``out[i, j]`` with the fast reduced distance of queries[i] and train[j].
 
@@ -254,15 +253,17 @@ def _rdist_tiles(queries, train, metric, p, integer_p, out):
     Work is split into (query tile, training tile) pairs; consecutive pairs
     share a training tile so that it stays in cache while query tiles stream
     by, and within a tile four queries at a time share each training row.
-    Parallel over the tiles: the same loop serial, its blocks of queries in
-    the driver's threads, compiled a second faster but ran twice as slow
-    (CPU time of a 1,000-query Manhattan search of the digits, one thread).
+    Serial: the driver runs blocks of queries in its threads
+    (``_search.fast_pass_chunks``). A ``prange`` over the tiles ran on
+    numba's OpenMP threads, and GNU OpenMP kills a forked child
+    (``multiprocessing``'s default on Linux) that enters a parallel region
+    once its parent has used one.
     """
     n_queries = queries.shape[0]
     n_train = train.shape[0]
     n_query_tiles = (n_queries + QUERY_TILE - 1) // QUERY_TILE
     n_train_tiles = (n_train + TRAIN_TILE - 1) // TRAIN_TILE
-    for tile in prange(n_query_tiles * n_train_tiles):
+    for tile in range(n_query_tiles * n_train_tiles):
         train_start = (tile // n_query_tiles) * TRAIN_TILE
         query_start = (tile % n_query_tiles) * QUERY_TILE
         train_stop = min(train_start + TRAIN_TILE, n_train)

@@ -1,5 +1,10 @@
 """Exact distances of the candidate pairs a space-partitioning tree found, and the grid search.
 
+The kernels are serial: the driver (``fastknn._tree``) runs them on blocks
+of pairs or queries in its threads, as every fastknn kernel runs, since a
+``prange`` on numba's GNU OpenMP threads kills a forked child that enters a
+parallel region once its parent has used one.
+
 The tree (``scipy.spatial.cKDTree``) ranks with its own float64 sums; the
 distances fastknn returns, and the order it breaks ties in, come from
 :func:`~fastknn._kernels.distances._exact_rdist`, the sum brute force uses.
@@ -7,13 +12,11 @@ The cell grid (``_grid_select``) computes those exact sums itself.
 """
 
 import numpy as np
-from numba import prange
-
 from .._config import jit
 from .distances import EUCLIDEAN, MINKOWSKI, _copy_float64, _exact_rdist
 
 
-@jit(parallel=True)
+@jit()
 def _pair_rdist(queries, train, query_of, rows, metric, p, out):
     """Exact reduced distance of every pair ``(queries[query_of[j]], train[rows[j]])``.
 
@@ -25,7 +28,7 @@ def _pair_rdist(queries, train, query_of, rows, metric, p, out):
     n_pairs = rows.shape[0]
     n_features = queries.shape[1]
     n_blocks = (n_pairs + 255) // 256
-    for b in prange(n_blocks):
+    for b in range(n_blocks):
         query = np.empty(n_features, dtype=np.float64)
         last_query = -1
         for j in range(b * 256, min(n_pairs, (b + 1) * 256)):
@@ -35,7 +38,7 @@ def _pair_rdist(queries, train, query_of, rows, metric, p, out):
             out[j] = _exact_rdist(query, train[rows[j]], metric, p)
 
 
-@jit(parallel=True)
+@jit()
 def _rank_fetched(queries, train, fetched, tree_dist, metric, p, margin, rdist, indices, unsettled):
     """Rank the tree's first ``k`` rows of each query exactly; flag the queries it cannot settle.
 
@@ -52,7 +55,7 @@ def _rank_fetched(queries, train, fetched, tree_dist, metric, p, margin, rdist, 
     n_queries, k = rdist.shape
     n_features = queries.shape[1]
     has_next = fetched.shape[1] > k
-    for i in prange(n_queries):
+    for i in range(n_queries):
         query = np.empty(n_features, dtype=np.float64)
         _copy_float64(queries[i], query)
         for j in range(k):
@@ -112,13 +115,14 @@ def _grid_sort(rows, cells, cell_start, out_rows, out_ids):
             out_rows[position, f] = rows[i, f]
 
 
-@jit(parallel=True)
+@jit()
 def _grid_select(queries, order, points, point_ids, cell_start, low, width, n_cells, strides, metric, p, margin,
                  max_rings, rdist, indices, unfinished):
     """Exact k nearest training rows of every query, visiting grid cells in rings.
 
     queries : (n_queries, n_features), float32 or float64
-    order : (n_queries,), int64, the order in which to answer the queries:
+    order : (n_ordered,), int64, the queries to answer (the driver gives each
+        of its threads a block of them), in the order to answer them:
         by cell, so that consecutive queries read the same cells from cache
         (on 200,000 x 2 uniform rows, half the time of a random order)
     points : (n_train, n_features), the training rows sorted by cell (same dtype)
@@ -146,17 +150,17 @@ def _grid_select(queries, order, points, point_ids, cell_start, low, width, n_ce
     rounding of the cells' boundaries, exceeds the k-th distance by the
     relative ``margin``, so rows that tie with the k-th are always visited.
     """
-    n_queries, k = rdist.shape
+    n_ordered, k = order.shape[0], rdist.shape[1]
     n_features = queries.shape[1]
-    n_blocks = (n_queries + 63) // 64
-    for b in prange(n_blocks):
+    n_blocks = (n_ordered + 63) // 64
+    for b in range(n_blocks):
         query = np.empty(n_features, dtype=np.float64)
         centre = np.empty(n_features, dtype=np.int64)
         offset = np.empty(n_features, dtype=np.int64)
         first_offset = np.empty(n_features, dtype=np.int64)
         last_offset = np.empty(n_features, dtype=np.int64)
         slack = np.empty(n_features, dtype=np.float64)
-        for position_in_order in range(b * 64, min(n_queries, (b + 1) * 64)):
+        for position_in_order in range(b * 64, min(n_ordered, (b + 1) * 64)):
             i = order[position_in_order]
             _copy_float64(queries[i], query)
             for f in range(n_features):
