@@ -253,7 +253,7 @@ def _rdist_tiles(queries, train, metric, p, integer_p, out):
     Work is split into (query tile, training tile) pairs; consecutive pairs
     share a training tile so that it stays in cache while query tiles stream
     by, and within a tile four queries at a time share each training row.
-    Serial: the driver runs blocks of queries in its threads
+    Serial: the driver runs blocks of training rows in its threads
     (``_search.fast_pass_chunks``). A ``prange`` over the tiles ran on
     numba's OpenMP threads, and GNU OpenMP kills a forked child
     (``multiprocessing``'s default on Linux) that enters a parallel region

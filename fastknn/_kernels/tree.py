@@ -12,6 +12,7 @@ The cell grid (``_grid_select``) computes those exact sums itself.
 """
 
 import numpy as np
+
 from .._config import jit
 from .distances import EUCLIDEAN, MINKOWSKI, _copy_float64, _exact_rdist
 
