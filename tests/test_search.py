@@ -3,6 +3,7 @@ threads, chunking and memory."""
 
 import math
 import threading
+import time
 import tracemalloc
 
 import naive
@@ -109,13 +110,25 @@ def test_run_query_blocks_raises_what_a_block_raised():
 
 
 def test_run_query_blocks_keeps_its_helper_threads():
-    _search.run_query_blocks(lambda first, last: None, 100, 10, 2)
-    pool = _search.worker_pool()
+    """The helpers are the same threads from call to call, at most the pool's ``NUMBA_NUM_THREADS - 1``
+    (a pool per call started new ones each time)."""
+
+    def helpers():
+        threads = set()
+
+        def kernel(first, last):
+            time.sleep(0.005)  # long enough for a helper to take blocks too
+            threads.add(threading.current_thread())
+
+        _search.run_query_blocks(kernel, 200, 10, 2)
+        return threads - {threading.current_thread()}
+
     threads_before = threading.active_count()
-    for _ in range(5):
-        _search.run_query_blocks(lambda first, last: None, 100, 10, 2)
-    assert _search.worker_pool() is pool
-    assert threading.active_count() == threads_before
+    seen = [helpers() for _ in range(6)]
+    assert all(seen)
+    assert len(set().union(*seen)) <= max(1, numba.config.NUMBA_NUM_THREADS - 1)
+    assert all(thread.name.startswith("fastknn") for thread in set().union(*seen))
+    assert threading.active_count() <= threads_before + max(1, numba.config.NUMBA_NUM_THREADS - 1)
 
 
 def test_nested_run_query_blocks_finish_when_every_helper_is_busy():
